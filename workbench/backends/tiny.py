@@ -1,0 +1,120 @@
+"""Build a random-weight tiny Llama 4 (text MoE + vision) with a real processor, fully offline.
+
+The checkpoint is an ordinary Hugging Face directory, so it loads through exactly the same
+``from_pretrained`` path as Llama 4 Scout. Its output is random noise: it exists for tests, CI and the
+demo on machines with no GPU or network. Every quantizable Linear keeps ``in_features % 64 == 0`` and
+``out_features % 32 == 0`` so bitsandbytes' CPU 4-bit kernel accepts it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+#: Bump when the recipe changes, so cached checkpoints are rebuilt.
+TINY_VERSION = 3
+
+SPECIAL_TOKENS = [
+    "<|begin_of_text|>", "<|end_of_text|>", "<|finetune_right_pad|>", "<|header_start|>", "<|header_end|>",
+    "<|eom|>", "<|eot|>", "<|step|>", "<|python_start|>", "<|python_end|>",
+    "<|image_start|>", "<|image_end|>", "<|image|>", "<|patch|>", "<|tile_x_separator|>", "<|tile_y_separator|>",
+]
+
+_CORPUS = """The quick brown fox jumps over the lazy dog. A model answers a question about an image.
+Fusion combines the answers of several models; a judge picks the best candidate or merges them.
+Red, green, blue, yellow: count the circles and squares. What is two plus three? The answer is five.
+Researchers compare debate, merge and best-of modes on arithmetic word problems and pictures.
+""" * 4
+
+
+def default_cache_dir() -> Path:
+    """Where built tiny checkpoints are kept (``WORKBENCH_CACHE`` overrides)."""
+    root = os.environ.get("WORKBENCH_CACHE") or Path.home() / ".cache" / "workbench"
+    return Path(root) / f"tiny-llama4-v{TINY_VERSION}"
+
+
+def tiny_config_kwargs(vocab_size: int) -> dict:
+    """The tiny Llama 4 config, following FACTS.md's consistency rules."""
+    text = dict(
+        vocab_size=vocab_size, hidden_size=64, intermediate_size=64, intermediate_size_mlp=128,
+        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+        num_local_experts=4, num_experts_per_tok=1, interleave_moe_layer_step=1,
+        max_position_embeddings=2048, rope_theta=500000.0, attention_chunk_size=1024,
+        pad_token_id=SPECIAL_TOKENS.index("<|finetune_right_pad|>"),
+        bos_token_id=0, eos_token_id=[1, SPECIAL_TOKENS.index("<|eot|>")],
+    )
+    vision = dict(
+        hidden_size=32, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
+        image_size=32, patch_size=8, pixel_shuffle_ratio=0.5, vision_output_dim=64,
+        projector_input_dim=64, projector_output_dim=64, rope_theta=10000.0,
+    )
+    return dict(text_config=text, vision_config=vision,
+                image_token_index=SPECIAL_TOKENS.index("<|patch|>"),
+                boi_token_index=SPECIAL_TOKENS.index("<|image_start|>"),
+                eoi_token_index=SPECIAL_TOKENS.index("<|image_end|>"))
+
+
+def _train_tokenizer(vocab_size: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(_CORPUS.splitlines(), trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot|>",
+        pad_token="<|finetune_right_pad|>", padding_side="left",
+    )
+
+
+def build_tiny_llama4(out_dir: str | Path, seed: int = 0) -> Path:
+    """Write a random-weight tiny Llama 4 checkpoint with processor to ``out_dir`` and return it."""
+    import torch
+    from transformers import Llama4Config, Llama4ForConditionalGeneration, Llama4Processor
+    from transformers.models.llama4.image_processing_llama4 import Llama4ImageProcessor
+    from transformers.models.llama4.processing_llama4 import chat_template
+
+    out_dir = Path(out_dir)
+    tokenizer = _train_tokenizer(448)
+    vocab = ((len(tokenizer) + 63) // 64) * 64  # lm_head rows padded to a kernel-friendly size
+    config = Llama4Config(**tiny_config_kwargs(vocab))
+    torch.manual_seed(seed)
+    model = Llama4ForConditionalGeneration(config).to(torch.bfloat16)
+    # `.to(bfloat16)` turns the vision rotary buffer real (FACTS.md); it is not saved, and loading with
+    # `dtype=bfloat16` rebuilds it correctly.
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|end_of_text|>")]
+    image_processor = Llama4ImageProcessor(size={"height": 32, "width": 32}, max_patches=4)
+    processor = Llama4Processor(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template,
+                                patch_size=8, pixel_shuffle_ratio=0.5)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    (out_dir / "WORKBENCH_TINY.json").write_text(json.dumps({"version": TINY_VERSION, "seed": seed,
+                                                              "note": "random weights: output is noise"}))
+    return out_dir
+
+
+def ensure_tiny_llama4(cache_dir: str | Path | None = None) -> Path:
+    """The cached tiny checkpoint, built on first use (atomic: built in a temp dir, then renamed)."""
+    target = Path(cache_dir) if cache_dir else default_cache_dir()
+    if (target / "WORKBENCH_TINY.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
+    try:
+        build_tiny_llama4(tmp)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process finished first
+            if not (target / "WORKBENCH_TINY.json").is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target

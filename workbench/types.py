@@ -1,0 +1,246 @@
+"""Typed values that cross module boundaries: prompts, generation settings, responses, failures.
+
+Nothing here imports torch, transformers or gradio.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from .errors import InputError
+
+#: Images larger than this (in pixels) are refused: they are almost always a mistake or a decompression bomb.
+MAX_IMAGE_PIXELS = 40_000_000
+#: Images are downscaled so that their longest side is at most this many pixels before use.
+MAX_IMAGE_SIDE = 2048
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """An image as bytes, validated once, identified by content hash."""
+
+    data: bytes  #: encoded image (PNG or JPEG)
+    mime: str  #: "image/png" or "image/jpeg"
+    width: int  #: pixels
+    height: int  #: pixels
+    sha256: str  #: hex digest of ``data``; how runs refer to images
+    source: str = ""  #: where it came from (a path or "bytes"), for messages only
+
+    @classmethod
+    def load(cls, image: Any) -> "ImageData":
+        """Validate and normalise an image given as a path, bytes, PIL image or ImageData.
+
+        Raises:
+            InputError: the file is missing, unreadable, not an image, or too large.
+        """
+        if isinstance(image, ImageData):
+            return image
+        from PIL import Image, UnidentifiedImageError
+
+        source = "bytes"
+        if isinstance(image, Image.Image):
+            pil, source = image, "PIL image"
+        else:
+            if isinstance(image, (str, Path)):
+                source = str(image)
+                path = Path(image)
+                if not path.is_file():
+                    raise InputError(f"image not found: {source}")
+                try:
+                    raw = path.read_bytes()
+                except OSError as exc:
+                    raise InputError(f"cannot read image {source}: {exc.strerror or exc}") from None
+            elif isinstance(image, (bytes, bytearray)):
+                raw = bytes(image)
+            else:
+                raise InputError(f"unsupported image value of type {type(image).__name__}")
+            try:
+                pil = Image.open(io.BytesIO(raw))
+                if pil.width * pil.height > MAX_IMAGE_PIXELS:
+                    raise InputError(
+                        f"image {source} is {pil.width}x{pil.height}: over the limit of "
+                        f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels"
+                    )
+                pil.load()
+            except InputError:
+                raise
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+                raise InputError(f"{source} is not a readable image ({exc.__class__.__name__})") from None
+        if pil.width * pil.height > MAX_IMAGE_PIXELS:
+            raise InputError(f"image {source} is {pil.width}x{pil.height}: over the size limit")
+        if pil.mode not in ("RGB", "L"):
+            pil = pil.convert("RGB")
+        if max(pil.size) > MAX_IMAGE_SIDE:
+            pil = pil.copy()
+            pil.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
+        buf = io.BytesIO()
+        pil.save(buf, format="PNG")
+        data = buf.getvalue()
+        return cls(data, "image/png", pil.width, pil.height, hashlib.sha256(data).hexdigest(), source)
+
+    def to_pil(self):
+        """The image as an RGB PIL image."""
+        from PIL import Image
+
+        return Image.open(io.BytesIO(self.data)).convert("RGB")
+
+    def data_url(self) -> str:
+        """The image as a ``data:`` URL, the form OpenAI-compatible APIs take."""
+        return f"data:{self.mime};base64,{base64.b64encode(self.data).decode()}"
+
+
+@dataclass(frozen=True)
+class TextPart:
+    """A piece of text inside a message."""
+
+    text: str
+    type: Literal["text"] = "text"
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """An image inside a message."""
+
+    image: ImageData
+    type: Literal["image"] = "image"
+
+
+ContentPart = Union[TextPart, ImagePart]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message: a role and a list of content parts."""
+
+    role: Literal["system", "user", "assistant"]
+    content: tuple[ContentPart, ...]
+
+    @property
+    def text(self) -> str:
+        """The message's text parts joined."""
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+
+    @property
+    def images(self) -> list[ImageData]:
+        """The message's images, in order."""
+        return [p.image for p in self.content if isinstance(p, ImagePart)]
+
+
+class Prompt:
+    """What a user asks: text, optional images, optional system prompt.
+
+    Args:
+        text: the question or instruction.
+        images: paths, bytes, PIL images or ImageData; each is validated now.
+        system: an optional system prompt (a member's persona is added by the member, not here).
+
+    Raises:
+        InputError: no text and no image, or an image that cannot be read.
+    """
+
+    def __init__(self, text: str = "", images: list[Any] | tuple[Any, ...] = (), system: str | None = None):
+        self.text = (text or "").strip()
+        self.images: tuple[ImageData, ...] = tuple(ImageData.load(i) for i in (images or ()))
+        self.system = system
+        if not self.text and not self.images:
+            raise InputError("the prompt is empty: give some text or at least one image")
+
+    def messages(self, persona: str | None = None, include_images: bool = True) -> list[Message]:
+        """Chat messages for this prompt, with ``persona`` as the system message when given."""
+        system = "\n\n".join(s for s in (persona, self.system) if s)
+        out: list[Message] = []
+        if system:
+            out.append(Message("system", (TextPart(system),)))
+        parts: list[ContentPart] = [ImagePart(i) for i in self.images] if include_images else []
+        if self.text:
+            parts.append(TextPart(self.text))
+        elif not parts:
+            parts.append(TextPart("(see the image)"))
+        out.append(Message("user", tuple(parts)))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able record; images by hash and size only."""
+        return {
+            "text": self.text,
+            "system": self.system,
+            "images": [{"sha256": i.sha256, "width": i.width, "height": i.height} for i in self.images],
+        }
+
+    def __repr__(self) -> str:
+        return f"Prompt({self.text[:40]!r}, images={len(self.images)})"
+
+
+@dataclass
+class GenerateConfig:
+    """Sampling and limits for one generation."""
+
+    max_new_tokens: int = 256  #: hard cap on generated tokens
+    temperature: float = 0.7  #: 0 means greedy
+    top_p: float = 1.0  #: nucleus sampling mass
+    seed: int | None = None  #: fixed seed for reproducible sampling where the backend supports it
+    timeout_s: float = 300.0  #: wall-clock limit for the whole generation
+
+    def replace(self, **changes: Any) -> "GenerateConfig":
+        """A copy with ``changes`` applied (None values are ignored)."""
+        data = {**self.__dict__, **{k: v for k, v in changes.items() if v is not None}}
+        return GenerateConfig(**data)
+
+
+@dataclass
+class Usage:
+    """Token and money accounting for one generation."""
+
+    prompt_tokens: int = 0  #: tokens read
+    completion_tokens: int = 0  #: tokens written
+    cost_usd: float | None = None  #: reported or computed cost; None when unknown
+
+
+@dataclass
+class Chunk:
+    """A piece of streamed output: the newly generated text."""
+
+    text: str
+
+
+@dataclass
+class Response:
+    """A finished generation."""
+
+    text: str  #: the generated text
+    model: str  #: the model's name as resolved
+    usage: Usage = field(default_factory=Usage)  #: tokens and cost
+    finish_reason: str = "stop"  #: "stop", "length", "cancelled"...
+    ttft_s: float | None = None  #: seconds to the first token
+    latency_s: float = 0.0  #: seconds for the whole generation
+    notes: list[str] = field(default_factory=list)  #: things the user should know (e.g. images dropped)
+    ok: Literal[True] = True
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Generated tokens per second, after the first token."""
+        gen = self.latency_s - (self.ttft_s or 0.0)
+        if self.usage.completion_tokens and gen > 0:
+            return self.usage.completion_tokens / gen
+        return None
+
+
+@dataclass
+class Failure:
+    """A generation that did not succeed: data, not an exception."""
+
+    reason: str  #: human-readable cause
+    kind: str  #: "timeout", "rate_limit", "server", "connection", "config", "input", "oom", "cancelled", "backend"
+    model: str = ""  #: the model's name
+    retryable: bool = False  #: whether trying again later may help
+    latency_s: float = 0.0  #: seconds until it failed
+    partial_text: str = ""  #: whatever was streamed before it failed
+    ok: Literal[False] = False
+
+
+Result = Union[Response, Failure]
