@@ -88,10 +88,12 @@ def quantizable_weights(model, skip_modules: Iterable[str]) -> tuple[set[str], s
 
 def meta_model(config):
     """The model for ``config`` on the meta device: shapes, no memory."""
-    from accelerate import init_empty_weights
+    import torch
     from transformers import AutoModelForCausalLM, Llama4ForConditionalGeneration
 
-    with init_empty_weights():
+    # torch.device("meta") rather than accelerate's init_empty_weights: the latter still allocates the
+    # fused expert tensors (torch.zeros) on the host before moving them, 1.5 minutes and 190 GiB for Scout.
+    with torch.device("meta"):
         if getattr(config, "model_type", "") == "llama4":
             return Llama4ForConditionalGeneration(config)
         return AutoModelForCausalLM.from_config(config)

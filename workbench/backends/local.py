@@ -1,0 +1,279 @@
+"""Local models on transformers + accelerate + bitsandbytes: Llama 4 (image + text) and plain causal LMs."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from ..errors import InputError, MissingDependencyError, ModelLoadError, OutOfMemoryError
+from ..specs import ModelSpec
+from ..types import Chunk, GenerateConfig, ImagePart, Message
+from .base import ModelBackend, StreamEnd
+from .worker import OOM_HINT, BatchStreamer, BatchWorker, GenRequest, make_stopping_criteria
+
+
+def _import_torch():
+    try:
+        import torch
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError(f"local models need torch and transformers: pip install 'fusion-workbench' "
+                                     f"({exc.name} is missing)") from None
+    return torch
+
+
+def cache_root() -> Path:
+    """Where converted checkpoints live (``WORKBENCH_CACHE`` overrides)."""
+    return Path(os.environ.get("WORKBENCH_CACHE") or Path.home() / ".cache" / "workbench")
+
+
+def resolve_checkpoint(spec: ModelSpec) -> Path:
+    """A local directory holding the spec's checkpoint, downloading from the Hub when allowed.
+
+    Raises:
+        ModelLoadError: not a model directory, or weights not available offline (says how to get them).
+    """
+    if spec.backend == "tiny":
+        from .tiny import ensure_tiny_llama4
+
+        return ensure_tiny_llama4()
+    path = Path(spec.model).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"{path} is not a model checkpoint: it has no config.json")
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+    except ImportError:
+        raise MissingDependencyError("huggingface_hub is needed to fetch models: pip install huggingface_hub") from None
+    patterns = ["*.json", "*.safetensors", "*.jinja", "*.model", "*.txt", "tokenizer*"]
+    try:
+        return Path(snapshot_download(spec.model, allow_patterns=patterns))
+    except GatedRepoError:
+        raise ModelLoadError(f"{spec.model} is gated: accept its licence on huggingface.co/{spec.model} and set "
+                             f"HF_TOKEN (or run `hf auth login`)") from None
+    except RepositoryNotFoundError:
+        raise ModelLoadError(f"{spec.model} was not found on the Hugging Face Hub (or is private: set HF_TOKEN)") \
+            from None
+    except LocalEntryNotFoundError:
+        raise ModelLoadError(f"weights for {spec.model} are not available offline: on a machine with network run "
+                             f"`hf download {spec.model}` (with HF_TOKEN for gated models), or pass a local "
+                             f"checkpoint directory") from None
+    except Exception as exc:  # network errors of many kinds
+        raise ModelLoadError(f"could not fetch {spec.model}: {type(exc).__name__}: {exc}. Without network, "
+                             f"download it elsewhere with `hf download {spec.model}` and pass the directory") from None
+
+
+def int4_checkpoint(src: Path, spec: ModelSpec) -> Path:
+    """A pre-quantized INT4 copy of a Llama 4 checkpoint, converted once and cached."""
+    from .quant import quantize_checkpoint
+
+    key = hashlib.sha256(f"{src.resolve()}|{sorted(spec.skip_modules)}|nf4-v1".encode()).hexdigest()[:16]
+    dst = cache_root() / "int4" / f"{src.name}-{key}"
+    if not (dst / "config.json").is_file():
+        quantize_checkpoint(src, dst, spec.skip_modules, progress=True)
+    return dst
+
+
+class LocalModel(ModelBackend):
+    """A transformers model loaded on this machine, served by one worker thread that batches requests.
+
+    Attributes:
+        hf_model: the transformers model, for research access.
+        processor: its processor (image + text models) or tokenizer (text-only models).
+        checkpoint: the directory it was loaded from (the INT4 copy for converted Llama 4).
+    """
+
+    def __init__(self, spec: ModelSpec, max_batch: int = 8):
+        super().__init__(spec)
+        torch = _import_torch()
+        from transformers import AutoConfig
+
+        src = resolve_checkpoint(spec)
+        try:
+            config = AutoConfig.from_pretrained(src)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(f"{src} is not a loadable model checkpoint: {exc}") from None
+        self.is_llama4 = getattr(config, "model_type", "") == "llama4"
+        self.is_multimodal = hasattr(config, "vision_config")
+        prequantized = "quantization_config" in json.loads((src / "config.json").read_text())
+        kwargs: dict[str, Any] = {"dtype": getattr(torch, spec.dtype)}
+        self.checkpoint = src
+        if spec.quant == "int4" and not prequantized:
+            if not torch.cuda.is_available() and not _bnb_cpu_ok():
+                raise ModelLoadError("INT4 needs bitsandbytes (pip install bitsandbytes)")
+            from .quant import bnb_config
+
+            if self.is_llama4:
+                self.checkpoint = int4_checkpoint(src, spec)  # experts too, via a pre-quantized copy
+            else:
+                kwargs["quantization_config"] = bnb_config(spec.skip_modules, spec.dtype)
+        if torch.cuda.is_available():
+            kwargs["device_map"] = "auto"
+            if spec.max_memory:
+                kwargs["max_memory"] = {(int(k) if str(k).isdigit() else k): v for k, v in spec.max_memory.items()}
+                if spec.quant == "int4" or prequantized:
+                    from .quant import bnb_config
+
+                    qc = bnb_config(spec.skip_modules, spec.dtype)
+                    qc.llm_int8_enable_fp32_cpu_offload = True  # bnb refuses GPU+CPU maps otherwise
+                    kwargs["quantization_config"] = qc
+        else:
+            kwargs["device_map"] = "cpu"
+        t0 = time.perf_counter()
+        try:
+            if self.is_multimodal:
+                from transformers import AutoModelForImageTextToText, AutoProcessor
+
+                self.hf_model = AutoModelForImageTextToText.from_pretrained(self.checkpoint, **kwargs)
+                self.processor = AutoProcessor.from_pretrained(self.checkpoint)
+                self.tokenizer = self.processor.tokenizer
+            else:
+                from transformers import AutoModelForCausalLM, AutoTokenizer
+
+                self.hf_model = AutoModelForCausalLM.from_pretrained(self.checkpoint, **kwargs)
+                self.processor = self.tokenizer = AutoTokenizer.from_pretrained(self.checkpoint)
+        except torch.cuda.OutOfMemoryError:
+            raise OutOfMemoryError(f"loading {spec.name}: {OOM_HINT}") from None
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"could not load {spec.name} from {self.checkpoint}: {exc}") from None
+        self.load_seconds = time.perf_counter() - t0
+        self.hf_model.eval()
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.context_length = spec.context_length or getattr(config.get_text_config(), "max_position_embeddings", None)
+        gc = self.hf_model.generation_config
+        eos = gc.eos_token_id if gc.eos_token_id is not None else self.tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        self.worker = BatchWorker(self._generate_batch, spec.name, max_batch=max_batch)
+
+    @property
+    def supports_images(self) -> bool:
+        return self.is_multimodal
+
+    @property
+    def is_noise(self) -> bool:
+        """True for the random-weight tiny model."""
+        return self.spec.is_noise
+
+    async def _stream(self, messages: list[Message], config: GenerateConfig) -> AsyncIterator[Chunk | StreamEnd]:
+        request = GenRequest(messages, config, asyncio.get_running_loop(), asyncio.Queue(),
+                             deadline=time.monotonic() + config.timeout_s)
+        self.worker.submit(request)
+        try:
+            while True:
+                item = await request.out.get()
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+                if isinstance(item, StreamEnd):
+                    return
+        finally:
+            request.cancel.set()  # no-op when finished; stops this row when the caller gave up
+
+    def _chat_text(self, messages: list[Message]) -> str:
+        hf_messages = []
+        for m in messages:
+            parts = [{"type": "image"} if isinstance(p, ImagePart) else {"type": "text", "text": p.text}
+                     for p in m.content]
+            hf_messages.append({"role": m.role, "content": parts if self.is_multimodal else m.text})
+        if getattr(self.tokenizer, "chat_template", None) or getattr(self.processor, "chat_template", None):
+            return self.processor.apply_chat_template(hf_messages, add_generation_prompt=True, tokenize=False)
+        return "\n\n".join(m.text for m in messages) + "\n\n"  # a base model with no chat template
+
+    def _generate_batch(self, requests: list[GenRequest]) -> None:
+        """Runs on the worker thread: one generate call for every request in ``requests``."""
+        import torch
+
+        texts = [self._chat_text(r.messages) for r in requests]
+        images = [p.image.to_pil() for r in requests for m in r.messages for p in m.content
+                  if isinstance(p, ImagePart)]
+        if images:
+            inputs = self.processor(text=texts, images=images, return_tensors="pt", padding=True)
+        else:
+            inputs = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        prompt_lens = inputs["attention_mask"].sum(dim=1).tolist()
+        cfg = requests[0].config
+        if self.context_length:
+            for r, n in zip(requests, prompt_lens):
+                if n + cfg.max_new_tokens > self.context_length:
+                    r.emit(InputError(f"the prompt is {n} tokens; with max_new_tokens={cfg.max_new_tokens} it "
+                                      f"exceeds {self.spec.name}'s context of {self.context_length} tokens"))
+                    r.cancel.set()
+            live = [i for i, r in enumerate(requests) if not r.cancel.is_set()]
+            if len(live) < len(requests):
+                if live:
+                    self._generate_batch([requests[i] for i in live])
+                return
+        device = self.hf_model.device
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        if "pixel_values" in inputs:  # the image processor emits bf16; match the model
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.hf_model.dtype)
+        streamer = BatchStreamer(self.tokenizer, requests, self.eos_ids)
+        sample = cfg.temperature > 0
+        if cfg.seed is not None:
+            torch.manual_seed(cfg.seed)
+        gen_kwargs: dict[str, Any] = dict(
+            max_new_tokens=cfg.max_new_tokens, do_sample=sample, streamer=streamer,
+            stopping_criteria=[make_stopping_criteria(requests, streamer)],
+            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=sorted(self.eos_ids),
+        )
+        if sample:
+            gen_kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p)
+        try:
+            with torch.inference_mode():
+                self.hf_model.generate(**inputs, **gen_kwargs)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            raise OutOfMemoryError(OOM_HINT) from None
+        streamer.end()
+        now = time.monotonic()
+        for i, r in enumerate(requests):
+            if r.cancel.is_set():
+                reason = "cancelled"
+            elif now > r.deadline:
+                reason = "timeout"
+            else:
+                reason = "stop" if streamer.hit_eos[i] else "length"
+            r.emit(StreamEnd(streamer.usage(i, int(prompt_lens[i])), reason))
+
+    def memory_report(self) -> dict[str, Any]:
+        """Bytes held by the loaded model, by component and dtype (NF4 weights count their statistics)."""
+        from .quant import component_of
+
+        by: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        devices: dict[str, int] = defaultdict(int)
+        for name, t in list(self.hf_model.named_parameters()) + list(self.hf_model.named_buffers()):
+            nbytes = t.numel() * t.element_size()
+            dtype = str(t.dtype).replace("torch.", "")
+            qs = getattr(t, "quant_state", None)
+            if qs is not None:
+                dtype = getattr(qs, "quant_type", "int4")
+                nbytes += qs.absmax.numel() * qs.absmax.element_size()
+                if getattr(qs, "state2", None) is not None:
+                    nbytes += qs.state2.absmax.numel() * qs.state2.absmax.element_size()
+            by[component_of(name)][dtype] += nbytes
+            devices[str(t.device)] += nbytes
+        total = sum(devices.values())
+        return {"model": self.name, "checkpoint": str(self.checkpoint), "total_bytes": total,
+                "total_gib": round(total / 1024**3, 4), "by_component": {k: dict(v) for k, v in by.items()},
+                "by_device": dict(devices)}
+
+    def close(self) -> None:
+        self.worker.close()
+
+
+def _bnb_cpu_ok() -> bool:
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        return False
+    return True

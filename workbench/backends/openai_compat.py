@@ -1,0 +1,133 @@
+"""OpenAI-compatible chat-completions endpoints: OpenRouter, vLLM, Ollama, llama.cpp server.
+
+Built on the ``openai`` SDK, which owns retries (429, 5xx, connection errors, with backoff) and timeouts.
+The API key is read from the environment variable the spec names, at call time, and never stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import weakref
+from typing import Any, AsyncIterator
+
+from ..errors import BackendError, ConfigError, MissingDependencyError
+from ..specs import ModelSpec
+from ..types import Chunk, GenerateConfig, ImagePart, Message, Usage
+from .base import ModelBackend, StreamEnd
+
+
+def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Chat messages in the OpenAI format; images as data-URL ``image_url`` parts."""
+    out = []
+    for m in messages:
+        if m.role != "user" or not any(isinstance(p, ImagePart) for p in m.content):
+            out.append({"role": m.role, "content": m.text})
+            continue
+        parts = []
+        for p in m.content:
+            if isinstance(p, ImagePart):
+                parts.append({"type": "image_url", "image_url": {"url": p.image.data_url()}})
+            elif p.text:
+                parts.append({"type": "text", "text": p.text})
+        out.append({"role": m.role, "content": parts})
+    return out
+
+
+class OpenAICompatModel(ModelBackend):
+    """A model behind an OpenAI-compatible ``/chat/completions`` endpoint."""
+
+    def __init__(self, spec: ModelSpec, max_retries: int = 2, connect_timeout_s: float = 10.0):
+        super().__init__(spec)
+        if not spec.base_url:
+            raise ConfigError(f"{spec.name}: an OpenAI-compatible model needs base_url")
+        self.max_retries = max_retries
+        self.connect_timeout_s = connect_timeout_s
+        # One client per event loop: httpx connection pools belong to the loop that opened them.
+        self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    @property
+    def supports_images(self) -> bool:
+        return self.spec.vision is not False
+
+    def _api_key(self) -> str:
+        var = self.spec.api_key_env
+        if not var:
+            return "not-needed"  # local servers (vLLM, Ollama, llama.cpp) accept any key
+        key = os.environ.get(var, "").strip()
+        if not key:
+            raise ConfigError(f"{self.name} needs an API key: set the environment variable {var}")
+        return key
+
+    def _client(self, timeout_s: float):
+        try:
+            import httpx
+            from openai import AsyncOpenAI
+        except ImportError:
+            raise MissingDependencyError("OpenAI-compatible endpoints need the openai package: pip install openai") \
+                from None
+        loop = asyncio.get_running_loop()
+        key = self._api_key()
+        client = self._clients.get(loop)
+        if client is None or client.api_key != key:
+            client = AsyncOpenAI(base_url=self.spec.base_url, api_key=key, max_retries=self.max_retries,
+                                 timeout=httpx.Timeout(timeout_s, connect=self.connect_timeout_s))
+            self._clients[loop] = client
+        return client.with_options(timeout=timeout_s)
+
+    async def _stream(self, messages: list[Message], config: GenerateConfig) -> AsyncIterator[Chunk | StreamEnd]:
+        import openai
+
+        client = self._client(config.timeout_s)
+        params: dict[str, Any] = dict(model=self.spec.model, messages=to_openai_messages(messages), stream=True,
+                                      max_tokens=config.max_new_tokens, temperature=config.temperature,
+                                      top_p=config.top_p, stream_options={"include_usage": True})
+        if config.seed is not None:
+            params["seed"] = config.seed
+        usage, finish = Usage(), "stop"
+        try:
+            stream = await client.chat.completions.create(**params)
+            async for event in stream:
+                if event.usage is not None:
+                    u = event.usage
+                    extra = getattr(u, "model_extra", None) or {}
+                    cost = getattr(u, "cost", None) if "cost" not in extra else extra["cost"]
+                    usage = Usage(u.prompt_tokens or 0, u.completion_tokens or 0,
+                                  float(cost) if cost is not None else None)
+                for choice in event.choices or ():
+                    if choice.finish_reason:
+                        finish = choice.finish_reason
+                    if choice.delta and choice.delta.content:
+                        yield Chunk(choice.delta.content)
+        except openai.AuthenticationError:
+            var = self.spec.api_key_env or "the key variable"
+            raise BackendError(f"{self.spec.base_url} rejected the API key: check {var}", kind="config") from None
+        except openai.RateLimitError as exc:
+            raise BackendError(f"rate limited (429) after {self.max_retries} retries: {_msg(exc)}",
+                               retryable=True, kind="rate_limit") from None
+        except openai.InternalServerError as exc:
+            raise BackendError(f"server error {exc.status_code} after {self.max_retries} retries: {_msg(exc)}",
+                               retryable=True, kind="server") from None
+        except openai.APITimeoutError:
+            raise BackendError(f"{self.spec.base_url} did not answer in time", retryable=True, kind="timeout") \
+                from None
+        except openai.APIConnectionError:
+            raise BackendError(f"cannot reach {self.spec.base_url}: is the server running?", retryable=True,
+                               kind="connection") from None
+        except openai.NotFoundError as exc:
+            raise BackendError(f"{self.spec.base_url} does not know model {self.spec.model!r}: {_msg(exc)}",
+                               kind="config") from None
+        except openai.APIStatusError as exc:
+            raise BackendError(f"HTTP {exc.status_code} from {self.spec.base_url}: {_msg(exc)}",
+                               retryable=exc.status_code >= 500, kind="input" if exc.status_code == 400 else "server") \
+                from None
+        yield StreamEnd(usage, finish)
+
+
+def _msg(exc: Exception) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])[:300]
+    return str(getattr(exc, "message", exc))[:300]

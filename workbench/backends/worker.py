@@ -1,0 +1,163 @@
+"""One worker thread per loaded local model: queued requests are batched into one ``generate`` call.
+
+Torch never runs on the event loop. Requests that arrive together and share sampling settings are
+padded on the left and generated as one batch; each request streams its own text back to its own
+asyncio queue, can be cancelled on its own (a per-row stopping criterion), and gets its own usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import BackendError, InputError, OutOfMemoryError
+from ..types import Chunk, GenerateConfig, Message, Usage
+
+OOM_HINT = ("out of GPU memory: load in INT4 (--quant int4), lower max_memory per GPU so accelerate offloads "
+            "to the CPU, or use fewer/shorter prompts")
+
+
+@dataclass
+class GenRequest:
+    """One queued generation."""
+
+    messages: list[Message]
+    config: GenerateConfig
+    loop: asyncio.AbstractEventLoop
+    out: asyncio.Queue  #: receives Chunk, then a StreamEnd or an exception
+    cancel: threading.Event = field(default_factory=threading.Event)
+    deadline: float = 0.0  #: time.monotonic() after which generation stops
+
+    def emit(self, item: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+        except RuntimeError:  # the caller's loop is gone; nobody is listening
+            self.cancel.set()
+
+    @property
+    def batch_key(self) -> tuple:
+        c = self.config
+        return (c.max_new_tokens, c.temperature, c.top_p, c.seed, any(m.images for m in self.messages))
+
+
+class BatchWorker:
+    """Runs ``generate_batch(requests)`` on a dedicated thread, batching what is queued together."""
+
+    def __init__(self, generate_batch: Callable[[list[GenRequest]], None], name: str,
+                 max_batch: int = 8, batch_window_s: float = 0.01):
+        self._generate_batch = generate_batch
+        self.max_batch = max_batch
+        self.batch_window_s = batch_window_s
+        self._queue: queue.Queue[GenRequest | None] = queue.Queue()
+        self.batches_run = 0  #: how many generate calls were made (for tests and benchmarks)
+        self.batch_sizes: list[int] = []
+        self._thread = threading.Thread(target=self._run, name=f"workbench-{name}", daemon=True)
+        self._thread.start()
+
+    def submit(self, request: GenRequest) -> None:
+        self._queue.put(request)
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+    def _run(self) -> None:
+        pending: list[GenRequest] = []
+        while True:
+            first = pending.pop(0) if pending else self._queue.get()
+            if first is None:
+                return
+            # Give requests that arrive together a moment to join the same batch.
+            batch, rest = [first], []
+            until = time.monotonic() + self.batch_window_s
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = pending.pop(0) if pending else self._queue.get(timeout=max(0.0, until - time.monotonic()))
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                (batch if nxt.batch_key == first.batch_key else rest).append(nxt)
+            pending = rest + pending
+            batch = [r for r in batch if not r.cancel.is_set()]
+            if not batch:
+                continue
+            self.batches_run += 1
+            self.batch_sizes.append(len(batch))
+            try:
+                self._generate_batch(batch)
+            except Exception as exc:  # report to every waiting caller; never kill the worker
+                err = _as_backend_error(exc)
+                for r in batch:
+                    r.emit(err)
+
+
+def _as_backend_error(exc: Exception) -> Exception:
+    if isinstance(exc, (BackendError, InputError)):
+        return exc
+    name = type(exc).__name__
+    if "OutOfMemory" in name or "out of memory" in str(exc).lower():
+        return OutOfMemoryError(OOM_HINT)
+    return BackendError(f"generation failed: {name}: {exc}", kind="backend")
+
+
+class BatchStreamer:
+    """A transformers streamer for a batch: decodes each row incrementally and emits its new text."""
+
+    def __init__(self, tokenizer, requests: list[GenRequest], eos_ids: set[int]):
+        self.tokenizer = tokenizer
+        self.requests = requests
+        self.eos_ids = eos_ids
+        self.tokens: list[list[int]] = [[] for _ in requests]
+        self.sent: list[str] = ["" for _ in requests]
+        self.done = [False] * len(requests)
+        self.hit_eos = [False] * len(requests)
+        self._prompt_seen = False
+
+    def put(self, value) -> None:
+        if not self._prompt_seen:  # generate() first sends the prompt ids
+            self._prompt_seen = True
+            return
+        ids = value.reshape(len(self.requests), -1)[:, -1].tolist()
+        for i, tok in enumerate(ids):
+            if self.done[i]:
+                continue
+            if tok in self.eos_ids:
+                self.done[i] = self.hit_eos[i] = True
+                continue
+            self.tokens[i].append(tok)
+            text = self.tokenizer.decode(self.tokens[i], skip_special_tokens=True)
+            if text.endswith("\ufffd"):  # a multi-byte character is not complete yet
+                continue
+            delta = text[len(self.sent[i]):] if text.startswith(self.sent[i]) else text
+            if delta:
+                self.sent[i] = text
+                self.requests[i].emit(Chunk(delta))
+
+    def end(self) -> None:
+        for i, r in enumerate(self.requests):
+            text = self.tokenizer.decode(self.tokens[i], skip_special_tokens=True)
+            if text != self.sent[i] and text.startswith(self.sent[i]):
+                r.emit(Chunk(text[len(self.sent[i]):]))
+                self.sent[i] = text
+
+    def usage(self, i: int, prompt_tokens: int) -> Usage:
+        return Usage(prompt_tokens=prompt_tokens, completion_tokens=len(self.tokens[i]) + int(self.hit_eos[i]))
+
+
+def make_stopping_criteria(requests: list[GenRequest], streamer: BatchStreamer):
+    """Per-row stop: a cancelled or timed-out request stops its own row only."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class _Stop(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            now = time.monotonic()
+            flags = [r.cancel.is_set() or now > r.deadline for r in requests]
+            return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
+
+    return _Stop()
