@@ -181,6 +181,7 @@ class GenerateConfig:
     """Sampling and limits for one generation."""
 
     max_new_tokens: int = 256  #: hard cap on generated tokens
+    min_new_tokens: int = 0  #: end-of-sequence is suppressed before this many tokens (local models)
     temperature: float = 0.7  #: 0 means greedy
     top_p: float = 1.0  #: nucleus sampling mass
     seed: int | None = None  #: fixed seed for reproducible sampling where the backend supports it

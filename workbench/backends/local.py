@@ -222,7 +222,7 @@ class LocalModel(ModelBackend):
         if cfg.seed is not None:
             torch.manual_seed(cfg.seed)
         gen_kwargs: dict[str, Any] = dict(
-            max_new_tokens=cfg.max_new_tokens, do_sample=sample, streamer=streamer,
+            max_new_tokens=cfg.max_new_tokens, min_new_tokens=cfg.min_new_tokens or None, do_sample=sample, streamer=streamer,
             stopping_criteria=[make_stopping_criteria(requests, streamer)],
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=sorted(self.eos_ids),
         )
@@ -243,6 +243,7 @@ class LocalModel(ModelBackend):
                 reason = "timeout"
             else:
                 reason = "stop" if streamer.hit_eos[i] else "length"
+            self.worker.finish_reasons.append(reason)
             r.emit(StreamEnd(streamer.usage(i, int(prompt_lens[i])), reason))
 
     def memory_report(self) -> dict[str, Any]:

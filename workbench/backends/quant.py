@@ -48,6 +48,9 @@ def component_of(name: str) -> str:
         return "vision"
     if "multi_modal_projector" in name:
         return "projector"
+    leaf_module = name.rsplit(".", 2)[-2] if name.count(".") >= 1 else name
+    if "norm" in leaf_module:
+        return "norms"
     if ".experts." in name or name.endswith(".experts") or "experts.gate_up_proj" in name:
         return "experts"
     if "shared_expert" in name:
@@ -60,8 +63,6 @@ def component_of(name: str) -> str:
         return "embeddings"
     if "lm_head" in name:
         return "lm_head"
-    if "norm" in name:
-        return "norms"
     if "mlp" in name or "feed_forward" in name:
         return "mlp"
     return "other"

@@ -41,7 +41,7 @@ class GenRequest:
     @property
     def batch_key(self) -> tuple:
         c = self.config
-        return (c.max_new_tokens, c.temperature, c.top_p, c.seed, any(m.images for m in self.messages))
+        return (c.max_new_tokens, c.min_new_tokens, c.temperature, c.top_p, c.seed, any(m.images for m in self.messages))
 
 
 class BatchWorker:
@@ -55,6 +55,7 @@ class BatchWorker:
         self._queue: queue.Queue[GenRequest | None] = queue.Queue()
         self.batches_run = 0  #: how many generate calls were made (for tests and benchmarks)
         self.batch_sizes: list[int] = []
+        self.finish_reasons: list[str] = []  #: per request, in order of completion (for tests and benchmarks)
         self._thread = threading.Thread(target=self._run, name=f"workbench-{name}", daemon=True)
         self._thread.start()
 

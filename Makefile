@@ -1,0 +1,35 @@
+# Two commands do all the set-up themselves on a fresh machine:
+#   make demo   -> creates .venv if missing, launches the Gradio workbench (tiny offline preset without a GPU)
+#   make test   -> creates .venv if missing, installs test needs (Chromium for browser tests), runs pytest
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test bench install browser clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,notebooks]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/workbench demo $(ARGS)
+
+# Debian's chromium drives the browser tests (Playwright cannot download browsers here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: $(STAMP) browser
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) benchmarks/backends_cpu.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,41 @@
+"""Shared fixtures: a per-session cache for tiny checkpoints, a scripted HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Before anything imports workbench: keep built checkpoints out of the user's cache, never touch the Hub.
+os.environ.setdefault("WORKBENCH_CACHE", tempfile.mkdtemp(prefix="wb-test-cache-"))
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["WORKBENCH_MODELS_FILE"] = str(Path(os.environ["WORKBENCH_CACHE"]) / "no-user-models.toml")
+
+import pytest  # noqa: E402
+
+from workbench.scripted_server import ScriptedServer  # noqa: E402
+from workbench.specs import ModelSpec  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_dir() -> Path:
+    from workbench.backends.tiny import ensure_tiny_llama4
+
+    return ensure_tiny_llama4()
+
+
+@pytest.fixture(scope="session")
+def server():
+    with ScriptedServer() as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def remote(server):
+    """remote("reply=hi;delay=0.1") -> a ModelSpec for the scripted server."""
+
+    def make(script: str, name: str | None = None, vision: bool = True, **kw) -> ModelSpec:
+        return ModelSpec(name=name or script, backend="openai", model=script, base_url=server.base_url,
+                         vision=vision, **kw)
+
+    return make

@@ -1,0 +1,167 @@
+"""The ``workbench`` command. ``--json`` output is a contract: tests and users script against it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from .errors import WorkbenchError
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def cmd_models(args) -> int:
+    from .specs import load_registry, user_models_file
+
+    reg = load_registry()
+    rows = [{**spec.to_dict(), "noise": spec.is_noise} for spec in reg.models.values()]
+    if args.json:
+        _print_json({"models": rows, "personas": reg.personas, "sources": reg.sources,
+                     "user_file": str(user_models_file())})
+        return 0
+    for r in rows:
+        print(f"{r['name']:<20} {r['backend']:<7} {r['quant']:<5} {r['description']}")
+    print(f"\npersonas: {', '.join(reg.personas)}   (use MODEL:PERSONA in a pool)")
+    print(f"user file (merged on top): {user_models_file()}")
+    return 0
+
+
+def model_config(spec):
+    """The transformers config for a spec, without weights (Scout's is built in)."""
+    from transformers import AutoConfig, Llama4Config
+
+    from .backends.quant import SCOUT_CONFIG
+
+    if spec.backend == "tiny":
+        from .backends.tiny import SPECIAL_TOKENS, tiny_config_kwargs
+
+        return Llama4Config(**tiny_config_kwargs(len(SPECIAL_TOKENS) + 448))
+    if "llama-4-scout" in spec.model.lower():
+        return Llama4Config(**SCOUT_CONFIG)
+    try:
+        return AutoConfig.from_pretrained(spec.model)
+    except OSError as exc:
+        raise WorkbenchError(f"cannot read the config of {spec.model} (offline?): {exc}") from None
+
+
+def cmd_memory(args) -> int:
+    from .backends import spec_for
+    from .backends.quant import plan_memory
+
+    spec = spec_for(args.model, args.quant)
+    plan = plan_memory(model_config(spec), spec.skip_modules)
+    plan["model"] = spec.name
+    plan["quant"] = spec.quant
+    plan["planned_gib"] = plan["int4_total_gib"] if spec.quant == "int4" else plan["bf16_total_gib"]
+    if args.json:
+        _print_json(plan)
+        return 0
+    gib = 1024**3
+    print(f"{spec.name}: {plan['total_parameters'] / 1e9:.2f}B parameters")
+    print(f"{'component':<14} {'params':>10} {'bf16 GiB':>10} {'INT4 GiB':>10}")
+    for comp, n in sorted(plan["parameters"].items(), key=lambda kv: -kv[1]):
+        print(f"{comp:<14} {n / 1e9:>9.2f}B {plan['bf16_bytes'][comp] / gib:>10.2f} "
+              f"{plan['int4_bytes'][comp] / gib:>10.2f}")
+    print(f"{'total':<14} {'':>10} {plan['bf16_total_gib']:>10.2f} {plan['int4_total_gib']:>10.2f}")
+    print(f"kept in bf16 under INT4: {', '.join(spec.skip_modules)}")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from .backends import load_model
+    from .types import Prompt
+
+    prompt = Prompt(args.prompt, images=args.image or [])
+    model = load_model(args.model, args.quant)
+    noise = getattr(model.spec, "is_noise", False)
+    if noise and not args.json:
+        print("[tiny-offline: random weights, the output below is noise]", file=sys.stderr)
+
+    async def run():
+        if args.json:
+            return await model.generate(prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+        return await model.complete(prompt.messages(), _config(args), on_text=lambda t: print(t, end="", flush=True),
+                                    drop_images=False)
+
+    result = asyncio.run(run())
+    if args.json:
+        from dataclasses import asdict
+
+        _print_json({**asdict(result), "noise": noise})
+    else:
+        print()
+        if not result.ok:
+            print(f"error: {result.reason}", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+def _config(args):
+    from .types import GenerateConfig
+
+    return GenerateConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="workbench", description="Fusion Workbench: study multi-model fusion.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("models", help="presets and configured models")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("memory", help="memory plan from the config alone (meta device)")
+    s.add_argument("model")
+    s.add_argument("--quant", choices=["int4", "none"])
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_memory)
+
+    s = sub.add_parser("generate", help="generate from one model")
+    s.add_argument("prompt")
+    s.add_argument("--model", required=True)
+    s.add_argument("--quant", choices=["int4", "none"])
+    s.add_argument("--image", action="append", metavar="PATH")
+    s.add_argument("--max-new-tokens", type=int, default=128)
+    s.add_argument("--temperature", type=float, default=0.7)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_generate)
+
+    for extra in _extra_commands():
+        extra(sub)
+    return p
+
+
+def _extra_commands():
+    """Sub-commands defined next to the code they drive (fusion, runs, eval, demo)."""
+    out = []
+    for module in ("workbench.fusion.cli", "workbench.eval.cli", "workbench.app_cli"):
+        try:
+            mod = __import__(module, fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        out.append(mod.register)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except WorkbenchError as exc:
+        if getattr(args, "json", False):
+            _print_json({"error": str(exc), "type": type(exc).__name__})
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""A scripted OpenAI-compatible chat-completions server on 127.0.0.1, for tests, benchmarks and demos.
+
+The requested model name is the script: ``key=value`` directives joined by ``;``:
+
+- ``reply=TEXT``        what to answer (default: echo the last user text); ``|`` separates per-call replies
+- ``delay=S``           seconds before the first token
+- ``chunk_delay=S``     seconds between streamed chunks
+- ``status=CODE``       answer every call with this HTTP error (429, 500...)
+- ``fail_first=N``      the first N calls with this script fail with ``status`` (default 500), then succeed
+- ``hang=1``            never answer (for timeouts)
+- ``cost=USD``          report ``usage.cost`` as OpenRouter does
+
+Every request body is kept in ``server.requests`` so tests can check what a backend sent.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+def parse_script(model: str) -> dict[str, str]:
+    out = {}
+    for part in model.split(";"):
+        key, sep, value = part.partition("=")
+        if sep:
+            out[key.strip()] = value
+    return out
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+    server: "ScriptedServer"
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:
+        self._json(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        srv = self.server.owner
+        with srv.lock:
+            srv.requests.append(body)
+            model = body.get("model", "")
+            srv.calls[model] += 1
+            call_no = srv.calls[model]
+        script = parse_script(model)
+        if script.get("hang"):
+            time.sleep(float(script.get("hang_s", 3600)))
+            return
+        status = int(script.get("status", 0) or 0)
+        if "fail_first" in script and call_no <= int(script["fail_first"]):
+            status = status or 500
+        elif "fail_first" in script:
+            status = 0
+        if status:
+            self._json(status, {"error": {"message": f"scripted error {status}", "code": status}},
+                       headers={"retry-after-ms": "10"})
+            return
+        time.sleep(float(script.get("delay", 0)))
+        replies = script["reply"].split("|") if "reply" in script else [_last_user_text(body)]
+        text = replies[(call_no - 1) % len(replies)].replace("\\n", "\n")
+        max_tokens = body.get("max_tokens") or 10_000
+        words = text.split(" ")
+        pieces = [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)][:max_tokens]
+        finish = "stop" if len(pieces) == len(words) else "length"
+        usage: dict[str, Any] = {"prompt_tokens": len(json.dumps(body["messages"])) // 4,
+                                 "completion_tokens": len(pieces), "total_tokens": 0}
+        if "cost" in script:
+            usage["cost"] = float(script["cost"])
+        if not body.get("stream"):
+            self._json(200, {"id": "x", "object": "chat.completion", "created": 0, "model": model,
+                             "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(pieces)},
+                                          "finish_reason": finish}], "usage": usage})
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        chunk_delay = float(script.get("chunk_delay", 0))
+        try:
+            for i, piece in enumerate(pieces):
+                if i and chunk_delay:
+                    time.sleep(chunk_delay)
+                self._event({"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+            self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+            self._event({"choices": [], "usage": usage})
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):  # the client went away (cancelled)
+            pass
+
+    def _event(self, data: dict[str, Any]) -> None:
+        data = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "scripted", **data}
+        self.wfile.write(b"data: " + json.dumps(data).encode() + b"\n\n")
+        self.wfile.flush()
+
+    def _json(self, status: int, data: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        raw = json.dumps(data).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(raw)
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    for m in reversed(body.get("messages", [])):
+        if m.get("role") == "user":
+            c = m.get("content")
+            if isinstance(c, str):
+                return c
+            return " ".join(p.get("text", "") for p in c if p.get("type") == "text")
+    return ""
+
+
+class ScriptedServer:
+    """Run with ``with ScriptedServer() as srv:``; ``srv.base_url`` ends in ``/v1``."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        self.requests: list[dict[str, Any]] = []
+        self.calls: dict[str, int] = defaultdict(int)
+        self.lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer((host, port), _Handler)
+        self._httpd.daemon_threads = True
+        self._httpd.owner = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> "ScriptedServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> "ScriptedServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
