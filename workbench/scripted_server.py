@@ -9,6 +9,8 @@ The requested model name is the script: ``key=value`` directives joined by ``;``
 - ``fail_first=N``      the first N calls with this script fail with ``status`` (default 500), then succeed
 - ``hang=1``            never answer (for timeouts)
 - ``cost=USD``          report ``usage.cost`` as OpenRouter does
+- ``judge_pick=TEXT``   act as a judge: pick the candidate whose text contains TEXT (position-independent),
+                        answering the JSON verdict the workbench asks for (``answer`` = that candidate's text)
 
 Every request body is kept in ``server.requests`` so tests can check what a backend sent.
 """
@@ -65,8 +67,11 @@ class _Handler(BaseHTTPRequestHandler):
                        headers={"retry-after-ms": "10"})
             return
         time.sleep(float(script.get("delay", 0)))
-        replies = script["reply"].split("|") if "reply" in script else [_last_user_text(body)]
-        text = replies[(call_no - 1) % len(replies)].replace("\\n", "\n")
+        if "judge_pick" in script:
+            text = _judge_reply(_last_user_text(body), script["judge_pick"])
+        else:
+            replies = script["reply"].split("|") if "reply" in script else [_last_user_text(body)]
+            text = replies[(call_no - 1) % len(replies)].replace("\\n", "\n")
         max_tokens = body.get("max_tokens") or 10_000
         words = text.split(" ")
         pieces = [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)][:max_tokens]
@@ -120,6 +125,17 @@ def _last_user_text(body: dict[str, Any]) -> str:
                 return c
             return " ".join(p.get("text", "") for p in c if p.get("type") == "text")
     return ""
+
+
+def _judge_reply(prompt: str, needle: str) -> str:
+    import re
+
+    blocks = re.findall(r'<candidate id="([^"]+)">\n(.*?)\n</candidate>', prompt, flags=re.S)
+    pick = next((cid for cid, text in blocks if needle in text), blocks[0][0] if blocks else "A")
+    answer = next((text for cid, text in blocks if cid == pick), "")
+    scores = {cid: (9 if cid == pick else 2) for cid, _ in blocks}
+    return json.dumps({"winner": pick, "scores": scores, "rationale": f"{pick} contains {needle!r}",
+                       "answer": answer})
 
 
 class ScriptedServer:

@@ -81,6 +81,14 @@ class Member:
         d["label"] = self.label
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Member":
+        """Inverse of ``to_dict`` (for re-judging stored runs)."""
+        model = dict(d["model"])
+        model["skip_modules"] = tuple(model.get("skip_modules", DEFAULT_SKIP_MODULES))
+        fields = {k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k != "model"}
+        return cls(ModelSpec(**{k: v for k, v in model.items() if k in ModelSpec.__dataclass_fields__}), **fields)
+
 
 @dataclass
 class Registry:

@@ -15,7 +15,8 @@ from ..errors import InputError, MissingDependencyError, ModelLoadError, OutOfMe
 from ..specs import ModelSpec
 from ..types import Chunk, GenerateConfig, ImagePart, Message
 from .base import ModelBackend, StreamEnd
-from .worker import OOM_HINT, BatchStreamer, BatchWorker, GenRequest, make_stopping_criteria
+from .worker import (OOM_HINT, BatchStreamer, BatchWorker, GenRequest, make_stopping_criteria,
+                     row_temperature_processor)
 
 
 def _import_torch():
@@ -227,7 +228,12 @@ class LocalModel(ModelBackend):
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=sorted(self.eos_ids),
         )
         if sample:
-            gen_kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p)
+            temps = [r.config.temperature for r in requests]
+            if len(set(temps)) == 1:
+                gen_kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p)
+            else:
+                gen_kwargs.update(temperature=1.0, top_p=cfg.top_p,
+                                  logits_processor=[row_temperature_processor(temps)])
         try:
             with torch.inference_mode():
                 self.hf_model.generate(**inputs, **gen_kwargs)

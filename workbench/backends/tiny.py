@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 #: Bump when the recipe changes, so cached checkpoints are rebuilt.
-TINY_VERSION = 3
+TINY_VERSION = 4
 
 SPECIAL_TOKENS = [
     "<|begin_of_text|>", "<|end_of_text|>", "<|finetune_right_pad|>", "<|header_start|>", "<|header_end|>",
@@ -42,7 +42,7 @@ def tiny_config_kwargs(vocab_size: int) -> dict:
         vocab_size=vocab_size, hidden_size=64, intermediate_size=64, intermediate_size_mlp=128,
         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
         num_local_experts=4, num_experts_per_tok=1, interleave_moe_layer_step=1,
-        max_position_embeddings=2048, rope_theta=500000.0, attention_chunk_size=1024,
+        max_position_embeddings=16384, rope_theta=500000.0, attention_chunk_size=8192,
         pad_token_id=SPECIAL_TOKENS.index("<|finetune_right_pad|>"),
         bos_token_id=0, eos_token_id=[1, SPECIAL_TOKENS.index("<|eot|>")],
     )

@@ -41,7 +41,9 @@ class GenRequest:
     @property
     def batch_key(self) -> tuple:
         c = self.config
-        return (c.max_new_tokens, c.min_new_tokens, c.temperature, c.top_p, c.seed, any(m.images for m in self.messages))
+        # temperature is applied per row (see row_temperature_processor); greedy and sampled rows don't mix
+        return (c.max_new_tokens, c.min_new_tokens, c.temperature > 0, c.top_p, c.seed,
+                any(m.images for m in self.messages))
 
 
 class BatchWorker:
@@ -162,3 +164,16 @@ def make_stopping_criteria(requests: list[GenRequest], streamer: BatchStreamer):
             return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
 
     return _Stop()
+
+
+def row_temperature_processor(temperatures: list[float]):
+    """Divide each row's logits by its own temperature, so one batch can serve members with different ones."""
+    import torch
+    from transformers import LogitsProcessor
+
+    class _RowTemperature(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            t = torch.tensor(temperatures, dtype=scores.dtype, device=scores.device).unsqueeze(1)
+            return scores / t
+
+    return _RowTemperature()

@@ -1,0 +1,221 @@
+"""What a fusion run records and streams: member outputs, rounds, the verdict, the result, and events.
+
+A FusionResult holds everything needed to replay or re-judge a run: specs (key variable names, never
+keys), settings, the prompt with images by hash, every member output of every round, timings and the
+verdict. ``to_dict`` / ``from_dict`` are the store's and the exports' format.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Union
+
+#: Version of the FusionResult dict format (bump with a migration in store.py).
+RECORD_VERSION = 1
+
+
+@dataclass
+class MemberOutput:
+    """One member's answer in one round."""
+
+    member: int  #: index in the pool
+    label: str  #: the member's display name
+    round: int  #: 1 for the pool phase; 2.. for debate rounds
+    ok: bool  #: answered, or failed
+    text: str = ""  #: the answer (partial text for failures)
+    reason: str = ""  #: why it failed
+    kind: str = ""  #: failure kind: timeout, rate_limit, server, connection, config, input, cancelled...
+    ttft_s: float | None = None  #: seconds to first token
+    latency_s: float = 0.0  #: seconds for the whole answer
+    start_s: float = 0.0  #: seconds from run start to the request
+    end_s: float = 0.0  #: seconds from run start to the last token
+    prompt_tokens: int = 0  #: tokens read
+    completion_tokens: int = 0  #: tokens written
+    cost_usd: float | None = None  #: cost, when known
+    finish_reason: str = ""  #: stop, length, cancelled...
+    notes: list[str] = field(default_factory=list)  #: e.g. images dropped for a text-only member
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        gen = self.latency_s - (self.ttft_s or 0.0)
+        return self.completion_tokens / gen if self.completion_tokens and gen > 0 else None
+
+
+@dataclass
+class JudgeAttempt:
+    """One call to the judge: what it saw (order), what it said, whether that parsed."""
+
+    order: list[int]  #: member indices in the order shown as A, B, C...
+    raw: str  #: the judge's full reply
+    valid: bool  #: it parsed and passed the schema
+    error: str = ""  #: why it did not
+    winner: int | None = None  #: member index picked (best-of / debate)
+    latency_s: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+
+
+@dataclass
+class Verdict:
+    """How the answers became one."""
+
+    mode: str  #: best-of, merge, debate, vote
+    winner: int | None = None  #: member index of the chosen answer (best-of, debate, vote)
+    scores: dict[int, float] = field(default_factory=dict)  #: member index -> score 0..10
+    rationale: str = ""  #: the judge's reasoning
+    answer: str = ""  #: the final answer
+    label_map: dict[str, int] = field(default_factory=dict)  #: anonymized label -> member index (first attempt)
+    attempts: list[JudgeAttempt] = field(default_factory=list)  #: every judge call, retries included
+    valid: bool = True  #: the judge produced a schema-valid verdict
+    error: str = ""  #: why not
+    truncated: list[int] = field(default_factory=list)  #: members whose text was cut for the judge
+    swap_k: int = 0  #: permutations judged for the position-bias check
+    swap_winners: list[int | None] = field(default_factory=list)  #: winner per permutation
+    swap_agreement: float | None = None  #: share of permutations agreeing with the majority winner
+    swap_outcome: str = ""  #: consistent, inconsistent, tie
+    votes: dict[str, int] = field(default_factory=dict)  #: vote mode: extracted answer -> count
+    extracted: dict[int, str] = field(default_factory=dict)  #: vote mode: member index -> extracted answer
+    injection_flagged: list[int] = field(default_factory=list)  #: members whose text addresses the judge
+
+
+@dataclass
+class FusionResult:
+    """A whole fusion run."""
+
+    run_id: str
+    mode: str
+    prompt: dict[str, Any]  #: Prompt.to_dict(): text, system, images by hash
+    pool: list[dict[str, Any]]  #: Member.to_dict() per member
+    judge: dict[str, Any] | None  #: the judge Member.to_dict(); None for vote
+    settings: dict[str, Any]  #: generation config, rounds, quorum, timeouts, seed, swap_k
+    rounds: list[list[MemberOutput]] = field(default_factory=list)  #: rounds[0] is the pool phase
+    verdict: Verdict | None = None
+    final_answer: str = ""  #: what fusion answers
+    degraded: bool = False  #: some member or the judge failed, or the answer is a fallback
+    failure_reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    judge_is_member: bool = False  #: the judge's model and persona also sit in the pool
+    stopped_early: int | None = None  #: debate: the round after which answers agreed
+    created_at: float = field(default_factory=time.time)
+    load_s: float = 0.0  #: wall time to load the models (before any generation)
+    pool_wall_s: float = 0.0  #: wall time of all rounds
+    judge_wall_s: float = 0.0  #: wall time of judging
+    total_s: float = 0.0
+    parent_run_id: str | None = None  #: set when this run re-judged another
+    noise: bool = False  #: a random-weight model took part: the text means nothing
+    version: int = RECORD_VERSION
+
+    @property
+    def outputs(self) -> list[MemberOutput]:
+        """The last round's outputs (what the judge saw)."""
+        return self.rounds[-1] if self.rounds else []
+
+    @property
+    def slowest_member_s(self) -> float:
+        return max((o.latency_s for o in self.rounds[0]), default=0.0) if self.rounds else 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        members = sum(o.prompt_tokens + o.completion_tokens for r in self.rounds for o in r)
+        judge = sum(a.prompt_tokens + a.completion_tokens for a in (self.verdict.attempts if self.verdict else []))
+        return members + judge
+
+    @property
+    def total_cost_usd(self) -> float | None:
+        costs = [o.cost_usd for r in self.rounds for o in r] + \
+                [a.cost_usd for a in (self.verdict.attempts if self.verdict else [])]
+        known = [c for c in costs if c is not None]
+        return sum(known) if known else None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["slowest_member_s"] = self.slowest_member_s
+        d["total_tokens"] = self.total_tokens
+        d["total_cost_usd"] = self.total_cost_usd
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FusionResult":
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        d["rounds"] = [[MemberOutput(**o) for o in r] for r in d.get("rounds", [])]
+        v = d.get("verdict")
+        if v is not None:
+            v = dict(v)
+            v["attempts"] = [JudgeAttempt(**a) for a in v.get("attempts", [])]
+            for key in ("scores", "extracted"):  # JSON turns int keys into strings
+                v[key] = {int(k): val for k, val in v.get(key, {}).items()}
+            d["verdict"] = Verdict(**v)
+        return cls(**d)
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
+
+
+# ---- events: one async stream that the UI and notebooks render -------------------------------------------
+
+@dataclass
+class RunStart:
+    run_id: str
+    mode: str
+    members: list[str]
+    rounds: int
+    type: Literal["run_start"] = "run_start"
+
+
+@dataclass
+class RoundStart:
+    round: int
+    type: Literal["round_start"] = "round_start"
+
+
+@dataclass
+class MemberToken:
+    member: int
+    round: int
+    text: str
+    type: Literal["member_token"] = "member_token"
+
+
+@dataclass
+class MemberDone:
+    output: MemberOutput
+    type: Literal["member_done"] = "member_done"
+
+
+@dataclass
+class RoundEnd:
+    round: int
+    agreed: bool = False  #: debate: every answer agrees, so the debate stops here
+    type: Literal["round_end"] = "round_end"
+
+
+@dataclass
+class JudgeStart:
+    attempt: int
+    order: list[int]
+    type: Literal["judge_start"] = "judge_start"
+
+
+@dataclass
+class JudgeToken:
+    text: str
+    type: Literal["judge_token"] = "judge_token"
+
+
+@dataclass
+class VerdictEvent:
+    verdict: Verdict
+    type: Literal["verdict"] = "verdict"
+
+
+@dataclass
+class RunDone:
+    result: FusionResult
+    type: Literal["run_done"] = "run_done"
+
+
+Event = Union[RunStart, RoundStart, MemberToken, MemberDone, RoundEnd, JudgeStart, JudgeToken, VerdictEvent, RunDone]

@@ -1,0 +1,151 @@
+"""RunStore: every fusion run in SQLite, with a versioned schema, atomic writes and exports.
+
+Images are stored once, by content hash. Records hold API key *variable names* only; ``save`` also
+refuses a record in which the value of any key variable it names appears (defence in depth).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import ConfigError, WorkbenchError
+from .fusion.records import FusionResult
+from .types import ImageData
+
+# Each entry moves the schema up one version (PRAGMA user_version); never edit a released entry.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        created_at REAL NOT NULL,
+        mode TEXT NOT NULL,
+        prompt_text TEXT NOT NULL,
+        final_answer TEXT NOT NULL,
+        degraded INTEGER NOT NULL,
+        parent_run_id TEXT,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX runs_created ON runs(created_at);
+    CREATE TABLE images (sha256 TEXT PRIMARY KEY, mime TEXT NOT NULL, data BLOB NOT NULL);
+    CREATE TABLE run_images (run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                             position INTEGER NOT NULL, sha256 TEXT NOT NULL REFERENCES images(sha256),
+                             PRIMARY KEY (run_id, position));
+    """,
+]
+
+
+def default_store_path() -> Path:
+    """``$WORKBENCH_HOME/runs.sqlite`` or the user data directory."""
+    home = os.environ.get("WORKBENCH_HOME")
+    base = Path(home) if home else Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "workbench"
+    return base / "runs.sqlite"
+
+
+class RunStore:
+    """Save, list, load, delete and export fusion runs.
+
+    Args:
+        path: the SQLite file (created with its folder when missing); default ``default_store_path()``.
+    """
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path else default_store_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self._lock:
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise WorkbenchError(f"{self.path} was written by a newer workbench (schema {version})")
+            for n, sql in enumerate(MIGRATIONS[version:], start=version + 1):
+                self._conn.execute("BEGIN")
+                try:
+                    for stmt in filter(str.strip, sql.split(";")):
+                        self._conn.execute(stmt)
+                    self._conn.execute(f"PRAGMA user_version = {n}")
+                    self._conn.execute("COMMIT")
+                except Exception:
+                    self._conn.execute("ROLLBACK")
+                    raise
+
+    @property
+    def schema_version(self) -> int:
+        return self._conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def save(self, result: FusionResult, images: Iterable[ImageData] = ()) -> str:
+        """Store a run and its images in one transaction; returns the run id."""
+        data = json.dumps(result.to_dict(), default=str)
+        _refuse_secrets(data, result)
+        images = list(images)
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?)",
+                    (result.run_id, result.created_at, result.mode, result.prompt.get("text", ""),
+                     result.final_answer, int(result.degraded), result.parent_run_id, data))
+                self._conn.execute("DELETE FROM run_images WHERE run_id = ?", (result.run_id,))
+                for pos, img in enumerate(images):
+                    self._conn.execute("INSERT OR IGNORE INTO images VALUES (?,?,?)", (img.sha256, img.mime, img.data))
+                    self._conn.execute("INSERT INTO run_images VALUES (?,?,?)", (result.run_id, pos, img.sha256))
+                self._conn.execute("COMMIT")
+            except Exception:
+                self._conn.execute("ROLLBACK")
+                raise
+        return result.run_id
+
+    def list(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Newest first: id, time, mode, prompt, final answer, degraded, parent."""
+        rows = self._conn.execute("SELECT id, created_at, mode, prompt_text, final_answer, degraded, parent_run_id "
+                                  "FROM runs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+        keys = ("run_id", "created_at", "mode", "prompt", "final_answer", "degraded", "parent_run_id")
+        return [dict(zip(keys, r)) | {"degraded": bool(r[5])} for r in rows]
+
+    def load(self, run_id: str) -> FusionResult:
+        row = self._conn.execute("SELECT data FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise ConfigError(f"no run {run_id!r} in {self.path}")
+        return FusionResult.from_dict(json.loads(row[0]))
+
+    def images(self, run_id: str) -> list[ImageData]:
+        """The run's prompt images, in order."""
+        rows = self._conn.execute("SELECT i.data FROM run_images r JOIN images i ON i.sha256 = r.sha256 "
+                                  "WHERE r.run_id = ? ORDER BY r.position", (run_id,)).fetchall()
+        return [ImageData.load(r[0]) for r in rows]
+
+    def delete(self, run_id: str) -> bool:
+        with self._lock:
+            cur = self._conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+            self._conn.execute("DELETE FROM images WHERE sha256 NOT IN (SELECT sha256 FROM run_images)")
+        return cur.rowcount > 0
+
+    def export_json(self, run_id: str) -> str:
+        return json.dumps(self.load(run_id).to_dict(), indent=2, default=str)
+
+    def export_markdown(self, run_id: str) -> str:
+        from .fusion.report import to_markdown
+
+        return to_markdown(self.load(run_id))
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _refuse_secrets(data: str, result: FusionResult) -> None:
+    names = {m["model"].get("api_key_env") for m in result.pool}
+    if result.judge:
+        names.add(result.judge["model"].get("api_key_env"))
+    for name in filter(None, names):
+        value = os.environ.get(name, "")
+        if len(value) >= 8 and value in data:
+            raise WorkbenchError(f"refusing to store a run that contains the value of {name}")
