@@ -145,6 +145,7 @@ class ScriptedServer:
         self.requests: list[dict[str, Any]] = []
         self.calls: dict[str, int] = defaultdict(int)
         self.lock = threading.Lock()
+        ThreadingHTTPServer.request_queue_size = 256  # a backlog of 5 drops bursts of connections (1 s SYN retry)
         self._httpd = ThreadingHTTPServer((host, port), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.owner = self  # type: ignore[attr-defined]

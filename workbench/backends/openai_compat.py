@@ -41,6 +41,12 @@ class OpenAICompatModel(ModelBackend):
         super().__init__(spec)
         if not spec.base_url:
             raise ConfigError(f"{spec.name}: an OpenAI-compatible model needs base_url")
+        try:  # imported here, at load time (off the event loop in fusion), not in the first request
+            import httpx  # noqa: F401
+            import openai  # noqa: F401
+        except ImportError:
+            raise MissingDependencyError("OpenAI-compatible endpoints need the openai package: pip install openai") \
+                from None
         self.max_retries = max_retries
         self.connect_timeout_s = connect_timeout_s
         # One client per event loop: httpx connection pools belong to the loop that opened them.
@@ -60,12 +66,9 @@ class OpenAICompatModel(ModelBackend):
         return key
 
     def _client(self, timeout_s: float):
-        try:
-            import httpx
-            from openai import AsyncOpenAI
-        except ImportError:
-            raise MissingDependencyError("OpenAI-compatible endpoints need the openai package: pip install openai") \
-                from None
+        import httpx
+        from openai import AsyncOpenAI
+
         loop = asyncio.get_running_loop()
         key = self._api_key()
         client = self._clients.get(loop)

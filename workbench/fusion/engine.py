@@ -55,7 +55,7 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
                       mode: str = "best-of", rounds: int = 2, *, max_new_tokens: int = 256,
                       temperature: float = 0.7, top_p: float = 1.0, seed: int | None = None,
                       member_timeout_s: float = 300.0, judge_timeout_s: float = 300.0, quorum: int = 1,
-                      swap_k: int = 1, judge_max_new_tokens: int | None = None,
+                      swap_k: int = 1, judge_max_new_tokens: int | None = None, min_new_tokens: int = 0,
                       registry: Registry | None = None, store=None) -> AsyncIterator[Event]:
     """Run one fusion and yield its events; the last is RunDone with the FusionResult.
 
@@ -70,6 +70,7 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
         quorum: minimum members that must answer for the run to go on to judging.
         swap_k: judge k orderings of the candidates and report agreement (position-bias check).
         judge_max_new_tokens: the judge's limit (default: max(512, max_new_tokens)).
+        min_new_tokens: local members only: no end-of-sequence before this many tokens (fixed-length benchmarks).
         registry: presets to resolve names (default: shipped + user file).
         store: a RunStore to save the finished run in (with its images).
 
@@ -79,7 +80,7 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
     registry = registry or load_registry()
     prompt, members, judge_member = _validate(prompt, pool, judge, mode, rounds, quorum, swap_k, registry)
     queue: asyncio.Queue = asyncio.Queue()
-    settings = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
+    settings = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
                     rounds=rounds if mode == "debate" else 1, member_timeout_s=member_timeout_s,
                     judge_timeout_s=judge_timeout_s, quorum=quorum, swap_k=swap_k,
                     judge_max_new_tokens=judge_max_new_tokens or max(512, max_new_tokens))
@@ -124,7 +125,8 @@ async def _run(prompt: Prompt, members: list[Member], judge_member: Member | Non
     backends, judge_backend = loaded[:len(members)], (loaded[-1] if judge_member else None)
     result.load_s = time.perf_counter() - t_start
     t0 = time.perf_counter()
-    config = GenerateConfig(max_new_tokens=settings["max_new_tokens"], temperature=settings["temperature"],
+    config = GenerateConfig(max_new_tokens=settings["max_new_tokens"], min_new_tokens=settings["min_new_tokens"],
+                            temperature=settings["temperature"],
                             top_p=settings["top_p"], seed=settings["seed"])
     previous: list[MemberOutput] = []
     for r in range(1, settings["rounds"] + 1):

@@ -16,7 +16,7 @@ _ANSWER_PATTERNS = [
     r"\banswer\s*(?:is|:)\s*(.+)",
     r"\\boxed\{([^}]*)\}",
 ]
-_NUMBER = r"-?\d[\d,]*(?:\.\d+)?"
+_NUMBER = r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?![\w])"
 
 
 def normalise(answer: str) -> str:
