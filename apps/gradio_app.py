@@ -1,0 +1,17 @@
+"""Entry point for Hugging Face Spaces (README front matter: app_file) and `python apps/gradio_app.py`.
+
+All the app's code lives in workbench.ui.gradio_app; `workbench demo` launches the same thing.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a Space runs from the repo without installing
+
+from workbench.ui.gradio_app import CSS, build_demo  # noqa: E402
+
+demo = build_demo(os.environ.get("WORKBENCH_PRESET", "auto"))
+
+if __name__ == "__main__":
+    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"), css=CSS)

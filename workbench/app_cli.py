@@ -1,0 +1,19 @@
+"""``workbench demo``: launch the Gradio app."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    s = sub.add_parser("demo", help="launch the Gradio workbench")
+    s.add_argument("--preset", default="auto", help="model to start on (auto: Scout INT4 if it can run, else tiny)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int)
+    s.add_argument("--share", action="store_true", help="a public gradio.live link (needs network)")
+    s.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args) -> int:
+    from .ui.gradio_app import launch
+
+    launch(args.preset, args.host, args.port, share=args.share)
+    return 0

@@ -1,0 +1,69 @@
+"""Which preset the app starts on, and why: Scout INT4 when a GPU, the memory and the weights are there."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+SCOUT = "scout-int4"
+TINY = "tiny-offline"
+#: Scout INT4 plans at about 56 GiB of weights (``workbench memory scout-int4``), plus room for activations.
+SCOUT_MIN_GPU_GIB = 60
+
+
+def choose_preset(requested: str | None = None) -> tuple[str, str]:
+    """(preset, notice). ``requested`` other than None/"auto" is used as given."""
+    if requested and requested != "auto":
+        return requested, ""
+    try:
+        import torch
+
+        has_gpu = torch.cuda.is_available()
+    except ImportError:
+        has_gpu = False
+    if not has_gpu:
+        return TINY, ("No GPU here, so the workbench runs the offline tiny Llama 4. With a GPU of 60 GiB or more "
+                      "(or several), it starts on Llama 4 Scout in INT4.")
+    total = sum(torch.cuda.get_device_properties(i).total_memory for i in range(torch.cuda.device_count())) / 1024**3
+    if total < SCOUT_MIN_GPU_GIB:
+        return TINY, (f"Llama 4 Scout INT4 needs about {SCOUT_MIN_GPU_GIB} GiB of GPU memory; this machine has "
+                      f"{total:.0f} GiB. Running the tiny offline model; add endpoints for real answers.")
+    from ..backends.local import resolve_checkpoint
+    from ..errors import WorkbenchError
+    from ..specs import load_registry
+
+    spec = load_registry().resolve(SCOUT)
+    prev = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"  # look in the local cache only: never start a 218 GB download at start-up
+    try:
+        resolve_checkpoint(spec)
+    except WorkbenchError as exc:
+        return TINY, (f"Llama 4 Scout's weights are not on this machine ({exc}). Running the tiny offline model; "
+                      f"start with `workbench demo --preset scout-int4` to download them (gated: set HF_TOKEN).")
+    finally:
+        if prev is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = prev
+    return SCOUT, f"Llama 4 Scout in INT4 (experts included) on {torch.cuda.device_count()} GPU(s), {total:.0f} GiB."
+
+
+class Preloader:
+    """Loads the start-up preset in the background so the first prompt does not wait; remembers a failure."""
+
+    def __init__(self, preset: str):
+        self.preset = preset
+        self.error: str | None = None
+        self.done = threading.Event()
+        threading.Thread(target=self._run, daemon=True, name="workbench-preload").start()
+
+    def _run(self) -> None:
+        from ..backends import load_model
+        from ..errors import WorkbenchError
+
+        try:
+            load_model(self.preset)
+        except WorkbenchError as exc:
+            self.error = f"{self.preset} could not be loaded: {exc}"
+        finally:
+            self.done.set()
