@@ -154,7 +154,9 @@ class LocalModel(ModelBackend):
         gc = self.hf_model.generation_config
         eos = gc.eos_token_id if gc.eos_token_id is not None else self.tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
-        self.worker = BatchWorker(self._generate_batch, spec.name, max_batch=max_batch)
+        from ..ui.zerogpu import gpu  # inert unless on a ZeroGPU Space
+
+        self.worker = BatchWorker(gpu(self._generate_batch), spec.name, max_batch=max_batch)
 
     @property
     def supports_images(self) -> bool:

@@ -106,9 +106,9 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
             prompt_box = gr.MultimodalTextbox(label="Prompt", placeholder="Ask something; attach or paste images",
                                               file_types=["image"], file_count="multiple", sources=["upload"],
                                               submit_btn="Fuse", elem_id="prompt-box")
-            with gr.Row():
-                stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn")
-            status = gr.Markdown("", elem_id="status")
+            with gr.Row(equal_height=True):
+                status = gr.Markdown("", elem_id="status")
+                stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn", scale=0, min_width=100, size="sm")
             with gr.Accordion("Pool, judge and mode", open=False, elem_id="settings"):
                 pool_df = gr.Dataframe(headers=POOL_HEADERS, value=default_pool(preset), col_count=(4, "fixed"),
                                        row_count=(1, "dynamic"), interactive=True, label="Pool (one member a row)",
@@ -135,8 +135,8 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
                     tokens_sl = gr.Slider(16, 4096, value=256, step=16, label="Max new tokens")
                     temp_sl = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature")
                     swap_sl = gr.Slider(1, 4, value=1, step=1, label="Judge orderings (position check)")
-            images_gallery = gr.Gallery(label="Input images", visible=False, height=160, columns=6,
-                                        elem_id="input-images")
+            images_gallery = gr.Gallery(label="Input images (sent once to every vision member)", visible=False,
+                                        height=140, columns=8, object_fit="contain", elem_id="input-images")
             with gr.Row(elem_classes="wb-members"):
                 heads, bodies, stats, cols = [], [], [], []
                 for i in range(MAX_MEMBERS):

@@ -118,5 +118,5 @@ def status_line(result: FusionResult) -> str:
     if result.degraded:
         line += " · **degraded**: " + "; ".join(result.failure_reasons[:3])
     if result.noise:
-        line += "\n\n" + NOISE_NOTICE
+        line += " · random-weight model: the text is noise"
     return line
