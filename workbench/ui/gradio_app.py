@@ -22,7 +22,7 @@ from ..fusion.engine import fuse_stream, rejudge
 from ..fusion.records import FusionResult, MemberDone, MemberToken, RoundStart, RunDone, RunStart, VerdictEvent
 from ..specs import Member, ModelSpec, Registry, load_registry
 from ..store import RunStore
-from ..types import Prompt
+from ..types import ImageData, Prompt
 from . import render
 from .startup import Preloader, choose_preset
 
@@ -76,6 +76,14 @@ def members_from_rows(rows: Any, reg: Registry) -> list[Member]:
     return members
 
 
+def _readable(path: str) -> bool:
+    try:
+        ImageData.load(path)
+        return True
+    except WorkbenchError:
+        return False
+
+
 def default_pool(preset: str) -> list[list[Any]]:
     return [[preset, "", "", ""], [preset, "skeptic", "", ""], [preset, "analyst", "", ""]]
 
@@ -119,7 +127,7 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
                     add_temp = gr.Number(None, label="Temperature (blank: the run's)")
                     add_btn = gr.Button("Add member", elem_id="add-member")
                     clear_btn = gr.Button("Clear pool")
-                with gr.Accordion("Add an OpenAI-compatible endpoint", open=False):
+                with gr.Accordion("Add an OpenAI-compatible endpoint", open=False, elem_id="endpoint-acc"):
                     with gr.Row():
                         ep_name = gr.Textbox(label="Name", placeholder="my-vllm")
                         ep_url = gr.Textbox(label="Base URL", placeholder="http://localhost:8000/v1")
@@ -190,6 +198,17 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
             text = (mm or {}).get("text", "") if isinstance(mm, dict) else str(mm or "")
             files = (mm or {}).get("files", []) if isinstance(mm, dict) else []
             files = [f if isinstance(f, str) else f.get("path", "") for f in files]
+            bad = []
+            for f in files:  # check each image; a bad one leaves the box, the text and the good ones stay
+                try:
+                    ImageData.load(f)
+                except WorkbenchError as exc:
+                    bad.append(str(exc))
+            if bad:
+                good = [f for f in files if _readable(f)]
+                yield {status: "⚠ " + "; ".join(bad) + " (removed from the prompt; fix it and submit again)",
+                       prompt_box: {"text": text, "files": good}}
+                return
             try:
                 prompt = Prompt(text, images=files)
                 reg = registry_with((state or {}).get("endpoints", []))
@@ -261,8 +280,10 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
             return upd
 
         run_inputs = [prompt_box, pool_df, judge_dd, mode_radio, rounds_sl, tokens_sl, temp_sl, swap_sl, saved]
-        run_outputs = [status, images_gallery, noise_md, transcript, verdict, timeline_plot, tokens_plot] + member_outputs
-        run_event = prompt_box.submit(run, run_inputs, run_outputs, api_visibility="private", concurrency_limit=None)
+        run_outputs = [prompt_box, status, images_gallery, noise_md, transcript, verdict, timeline_plot, tokens_plot] + member_outputs
+        # progress shows on the judge section only: the prompt box stays usable and the columns readable
+        run_event = prompt_box.submit(run, run_inputs, run_outputs, api_visibility="private", concurrency_limit=None,
+                                      show_progress="minimal", show_progress_on=[verdict])
         stop_btn.click(lambda: "⏹ Run stopped: every member and the judge were cancelled.", None, status,
                        cancels=[run_event], api_visibility="private")
 

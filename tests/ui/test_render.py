@@ -1,0 +1,43 @@
+"""Pure rendering: labels mapped back to names, escaping, transcript changes, early stop."""
+
+from workbench.fusion.records import FusionResult, MemberOutput, Verdict
+from workbench.ui.render import member_stats, status_line, transcript_html, verdict_html
+
+
+def result(**kw):
+    r = FusionResult("r1", kw.pop("mode", "best-of"), {"text": "q", "images": []},
+                     [{"label": "alpha"}, {"label": "beta"}], {"label": "judge-x", "model": {}}, {})
+    r.rounds = kw.pop("rounds", [[MemberOutput(0, "alpha", 1, True, "A <b>1</b>"),
+                                  MemberOutput(1, "beta", 1, True, "B 2")]])
+    for k, v in kw.items():
+        setattr(r, k, v)
+    return r
+
+
+def test_verdict_maps_labels_back_and_escapes():
+    r = result(verdict=Verdict("best-of", winner=1, scores={0: 3, 1: 9}, rationale="beta <script>",
+                               label_map={"A": 1, "B": 0}, swap_k=2, swap_agreement=0.5, swap_outcome="tie"),
+               final_answer="B 2")
+    html = verdict_html(r)
+    assert "Winner: <strong>beta</strong>" in html
+    assert "<td>beta</td><td>9</td><td>A</td>" in html and "<td>alpha</td><td>3</td><td>B</td>" in html
+    assert "&lt;script&gt;" in html and "<script>" not in html
+    assert "tie" in html and "50%" in html
+
+
+def test_transcript_marks_changes_and_early_stop():
+    r1 = [MemberOutput(0, "alpha", 1, True, "five"), MemberOutput(1, "beta", 1, True, "six")]
+    r2 = [MemberOutput(0, "alpha", 2, True, "five"), MemberOutput(1, "beta", 2, True, "five, I agree")]
+    html = transcript_html(result(rounds=[r1, r2], stopped_early=2))
+    assert html.count("<details") == 2 and "Round 2" in html
+    assert "unchanged" in html and "changed (" in html and "stopped early after round 2" in html
+
+
+def test_member_stats_and_failures():
+    ok = MemberOutput(0, "a", 1, True, "x", ttft_s=0.1, latency_s=1.1, completion_tokens=10, cost_usd=0.002,
+                      finish_reason="stop")
+    assert "10.0 tok/s" in member_stats(ok) and "$0.00200" in member_stats(ok)
+    bad = MemberOutput(1, "b", 1, False, reason="cannot reach", kind="connection")
+    assert "failed (connection)" in member_stats(bad)
+    r = result(degraded=True, failure_reasons=["b: connection"], noise=True)
+    assert "degraded" in status_line(r) and "noise" in status_line(r)
