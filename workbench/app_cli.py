@@ -8,6 +8,7 @@ def register(sub) -> None:
     s.add_argument("--preset", default="auto", help="model to start on (auto: Scout INT4 if it can run, else tiny)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int)
+    s.add_argument("--pool", help="starting pool, comma-separated members (default: the preset with personas)")
     s.add_argument("--share", action="store_true", help="a public gradio.live link (needs network)")
     s.set_defaults(func=cmd_demo)
 
@@ -15,5 +16,6 @@ def register(sub) -> None:
 def cmd_demo(args) -> int:
     from .ui.gradio_app import launch
 
-    launch(args.preset, args.host, args.port, share=args.share)
+    pool = [p.strip() for p in args.pool.split(",") if p.strip()] if args.pool else None
+    launch(args.preset, args.host, args.port, pool=pool, share=args.share)
     return 0

@@ -9,6 +9,8 @@ The requested model name is the script: ``key=value`` directives joined by ``;``
 - ``fail_first=N``      the first N calls with this script fail with ``status`` (default 500), then succeed
 - ``hang=1``            never answer (for timeouts)
 - ``cost=USD``          report ``usage.cost`` as OpenRouter does
+- ``stamp=N``           stream N chunks, each the wall-clock time it was sent (``[1700000000.123]``), to measure
+                        how long a chunk takes to reach a page
 - ``judge_pick=TEXT``   act as a judge: pick the candidate whose text contains TEXT (position-independent),
                         answering the JSON verdict the workbench asks for (``answer`` = that candidate's text)
 
@@ -89,10 +91,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
         chunk_delay = float(script.get("chunk_delay", 0))
+        stamp = int(script.get("stamp", 0) or 0)
         try:
-            for i, piece in enumerate(pieces):
+            for i, piece in enumerate(pieces if not stamp else range(stamp)):
                 if i and chunk_delay:
                     time.sleep(chunk_delay)
+                if stamp:
+                    piece = f"[{time.time():.4f}] "
                 self._event({"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
             self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
             self._event({"choices": [], "usage": usage})

@@ -88,13 +88,15 @@ def default_pool(preset: str) -> list[list[Any]]:
     return [[preset, "", "", ""], [preset, "skeptic", "", ""], [preset, "analyst", "", ""]]
 
 
-def build_demo(preset: str | None = None, store: RunStore | None = None, preload: bool = True) -> gr.Blocks:
+def build_demo(preset: str | None = None, store: RunStore | None = None, preload: bool = True,
+               pool: list[str] | None = None) -> gr.Blocks:
     """The workbench app.
 
     Args:
         preset: model to start on ("auto": Scout INT4 when a GPU and its weights are there, else tiny-offline).
         store: where runs are kept (default: the user data directory).
         preload: load the start-up preset in the background so the first prompt does not wait.
+        pool: the starting pool as member names (default: the preset three times, with personas).
     """
     preset, notice = choose_preset(preset)
     store = store or RunStore()
@@ -103,9 +105,10 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
     model_choices = sorted(reg0.models)
     persona_choices = [""] + sorted(reg0.personas)
     is_noise = reg0.models.get(preset) is not None and reg0.models[preset].is_noise
+    start_pool = [[m, "", "", ""] for m in pool] if pool else default_pool(preset)
 
     with gr.Blocks(title="Fusion Workbench") as demo:
-        saved = gr.BrowserState({"pool": default_pool(preset), "endpoints": []}, storage_key="fusion-workbench-v1")
+        saved = gr.BrowserState({"pool": start_pool, "endpoints": []}, storage_key="fusion-workbench-v1")
         gr.Markdown("# Fusion Workbench\nDoes a fused pool of models beat the best single one, and why?")
         notice_md = gr.Markdown(("⚠ " + notice) if notice else "", elem_classes="wb-notice", visible=bool(notice))
         noise_md = gr.Markdown(render.NOISE_NOTICE, elem_id="noise-notice", elem_classes="wb-notice", visible=is_noise)
@@ -118,7 +121,7 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
                 status = gr.Markdown("", elem_id="status")
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn", scale=0, min_width=100, size="sm")
             with gr.Accordion("Pool, judge and mode", open=False, elem_id="settings"):
-                pool_df = gr.Dataframe(headers=POOL_HEADERS, value=default_pool(preset), col_count=(4, "fixed"),
+                pool_df = gr.Dataframe(headers=POOL_HEADERS, value=start_pool, col_count=(4, "fixed"),
                                        row_count=(1, "dynamic"), interactive=True, label="Pool (one member a row)",
                                        elem_id="pool-table")
                 with gr.Row():
@@ -328,7 +331,7 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
             state = state or {}
             eps = state.get("endpoints", [])
             choices = sorted(set(model_choices) | {e["name"] for e in eps})
-            pool = state.get("pool") or default_pool(preset)
+            pool = state.get("pool") or start_pool
             msg = ""
             if loader is not None and loader.done.is_set() and loader.error:
                 msg = f"⚠ {loader.error}"
@@ -423,7 +426,8 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
     return demo
 
 
-def launch(preset: str | None = None, host: str = "127.0.0.1", port: int | None = None, **kw) -> None:
+def launch(preset: str | None = None, host: str = "127.0.0.1", port: int | None = None,
+           pool: list[str] | None = None, **kw) -> None:
     """Build and serve the app (blocking)."""
-    demo = build_demo(preset)
+    demo = build_demo(preset, pool=pool)
     demo.launch(server_name=host, server_port=port, css=CSS, **kw)
