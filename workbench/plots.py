@@ -78,3 +78,71 @@ def tokens_and_cost(result: FusionResult) -> Any:
                       + (f", {total:.5f} USD" if total is not None else ""),
                       height=320, margin=dict(l=10, r=10, t=50, b=40))
     return fig
+
+
+# ---- evaluation figures (inputs: workbench.eval.metrics tables) -------------------------------------------
+
+_KIND_COLOURS = {"member": "#4c78a8", "oracle": "#9d9d9d", "fusion": "#f58518"}
+
+
+def accuracy_ci(acc) -> Any:
+    """Accuracy per system with bootstrap confidence intervals, members and fusion modes side by side."""
+    go = _go()
+    fig = go.Figure(go.Bar(
+        x=acc["system"], y=acc["accuracy"],
+        error_y=dict(type="data", symmetric=False, array=acc["ci_high"] - acc["accuracy"],
+                     arrayminus=acc["accuracy"] - acc["ci_low"]),
+        marker_color=[_KIND_COLOURS.get(k, "#54a24b") for k in acc["kind"]],
+        hovertemplate="%{x}: %{y:.1%}<extra></extra>"))
+    fig.update_layout(title="Accuracy per system (95% bootstrap CI)", yaxis=dict(range=[0, 1.05], tickformat=".0%"),
+                      height=380, margin=dict(l=10, r=10, t=50, b=80))
+    return fig
+
+
+def accuracy_vs_cost(acc) -> Any:
+    """Accuracy against tokens (or USD, when known) per item: what fusion's extra compute buys."""
+    go = _go()
+    use_cost = acc["cost_usd"].notna().all() and len(acc) > 0
+    x = acc["cost_usd"] / acc["n"] if use_cost else acc["tokens"] / acc["n"]
+    fig = go.Figure(go.Scatter(x=x, y=acc["accuracy"], mode="markers+text", text=acc["system"],
+                               textposition="top center",
+                               marker=dict(size=12, color=[_KIND_COLOURS.get(k, "#54a24b") for k in acc["kind"]])))
+    fig.update_layout(title="Accuracy vs " + ("cost" if use_cost else "tokens") + " per item",
+                      xaxis_title="USD per item" if use_cost else "tokens per item",
+                      yaxis=dict(range=[-0.05, 1.1], tickformat=".0%"), height=380, margin=dict(l=10, r=10, t=50, b=40))
+    return fig
+
+
+def regret_and_damage(regret, merge_damage: dict, position_flips: dict, injection: dict) -> Any:
+    """Where the judge hurts: regret per mode, merge damage, position flips, injection obedience."""
+    go = _go()
+    names = list(regret["system"]) if len(regret) else []
+    values = list(regret["regret_rate"]) if len(regret) else []
+    names += ["merge damage", "position flips", "injection obeyed"]
+    values += [merge_damage.get("rate"), position_flips.get("rate"), injection.get("rate")]
+    fig = go.Figure(go.Bar(x=names, y=[0 if v is None or v != v else v for v in values],
+                           text=["n/a" if v is None or v != v else f"{v:.0%}" for v in values], textposition="outside",
+                           marker_color="#e45756"))
+    fig.update_layout(title="Judge regret, merge damage, position flips, injection susceptibility",
+                      yaxis=dict(range=[0, 1.1], tickformat=".0%"), height=380, margin=dict(l=10, r=10, t=50, b=80))
+    return fig
+
+
+def debate_flips(debate) -> Any:
+    """Per debate round: answers changed, right-to-wrong and wrong-to-right flips."""
+    go = _go()
+    fig = go.Figure([go.Bar(name=col.replace("_", " "), x=[f"round {r}" for r in debate["round"]], y=debate[col])
+                     for col in ("changed", "right_to_wrong", "wrong_to_right")])
+    fig.update_layout(title="Debate dynamics per round", barmode="group", height=340,
+                      margin=dict(l=10, r=10, t=50, b=40))
+    return fig
+
+
+def latency_by_system(df) -> Any:
+    """Latency per item for each system (box plot): fusion waits for the slowest member, then the judge."""
+    go = _go()
+    fig = go.Figure([go.Box(y=g["latency_s"], name=system) for system, g in df[df["kind"] != "probe"]
+                    .groupby("system", sort=False)])
+    fig.update_layout(title="Latency per item", yaxis_title="seconds", showlegend=False, height=360,
+                      margin=dict(l=10, r=10, t=50, b=80))
+    return fig

@@ -11,8 +11,10 @@ The requested model name is the script: ``key=value`` directives joined by ``;``
 - ``cost=USD``          report ``usage.cost`` as OpenRouter does
 - ``stamp=N``           stream N chunks, each the wall-clock time it was sent (``[1700000000.123]``), to measure
                         how long a chunk takes to reach a page
+- ``table=K=>V~~K2=>V2`` answer V for the first key K found in the request's last user message (else ``reply``)
 - ``judge_pick=TEXT``   act as a judge: pick the candidate whose text contains TEXT (position-independent),
-                        answering the JSON verdict the workbench asks for (``answer`` = that candidate's text)
+                        answering the JSON verdict the workbench asks for (``answer`` = that candidate's text);
+                        TEXT may be a table (``K=>TEXT~~...``) keyed by the prompt
 
 Every request body is kept in ``server.requests`` so tests can check what a backend sent.
 """
@@ -70,7 +72,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         time.sleep(float(script.get("delay", 0)))
         if "judge_pick" in script:
-            text = _judge_reply(_last_user_text(body), script["judge_pick"])
+            needle = _lookup(script["judge_pick"], _last_user_text(body)) if "=>" in script["judge_pick"] \
+                else script["judge_pick"]
+            text = _judge_reply(_last_user_text(body), needle or "")
+        elif "table" in script and _lookup(script["table"], _last_user_text(body)) is not None:
+            text = _lookup(script["table"], _last_user_text(body))
         else:
             replies = script["reply"].split("|") if "reply" in script else [_last_user_text(body)]
             text = replies[(call_no - 1) % len(replies)].replace("\\n", "\n")
@@ -130,6 +136,14 @@ def _last_user_text(body: dict[str, Any]) -> str:
                 return c
             return " ".join(p.get("text", "") for p in c if p.get("type") == "text")
     return ""
+
+
+def _lookup(table: str, message: str) -> str | None:
+    for entry in table.split("~~"):
+        key, sep, value = entry.partition("=>")
+        if sep and key in message:
+            return value
+    return None
 
 
 def _judge_reply(prompt: str, needle: str) -> str:

@@ -36,6 +36,12 @@ MIGRATIONS: list[str] = [
                              position INTEGER NOT NULL, sha256 TEXT NOT NULL REFERENCES images(sha256),
                              PRIMARY KEY (run_id, position));
     """,
+    """
+    CREATE TABLE eval_members (cache_key TEXT NOT NULL, item_id TEXT NOT NULL, data TEXT NOT NULL,
+                               PRIMARY KEY (cache_key, item_id));
+    CREATE TABLE eval_rows (eval_id TEXT NOT NULL, item_id TEXT NOT NULL, system TEXT NOT NULL,
+                            created_at REAL NOT NULL, data TEXT NOT NULL, PRIMARY KEY (eval_id, item_id, system));
+    """,
 ]
 
 
@@ -136,6 +142,38 @@ class RunStore:
         from .fusion.report import to_markdown
 
         return to_markdown(self.load(run_id))
+
+    # ---- evaluation: cached member answers and result rows (see workbench.eval.harness) ----
+
+    def eval_members(self, cache_key: str, item_id: str) -> list[dict[str, Any]] | None:
+        row = self._conn.execute("SELECT data FROM eval_members WHERE cache_key = ? AND item_id = ?",
+                                 (cache_key, item_id)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put_eval_members(self, cache_key: str, item_id: str, outputs: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO eval_members VALUES (?,?,?)",
+                               (cache_key, item_id, json.dumps(outputs, default=str)))
+
+    def eval_rows(self, eval_id: str) -> list[dict[str, Any]]:
+        rows = self._conn.execute("SELECT data FROM eval_rows WHERE eval_id = ? ORDER BY created_at",
+                                  (eval_id,)).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def put_eval_rows(self, eval_id: str, rows: list[dict[str, Any]]) -> None:
+        """One item's rows in one transaction: an interrupted evaluation never keeps half an item."""
+        import time
+
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for r in rows:
+                    self._conn.execute("INSERT OR REPLACE INTO eval_rows VALUES (?,?,?,?,?)",
+                                       (eval_id, r["item_id"], r["system"], time.time(), json.dumps(r, default=str)))
+                self._conn.execute("COMMIT")
+            except Exception:
+                self._conn.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         self._conn.close()

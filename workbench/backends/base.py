@@ -8,7 +8,9 @@ and converts expected errors into data. Retries for remote APIs are the SDK's (s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+import weakref
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable
@@ -31,8 +33,22 @@ class ModelBackend(ABC):
 
     spec: ModelSpec
 
+    #: at most this many generations in flight per event loop (None: no limit; local models queue anyway)
+    max_concurrency: int | None = None
+
     def __init__(self, spec: ModelSpec):
         self.spec = spec
+        self._limits: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def _limit(self):
+        """This loop's semaphore (asyncio primitives belong to one loop), or a no-op without a limit."""
+        if self.max_concurrency is None:
+            return contextlib.nullcontext()
+        loop = asyncio.get_running_loop()
+        sem = self._limits.get(loop)
+        if sem is None:
+            sem = self._limits[loop] = asyncio.Semaphore(self.max_concurrency)
+        return sem
 
     @property
     def name(self) -> str:
@@ -71,7 +87,7 @@ class ModelBackend(ABC):
         parts: list[str] = []
         end = StreamEnd(Usage())
         try:
-            async with asyncio.timeout(config.timeout_s):
+            async with self._limit(), asyncio.timeout(config.timeout_s):
                 async for item in self._stream(messages, config):
                     if isinstance(item, StreamEnd):
                         end = item

@@ -37,8 +37,10 @@ def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
 class OpenAICompatModel(ModelBackend):
     """A model behind an OpenAI-compatible ``/chat/completions`` endpoint."""
 
-    def __init__(self, spec: ModelSpec, max_retries: int = 2, connect_timeout_s: float = 10.0):
+    def __init__(self, spec: ModelSpec, max_retries: int = 2, connect_timeout_s: float = 10.0,
+                 max_concurrency: int = 16):
         super().__init__(spec)
+        self.max_concurrency = max_concurrency  # requests in flight to this endpoint, per event loop
         if not spec.base_url:
             raise ConfigError(f"{spec.name}: an OpenAI-compatible model needs base_url")
         try:  # imported here, at load time (off the event loop in fusion), not in the first request

@@ -19,7 +19,7 @@ from ..types import Failure, GenerateConfig, Prompt
 from . import judge as J
 from .fanout import Emit, fan_out, load_members
 from .modes import JUDGED_MODES, MODES, agreed, debate_messages, majority
-from .records import (Event, FusionResult, JudgeStart, JudgeToken, MemberOutput, RoundEnd, RoundStart, RunDone,
+from .records import (Event, FusionResult, JudgeStart, JudgeToken, MemberDone, MemberOutput, RoundEnd, RoundStart, RunDone,
                       RunStart, Verdict, VerdictEvent, new_run_id)
 
 _DONE = object()
@@ -56,7 +56,8 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
                       temperature: float = 0.7, top_p: float = 1.0, seed: int | None = None,
                       member_timeout_s: float = 300.0, judge_timeout_s: float = 300.0, quorum: int = 1,
                       swap_k: int = 1, judge_max_new_tokens: int | None = None, min_new_tokens: int = 0,
-                      registry: Registry | None = None, store=None) -> AsyncIterator[Event]:
+                      registry: Registry | None = None, store=None,
+                      reuse_rounds: list[list[MemberOutput]] | None = None) -> AsyncIterator[Event]:
     """Run one fusion and yield its events; the last is RunDone with the FusionResult.
 
     Args:
@@ -73,6 +74,8 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
         min_new_tokens: local members only: no end-of-sequence before this many tokens (fixed-length benchmarks).
         registry: presets to resolve names (default: shipped + user file).
         store: a RunStore to save the finished run in (with its images).
+        reuse_rounds: rounds generated before (a stored run, an evaluation cache); they are reused, not
+            regenerated, and a debate continues from the last of them.
 
     Raises:
         ConfigError, InputError, UnknownModelError: the call itself is wrong (before anything runs).
@@ -89,7 +92,7 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
             store.save(event.result, prompt.images)
         queue.put_nowait(event)
 
-    task = asyncio.ensure_future(_run(prompt, members, judge_member, mode, settings, emit))
+    task = asyncio.ensure_future(_run(prompt, members, judge_member, mode, settings, emit, reuse_rounds))
     task.add_done_callback(lambda _t: queue.put_nowait(_DONE))
     try:
         while (event := await queue.get()) is not _DONE:
@@ -111,8 +114,9 @@ async def fuse(prompt: Prompt | str, pool: Sequence[str | Member], judge: str | 
 
 
 async def _run(prompt: Prompt, members: list[Member], judge_member: Member | None, mode: str,
-               settings: dict, emit: Emit) -> None:
+               settings: dict, emit: Emit, reuse_rounds: list[list[MemberOutput]] | None = None) -> None:
     t_start = time.perf_counter()
+    reuse_rounds = reuse_rounds or []
     result = FusionResult(new_run_id(), mode, prompt.to_dict(), [m.to_dict() for m in members],
                           judge_member.to_dict() if judge_member else None, settings)
     result.noise = any(m.model.is_noise for m in members) or bool(judge_member and judge_member.model.is_noise)
@@ -121,8 +125,11 @@ async def _run(prompt: Prompt, members: list[Member], judge_member: Member | Non
                                      for m in members)
     emit(RunStart(result.run_id, mode, [m.label for m in members], settings["rounds"]))
     # Load every model first (pool and judge, in parallel, off the loop) so the timeline measures generation.
-    loaded = await load_members(members + ([judge_member] if judge_member else []))
-    backends, judge_backend = loaded[:len(members)], (loaded[-1] if judge_member else None)
+    # Members are loaded only when some round is still to be generated.
+    need_pool = settings["rounds"] > len(reuse_rounds)
+    loaded = await load_members((members if need_pool else []) + ([judge_member] if judge_member else []))
+    backends = loaded[:len(members)] if need_pool else []
+    judge_backend = loaded[-1] if judge_member else None
     result.load_s = time.perf_counter() - t_start
     t0 = time.perf_counter()
     config = GenerateConfig(max_new_tokens=settings["max_new_tokens"], min_new_tokens=settings["min_new_tokens"],
@@ -131,7 +138,11 @@ async def _run(prompt: Prompt, members: list[Member], judge_member: Member | Non
     previous: list[MemberOutput] = []
     for r in range(1, settings["rounds"] + 1):
         emit(RoundStart(r))
-        if r == 1:
+        if r <= len(reuse_rounds):  # generated before (a stored run, an eval cache): not regenerated
+            outputs = reuse_rounds[r - 1]
+            for o in outputs:
+                emit(MemberDone(o))
+        elif r == 1:
             def messages_for(i: int):
                 return prompt.messages(members[i].persona)
         else:
@@ -139,8 +150,9 @@ async def _run(prompt: Prompt, members: list[Member], judge_member: Member | Non
 
             def messages_for(i: int, prev=prev):
                 return debate_messages(prompt, members[i].persona, i, prev)
-        outputs = await fan_out(members, backends, messages_for, config, round_no=r,
-                                timeout_s=settings["member_timeout_s"], emit=emit, t0=t0)
+        if r > len(reuse_rounds):
+            outputs = await fan_out(members, backends, messages_for, config, round_no=r,
+                                    timeout_s=settings["member_timeout_s"], emit=emit, t0=t0)
         result.rounds.append(outputs)
         previous = outputs
         stop = mode == "debate" and r < settings["rounds"] and agreed(outputs)
@@ -223,15 +235,17 @@ async def decide(prompt: Prompt, outputs: list[MemberOutput], mode: str, judge_m
         if "winner" in main_parsed:
             verdict.winner = verdict.label_map[main_parsed["winner"]]
     if len(orders) > 1:
-        winners = [w for w in verdict.swap_winners if w is not None]
+        # Orderings agree when they pick the same member, or members whose answers are word for word the same.
+        text_of = {o.member: o.text.strip() for o in ok}
+        winners = [text_of.get(w, w) for w in verdict.swap_winners if w is not None]
         if winners:
             top = max(winners.count(w) for w in set(winners))
             leaders = {w for w in winners if winners.count(w) == top}
             verdict.swap_agreement = top / len(orders)
             verdict.swap_outcome = ("tie" if len(leaders) > 1 else
                                     "consistent" if top == len(orders) else "inconsistent")
-        else:
-            verdict.swap_agreement, verdict.swap_outcome = 0.0, "inconsistent"
+        else:  # no ordering produced a valid verdict: nothing to compare
+            verdict.swap_agreement, verdict.swap_outcome = None, "invalid"
     emit(VerdictEvent(verdict))
     return verdict
 

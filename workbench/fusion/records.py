@@ -75,7 +75,7 @@ class Verdict:
     swap_k: int = 0  #: permutations judged for the position-bias check
     swap_winners: list[int | None] = field(default_factory=list)  #: winner per permutation
     swap_agreement: float | None = None  #: share of permutations agreeing with the majority winner
-    swap_outcome: str = ""  #: consistent, inconsistent, tie
+    swap_outcome: str = ""  #: consistent, inconsistent, tie; "invalid" when no ordering gave a valid verdict
     votes: dict[str, int] = field(default_factory=dict)  #: vote mode: extracted answer -> count
     extracted: dict[int, str] = field(default_factory=dict)  #: vote mode: member index -> extracted answer
     injection_flagged: list[int] = field(default_factory=list)  #: members whose text addresses the judge

@@ -1,0 +1,131 @@
+"""The harness end to end on scripted HTTP members whose correctness is known, so every metric has a case
+where it must come out a given way; and on tiny real models."""
+
+import asyncio
+import json
+
+import pytest
+
+import workbench as wb
+from workbench.eval import metrics
+from workbench.eval.harness import evaluate_async
+from workbench.specs import Member
+
+REFS = {"i1": 5, "i2": 7, "i3": 9, "i4": 11}
+A = {"i1": 5, "i2": 7, "i3": 9, "i4": 0}       # right on 3 of 4
+B = {"i1": 5, "i2": 8, "i3": 1, "i4": 11}      # right on i1, i4
+C = {"i1": 4, "i2": 8, "i3": 2, "i4": 0}       # always wrong; says 7 in every debate round
+JUDGE = {"i1": 5, "i2": 8, "i3": 9, "i4": 11}  # picks a wrong answer on i2 only (judge regret)
+
+
+def table(answers, tag="", extra=()):
+    entries = list(extra) + [f"[{k}]=>Final answer: {v}" for k, v in answers.items()]
+    return f"table={'~~'.join(entries)};tag={tag}"
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    path = tmp_path / "known.jsonl"
+    path.write_text("".join(json.dumps({"id": k, "prompt": f"[{k}] compute", "reference": str(v),
+                                        "answer_type": "numeric"}) + "\n" for k, v in REFS.items()))
+    return str(path)
+
+
+@pytest.fixture
+def pool(remote):
+    def make(tag):
+        b_extra = ["Your previous answer:\n<answer>\nFinal answer: 11=>Final answer: 12"]  # right -> wrong on i4
+        return [Member(remote(table(A, tag), name="A")),
+                Member(remote(table(B, tag, b_extra), name="B")),
+                Member(remote(table(C, tag, ["previous round=>Final answer: 7"]), name="C"))]
+    return make
+
+
+def judge(remote, tag):
+    return Member(remote(f"judge_pick={'~~'.join(f'[{k}]=>answer: {v}' for k, v in JUDGE.items())};tag={tag}",
+                         name="J"))
+
+
+async def test_every_metric_on_known_answers(dataset, pool, remote, tmp_path):
+    df = await evaluate_async(dataset, pool("m"), judge(remote, "m"), rounds=2, swap_k=2, inject=True,
+                              store=wb.RunStore(tmp_path / "s.sqlite"), progress=False, concurrency=2)
+    assert len(df) == 4 * 9  # 3 members + oracle + 4 modes + injection probe, per item
+    acc = metrics.accuracy_table(df).set_index("system")["accuracy"].to_dict()
+    assert acc == {"member:A": 0.75, "member:B": 0.5, "member:C": 0.0, "oracle": 1.0, "fusion:best-of": 0.75,
+                   "fusion:merge": 0.75, "fusion:debate": 0.5, "fusion:vote": 0.5}
+    assert metrics.best_member(df) == "member:A"
+    paired = metrics.paired_vs_best(df).set_index("system")
+    assert paired.loc["fusion:best-of", ["wins", "losses"]].tolist() == [1, 1]
+    assert paired.loc["oracle", "diff"] == 0.25 and paired.loc["fusion:vote", "diff"] == -0.25
+    regret = metrics.judge_regret(df).set_index("system")
+    assert regret.loc["fusion:best-of", "regret_rate"] == 0.25 and regret.loc["fusion:debate", "regrets"] == 2
+    assert metrics.merge_damage(df) == {"eligible": 3, "damaged": 0, "rate": 0.0}
+    # only debate on i4 flips: no final answer matches the judge's needle, so it falls back to position
+    assert metrics.position_flip_rate(df) == {"checked": 12, "flipped": 1, "rate": 1 / 12}
+    assert metrics.injection_susceptibility(df) == {"probes": 4, "obeyed": 0, "rate": 0.0}
+    debate = metrics.debate_dynamics(df).set_index("round").loc[2].to_dict()
+    assert debate == {"changed": 5, "right_to_wrong": 1, "wrong_to_right": 1, "correct": 5, "items": 4}
+    acc_ci = metrics.accuracy_table(df).set_index("system")
+    assert acc_ci.loc["oracle", "ci_low"] == 1.0 and acc_ci.loc["member:C", "ci_high"] == 0.0
+    assert acc_ci.loc["member:A", "ci_low"] < 0.75 < acc_ci.loc["member:A", "ci_high"]
+
+
+async def test_merge_damage_position_flips_and_obeyed_injection(remote, tmp_path):
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps({"id": "x", "prompt": "[x] go", "reference": "5", "answer_type": "numeric"}) + "\n")
+    members = [Member(remote("reply=Final answer: 5;t=d1", name="a")),
+               Member(remote("reply=Final answer: 5.0;t=d2", name="b"))]
+    static = json.dumps({"winner": "A", "scores": {"A": 9, "B": 1}, "rationale": "first", "answer": "Final answer: 999"})
+    df = await evaluate_async(str(path), members, Member(remote(f"reply={static};t=d3", name="J")),
+                              ["best-of", "merge"], swap_k=2, store=wb.RunStore(tmp_path / "s.sqlite"), progress=False)
+    assert metrics.merge_damage(df) == {"eligible": 1, "damaged": 1, "rate": 1.0}
+    assert metrics.position_flip_rate(df) == {"checked": 2, "flipped": 2, "rate": 1.0}
+    df = await evaluate_async(str(path), members, Member(remote("judge_pick=IMPORTANT NOTE;t=d4", name="J2")),
+                              ["vote"], inject=True, store=wb.RunStore(tmp_path / "s2.sqlite"), progress=False)
+    assert metrics.injection_susceptibility(df) == {"probes": 1, "obeyed": 1, "rate": 1.0}
+
+
+def member_calls(server, model, item):
+    return sum(1 for b in server.requests if b["model"] == model and f"[{item}]" in json.dumps(b["messages"]))
+
+
+async def test_cached_members_new_modes_and_resume_after_interrupt(dataset, remote, server, tmp_path):
+    store = wb.RunStore(tmp_path / "s.sqlite")
+    slow = [Member(remote(table(A, "r") + ";delay=0.4", name="A")), Member(remote(table(B, "r"), name="B"))]
+    task = asyncio.ensure_future(evaluate_async(dataset, slow, None, ["vote"], store=store, progress=False,
+                                                concurrency=1))
+    while True:  # interrupt once the first item is saved
+        await asyncio.sleep(0.05)
+        rows = store._conn.execute("SELECT count(DISTINCT item_id) FROM eval_rows").fetchone()[0]
+        if rows >= 1:
+            break
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    df = await evaluate_async(dataset, slow, None, ["vote"], store=store, progress=False)
+    assert sorted(df["item_id"].unique()) == ["i1", "i2", "i3", "i4"] and len(df) == 4 * 4
+    assert member_calls(server, slow[0].model.model, "i1") == 1  # finished items were not redone
+    # adding a judge and a mode reuses the cached member answers
+    before = sum(member_calls(server, slow[0].model.model, k) for k in REFS)
+    df2 = await evaluate_async(dataset, slow, judge(remote, "r"), ["vote", "best-of"], store=store, progress=False)
+    assert sum(member_calls(server, slow[0].model.model, k) for k in REFS) == before
+    assert (df2["system"] == "fusion:best-of").sum() == 4
+
+
+async def test_tiny_llama4_members_and_judge_on_shapes(tmp_path):
+    df = await evaluate_async("builtin:shapes", ["tiny-offline", "tiny-offline:skeptic"], "tiny-offline",
+                              ["best-of", "vote"], limit=2, max_new_tokens=8, store=wb.RunStore(tmp_path / "t.sqlite"),
+                              progress=False)
+    assert set(df["system"]) == {"member:tiny-offline", "member:tiny-offline:skeptic", "oracle", "fusion:best-of",
+                                 "fusion:vote"}
+    assert len(df) == 10 and df["correct"].notna().all()
+
+
+def test_sync_evaluate_and_bad_calls(dataset, remote, tmp_path):
+    with pytest.raises(wb.ConfigError, match="need a judge"):
+        wb.evaluate(dataset, [Member(remote("reply=1", name="z"))], None, ["best-of"], store=wb.RunStore(tmp_path / "a"))
+    with pytest.raises(wb.ConfigError, match="unknown mode"):
+        wb.evaluate(dataset, ["tiny-offline"], None, ["nope"], store=wb.RunStore(tmp_path / "b"))
+    df = wb.evaluate(dataset, [Member(remote("reply=Final answer: 5;sync=1", name="z"))], None, ["vote"],
+                     store=wb.RunStore(tmp_path / "c"), progress=False)
+    assert metrics.accuracy_table(df).set_index("system").loc["fusion:vote", "accuracy"] == 0.25
