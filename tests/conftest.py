@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
-
-# Before anything imports workbench: keep built checkpoints out of the user's cache, never touch the Hub.
-os.environ.setdefault("WORKBENCH_CACHE", tempfile.mkdtemp(prefix="wb-test-cache-"))
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["WORKBENCH_MODELS_FILE"] = str(Path(os.environ["WORKBENCH_CACHE"]) / "no-user-models.toml")
 
 import pytest  # noqa: E402
 

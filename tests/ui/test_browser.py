@@ -148,3 +148,11 @@ def test_load_a_past_run_from_history(page, app):
     page.click("#open-run")
     wait_text(page, "#history-view", f"Fusion run {run_id}")
     assert "Remember me" in text_of(page, "#history-view")
+
+
+def test_evaluate_tab_runs_a_builtin_dataset(page):
+    page.get_by_role("tab", name="Evaluate").click()
+    page.click("#eval-run")
+    wait_text(page, "#eval-status", "best single member", timeout=180_000)
+    table = text_of(page, "#eval-table")
+    assert "oracle" in table and "fusion:vote" in table and "member:tiny-offline" in table

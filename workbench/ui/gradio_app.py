@@ -164,6 +164,10 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
                 timeline_plot = gr.Plot(label="Timeline")
                 tokens_plot = gr.Plot(label="Tokens and cost")
 
+        from .evaluate_tab import build_evaluate_tab
+
+        build_evaluate_tab(pool_df, judge_dd, saved, store, registry_with, members_from_rows)
+
         with gr.Tab("History"):
             runs_df = gr.Dataframe(headers=["run", "when", "mode", "prompt", "final answer", "degraded"],
                                    interactive=False, elem_id="runs-table")

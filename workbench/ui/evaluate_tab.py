@@ -1,0 +1,70 @@
+"""The Evaluate tab: a small built-in dataset through members, fusion modes and the oracle, with the
+same figures the notebooks and `workbench eval` show."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ..errors import WorkbenchError
+from ..store import RunStore
+
+
+def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, registry_with, members_from_rows) -> None:
+    """Lay out the tab inside the current Blocks; pool and judge come from the Fuse tab's controls."""
+    with gr.Tab("Evaluate"):
+        gr.Markdown("Run the pool (from the Fuse tab) on a generated dataset with ground truth: each member alone, "
+                    "each fusion mode, and the oracle (is any member right?). Member answers are cached, so adding "
+                    "a mode later does not regenerate them.")
+        with gr.Row():
+            dataset = gr.Dropdown(["builtin:arithmetic", "builtin:shapes"], value="builtin:arithmetic",
+                                  label="Dataset", elem_id="eval-dataset")
+            limit = gr.Slider(1, 50, value=4, step=1, label="Items")
+            modes = gr.CheckboxGroup(["best-of", "merge", "debate", "vote"], value=["best-of", "vote"], label="Modes")
+            swap = gr.Checkbox(False, label="Position check (2 orderings)")
+            inject = gr.Checkbox(False, label="Injection probe")
+            tokens = gr.Slider(16, 1024, value=64, step=16, label="Max new tokens")
+        run_btn = gr.Button("Evaluate", variant="primary", elem_id="eval-run")
+        status = gr.Markdown("", elem_id="eval-status")
+        table = gr.Dataframe(label="Accuracy per system", interactive=False, elem_id="eval-table")
+        with gr.Row():
+            acc_plot = gr.Plot(label="Accuracy")
+            cost_plot = gr.Plot(label="Accuracy vs cost")
+        with gr.Row():
+            judge_plot = gr.Plot(label="Judge")
+            debate_plot = gr.Plot(label="Debate")
+
+        async def run(ds, n, chosen, swap_on, inject_on, max_tokens, rows, judge, state,
+                      progress=gr.Progress(track_tqdm=True)):
+            from .. import plots
+            from ..eval import metrics
+            from ..eval.harness import evaluate_async
+
+            try:
+                reg = registry_with((state or {}).get("endpoints", []))
+                members = members_from_rows(rows, reg)
+                if not members:
+                    raise WorkbenchError("the pool is empty: add members on the Fuse tab")
+                if not chosen:
+                    raise WorkbenchError("pick at least one mode")
+                df = await evaluate_async(ds, members, reg.member(judge) if judge else None, chosen,
+                                          limit=int(n), swap_k=2 if swap_on else 1, inject=inject_on,
+                                          max_new_tokens=int(max_tokens), store=store, registry=reg)
+            except WorkbenchError as exc:
+                return f"⚠ {exc}", None, None, None, None, None
+            s = metrics.summary(df)
+            acc = s["accuracy"]
+            shown = acc[["system", "n", "accuracy", "ci_low", "ci_high", "tokens_per_correct", "mean_latency_s"]].round(3)
+            paired = s["paired"]
+            lines = [f"**{len(df['item_id'].unique())} items** · best single member: **{s['best_member']}**"]
+            for _, r in paired.iterrows():
+                lines.append(f"- {r['system']} vs best member: {r['diff']:+.2f} (95% CI {r['ci_low']:+.2f} to "
+                             f"{r['ci_high']:+.2f}; wins {r['wins']}, losses {r['losses']})")
+            if any(m.model.is_noise for m in members):
+                lines.append("\n_The tiny offline model's answers are noise: these numbers exercise the pipeline only._")
+            debate = plots.debate_flips(s["debate"]) if len(s["debate"]) else None
+            return ("\n".join(lines), shown, plots.accuracy_ci(acc), plots.accuracy_vs_cost(acc),
+                    plots.regret_and_damage(s["regret"], s["merge_damage"], s["position_flips"], s["injection"]), debate)
+
+        run_btn.click(run, [dataset, limit, modes, swap, inject, tokens, pool_df, judge_dd, saved],
+                      [status, table, acc_plot, cost_plot, judge_plot, debate_plot], api_name="evaluate",
+                      concurrency_limit=4)
