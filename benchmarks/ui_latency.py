@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import re
 import socket
 import statistics
 import subprocess

@@ -3,7 +3,6 @@
 import asyncio
 import io
 import json
-import time
 
 import pytest
 from PIL import Image

@@ -6,7 +6,6 @@ answer counted as right or wrong.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass

@@ -162,8 +162,7 @@ async def _run(prompt: Prompt, members: list[Member], judge_member: Member | Non
             result.notes.append(f"debate stopped after round {r}: every member gave the same answer")
             break
     result.pool_wall_s = time.perf_counter() - t0
-    for o in (o for rnd in result.rounds for o in rnd if not o.ok):
-        result.failure_reasons.append(f"{o.label} (round {o.round}): {o.kind}: {o.reason}")
+    result.failure_reasons += member_failures(result.rounds)
     ok = [o for o in result.outputs if o.ok]
     if any(o.notes for o in result.outputs):
         result.notes += [f"{o.label}: {n}" for o in result.outputs for n in o.notes]
@@ -250,6 +249,11 @@ async def decide(prompt: Prompt, outputs: list[MemberOutput], mode: str, judge_m
     return verdict
 
 
+def member_failures(rounds: list[list[MemberOutput]]) -> list[str]:
+    """One line per failed member answer, in round and pool order."""
+    return [f"{o.label} (round {o.round}): {o.kind}: {o.reason}" for rnd in rounds for o in rnd if not o.ok]
+
+
 def _finish(result: FusionResult) -> None:
     """Set the final answer from the verdict, with a recorded fallback when the judge failed."""
     v = result.verdict
@@ -295,7 +299,7 @@ async def rejudge(result: FusionResult, judge: str | Member | None = None, mode:
                        rounds=result.rounds, pool_wall_s=result.pool_wall_s, parent_run_id=result.run_id,
                        noise=result.noise or bool(judge_member and judge_member.model.is_noise),
                        stopped_early=result.stopped_early)
-    new.failure_reasons = [r for r in result.failure_reasons if "judge" not in r and "fell back" not in r]
+    new.failure_reasons = member_failures(result.rounds)
     new.degraded = bool(new.failure_reasons)
     t = time.perf_counter()
     judge_backend = None

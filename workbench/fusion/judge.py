@@ -155,7 +155,7 @@ async def judge_once(judge: ModelBackend, judge_member: Member, prompt: Prompt, 
         messages[0] = Message("system", (TextPart(judge_member.persona + "\n\n" + SYSTEM),))
     ids = labels(len(order))
     attempts: list[JudgeAttempt] = []
-    for attempt_no in range(2):
+    for _attempt in range(2):
         r = await judge.complete(messages, config, on_text=on_text)
         if not r.ok:
             a = JudgeAttempt(order, r.partial_text, False, f"judge call failed ({r.kind}): {r.reason}",

@@ -1,0 +1,88 @@
+"""The History tab: stored runs, reopen one, re-judge it without regenerating, export JSON or Markdown."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from .. import plots
+from ..errors import WorkbenchError
+from ..fusion.engine import rejudge
+from ..store import RunStore
+
+
+def build_history_tab(store: RunStore, model_choices: list[str], preset: str, registry_with, saved):
+    """Lay out the tab inside the current Blocks; returns (runs table, run dropdown, re-judge judge, row maker)."""
+    with gr.Tab("History"):
+        runs_df = gr.Dataframe(headers=["run", "when", "mode", "prompt", "final answer", "degraded"],
+                               interactive=False, elem_id="runs-table")
+        with gr.Row():
+            run_dd = gr.Dropdown([], label="Run", elem_id="run-select", allow_custom_value=True)
+            refresh_btn = gr.Button("Refresh")
+            open_btn = gr.Button("Open", elem_id="open-run")
+        with gr.Row():
+            rj_judge = gr.Dropdown(model_choices, value=preset, label="Re-judge with", allow_custom_value=True)
+            rj_mode = gr.Radio(["best-of", "merge", "vote"], value="merge", label="Mode")
+            rj_btn = gr.Button("Re-judge (no regeneration)", elem_id="rejudge")
+        with gr.Row():
+            exp_json = gr.Button("Export JSON")
+            exp_md = gr.Button("Export Markdown")
+            exp_file = gr.File(label="Export", interactive=False)
+        hist_status = gr.Markdown("", elem_id="history-status")
+        hist_view = gr.Markdown("", elem_id="history-view")
+        hist_plot = gr.Plot(label="Timeline")
+
+    def history_rows():
+        return [[r["run_id"], time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])), r["mode"],
+                 r["prompt"][:60], (r["final_answer"] or "")[:60], "yes" if r["degraded"] else ""]
+                for r in store.list(100)]
+
+    def refresh():
+        return history_rows(), gr.update(choices=[r["run_id"] for r in store.list(100)])
+
+    refresh_btn.click(refresh, None, [runs_df, run_dd], api_visibility="private")
+
+    def open_run(run_id):
+        try:
+            result = store.load((run_id or "").strip())
+        except WorkbenchError as exc:
+            return f"⚠ {exc}", "", None
+        return f"Run `{result.run_id}`", store.export_markdown(result.run_id), plots.run_timeline(result)
+
+    open_btn.click(open_run, run_dd, [hist_status, hist_view, hist_plot], api_visibility="private")
+
+    async def rejudge_run(run_id, judge, mode, state):
+        try:
+            old = store.load((run_id or "").strip())
+            reg = registry_with((state or {}).get("endpoints", []))
+            images = store.images(old.run_id)
+            new = await rejudge(old, reg.member(judge) if mode != "vote" else None, mode, images=images,
+                                registry=reg)
+        except WorkbenchError as exc:
+            return f"⚠ {exc}", gr.update(), gr.update(), gr.update(), gr.update()
+        store.save(new, images)
+        rows, dd = refresh()
+        return (f"Re-judged `{old.run_id}` as `{new.run_id}` ({mode}, no member regenerated).",
+                store.export_markdown(new.run_id), plots.run_timeline(new), rows,
+                gr.update(choices=dd["choices"], value=new.run_id))
+
+    rj_btn.click(rejudge_run, [run_dd, rj_judge, rj_mode, saved],
+                 [hist_status, hist_view, hist_plot, runs_df, run_dd], api_visibility="private")
+
+    def export(run_id, fmt):
+        try:
+            text = store.export_json(run_id) if fmt == "json" else store.export_markdown(run_id)
+        except WorkbenchError as exc:
+            return None, f"⚠ {exc}"
+        path = Path(tempfile.mkdtemp(prefix="wb-export-")) / f"{run_id}.{'json' if fmt == 'json' else 'md'}"
+        path.write_text(text)
+        return str(path), f"Exported `{run_id}`."
+
+    exp_json.click(lambda r: export(r, "json"), run_dd, [exp_file, hist_status], api_visibility="private")
+    exp_md.click(lambda r: export(r, "md"), run_dd, [exp_file, hist_status], api_visibility="private")
+
+
+    return runs_df, run_dd, rj_judge, history_rows
