@@ -118,8 +118,8 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
                 status = gr.Markdown("", elem_id="status")
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn", scale=0, min_width=100, size="sm")
             with gr.Accordion("Pool, judge and mode", open=False, elem_id="settings"):
-                pool_df = gr.Dataframe(headers=POOL_HEADERS, value=start_pool, col_count=(4, "fixed"),
-                                       row_count=(1, "dynamic"), interactive=True, label="Pool (one member a row)",
+                pool_df = gr.Dataframe(headers=POOL_HEADERS, value=start_pool, column_count=4,
+                                       interactive=True, label="Pool (one member a row)",
                                        elem_id="pool-table")
                 with gr.Row():
                     add_model = gr.Dropdown(model_choices, value=preset, label="Model", allow_custom_value=True)
