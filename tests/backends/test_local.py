@@ -159,3 +159,14 @@ def test_not_a_checkpoint_directory(tmp_path):
 def test_hub_model_not_available_offline_says_how_to_get_it():
     with pytest.raises(wb.ModelLoadError, match="hf download"):
         load_model("meta-llama/Llama-4-Scout-17B-16E-Instruct")
+
+
+async def test_already_quantized_checkpoint_loads_as_is(tiny_int4):
+    """A community-style pre-quantized checkpoint (config carries quantization_config) loads without conversion."""
+    from workbench.backends.quant import is_prequantized
+
+    path = tiny_int4.checkpoint
+    assert is_prequantized(path)
+    again = load_model(str(path))  # plain directory, no quant asked: its own quantization_config is used
+    assert again.checkpoint == path and unquantized_expert_weights(again.hf_model) == []
+    assert (await again.generate("hi", max_new_tokens=4)).ok

@@ -106,3 +106,27 @@ def test_bootstrap_ci_bounds():
     assert metrics.bootstrap_ci(np.ones(10)) == (1.0, 1.0)
     lo, hi = metrics.bootstrap_ci(np.array([0, 1] * 50, dtype=float))
     assert 0.38 < lo < 0.5 < hi < 0.62
+
+
+def test_mmmu_style_rows(tmp_path):
+    Image.new("RGB", (10, 10), "blue").save(tmp_path / "m.png")
+    p = write(tmp_path, [{"id": "validation_Art_1", "question": "<image 1> Which colour?",
+                          "options": "['red', 'blue']", "answer": "B", "image_1": "m.png"}])
+    item = load_jsonl(p).items[0]
+    assert item.answer_type == "choice" and item.choices == ["red", "blue"] and item.reference == "B"
+    assert item.images[0].width == 10 and item.meta["source"] == "mmmu"
+
+
+async def test_free_text_is_judge_graded(remote):
+    from workbench.backends import load_model
+    from workbench.eval.datasets import Item
+    from workbench.eval.scorers import score
+
+    item = Item("f", "Why is the sky blue?", "Rayleigh scattering", "free")
+    yes = load_model(remote('reply={"correct": true, "explanation": "mentions scattering"};g=1'))
+    s = await score("Because of Rayleigh scattering.", item, yes)
+    assert (s.correct, s.explanation) == (True, "mentions scattering")
+    prose = load_model(remote("reply=I think so.;g=2"))
+    s = await score("Because of scattering.", item, prose)
+    assert s.correct is None and "unusable" in s.explanation
+    assert (await score("x", item, None)).correct is None

@@ -135,6 +135,18 @@ def test_bad_inputs_show_messages_and_app_keeps_working(page, corrupt_png, serve
     assert "Traceback" not in page.content()
 
 
+def test_pool_survives_a_page_reload(page):
+    open_settings(page)
+    page.get_by_label("Persona").fill("creative")
+    page.click("#add-member")
+    page.wait_for_function("document.querySelector('#pool-table').innerText.includes('creative')")
+    page.wait_for_timeout(1000)  # BrowserState writes to localStorage
+    page.reload()
+    page.wait_for_selector("#prompt-box textarea")
+    open_settings(page)
+    page.wait_for_function("document.querySelector('#pool-table').innerText.includes('creative')")
+
+
 def test_load_a_past_run_from_history(page, app):
     demo, _ = app
     submit(page, "Remember me")

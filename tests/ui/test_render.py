@@ -41,3 +41,11 @@ def test_member_stats_and_failures():
     assert "failed (connection)" in member_stats(bad)
     r = result(degraded=True, failure_reasons=["b: connection"], noise=True)
     assert "degraded" in status_line(r) and "noise" in status_line(r)
+
+
+def test_startup_without_gpu_picks_tiny_and_says_why():
+    from workbench.ui.startup import choose_preset
+
+    preset, why = choose_preset("auto")
+    assert preset == "tiny-offline" and "No GPU" in why
+    assert choose_preset("scout-int4") == ("scout-int4", "")

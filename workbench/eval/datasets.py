@@ -79,8 +79,12 @@ def load_jsonl(path: str | Path, name: str | None = None) -> Dataset:
             raise DatasetError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
         if not isinstance(row, dict):
             raise DatasetError(f"{where}: each row must be a JSON object")
-        item = _gsm8k_row(row, n) if "question" in row and "####" in str(row.get("answer", "")) else \
-            _row(row, n, path.parent, where)
+        if "question" in row and "####" in str(row.get("answer", "")):
+            item = _gsm8k_row(row, n)
+        elif "question" in row and "options" in row:
+            item = _mmmu_row(row, n, path.parent, where)
+        else:
+            item = _row(row, n, path.parent, where)
         if item.id in ids:
             raise DatasetError(f"{where}: duplicate id {item.id!r}")
         ids.add(item.id)
@@ -120,6 +124,22 @@ def _gsm8k_row(row: dict, n: int) -> Item:
     answer = str(row["answer"]).split("####")[-1].strip().replace(",", "")
     return Item(str(row.get("id", f"gsm8k-{n}")), str(row["question"]), answer, "numeric",
                 meta={"source": "gsm8k"})
+
+
+def _mmmu_row(row: dict, n: int, base: Path, where: str) -> Item:
+    """MMMU-style rows: question, options (a list or its string form), answer letter, image path(s)."""
+    options = row["options"]
+    if isinstance(options, str):
+        try:
+            options = json.loads(options.replace("'", '"'))
+        except json.JSONDecodeError:
+            raise DatasetError(f"{where}: options must be a list") from None
+    images = row.get("images") or [v for k, v in sorted(row.items()) if k.startswith("image") and v]
+    mapped = {"id": row.get("id", f"mmmu-{n}"), "prompt": str(row["question"]), "reference": row.get("answer", ""),
+              "answer_type": "choice", "choices": options, "images": images if isinstance(images, list) else [images]}
+    item = _row(mapped, n, base, where)
+    item.meta["source"] = "mmmu"
+    return item
 
 
 # ---- built-in generated tasks ----------------------------------------------------------------------------
