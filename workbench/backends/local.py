@@ -34,8 +34,11 @@ def cache_root() -> Path:
     return Path(os.environ.get("WORKBENCH_CACHE") or Path.home() / ".cache" / "workbench")
 
 
-def resolve_checkpoint(spec: ModelSpec) -> Path:
+def resolve_checkpoint(spec: ModelSpec, local_files_only: bool = False) -> Path:
     """A local directory holding the spec's checkpoint, downloading from the Hub when allowed.
+
+    Args:
+        local_files_only: look in the local Hugging Face cache only (never download).
 
     Raises:
         ModelLoadError: not a model directory, or weights not available offline (says how to get them).
@@ -56,7 +59,7 @@ def resolve_checkpoint(spec: ModelSpec) -> Path:
         raise MissingDependencyError("huggingface_hub is needed to fetch models: pip install huggingface_hub") from None
     patterns = ["*.json", "*.safetensors", "*.jinja", "*.model", "*.txt", "tokenizer*"]
     try:
-        return Path(snapshot_download(spec.model, allow_patterns=patterns))
+        return Path(snapshot_download(spec.model, allow_patterns=patterns, local_files_only=local_files_only))
     except GatedRepoError:
         raise ModelLoadError(f"{spec.model} is gated: accept its licence on huggingface.co/{spec.model} and set "
                              f"HF_TOKEN (or run `hf auth login`)") from None

@@ -8,6 +8,7 @@ re-judge without regenerating, export. `/fuse` is a named API endpoint for gradi
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -299,6 +300,10 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
             name, url, model, key_var = (x.strip() for x in (name, url, model, key_var or ""))
             if not (name and url and model):
                 return state, gr.update(), gr.update(), gr.update(), "⚠ an endpoint needs a name, a base URL and a model"
+            if os.environ.get("SPACE_ID") and os.environ.get("WORKBENCH_ALLOW_CUSTOM_ENDPOINTS") != "1":
+                # on a hosted Space the server would fetch any URL a visitor types (SSRF): off unless allowed
+                return state, gr.update(), gr.update(), gr.update(), \
+                    "⚠ adding endpoints is off on this hosted Space (set WORKBENCH_ALLOW_CUSTOM_ENDPOINTS=1 to allow)"
             if not url.startswith(("http://", "https://")):
                 return state, gr.update(), gr.update(), gr.update(), "⚠ the base URL must start with http:// or https://"
             if key_var and not key_var.replace("_", "").isalnum():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 
 SCOUT = "scout-int4"
@@ -33,18 +32,11 @@ def choose_preset(requested: str | None = None) -> tuple[str, str]:
     from ..specs import load_registry
 
     spec = load_registry().resolve(SCOUT)
-    prev = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"  # look in the local cache only: never start a 218 GB download at start-up
-    try:
-        resolve_checkpoint(spec)
+    try:  # the local cache only: never start a 218 GB download at start-up
+        resolve_checkpoint(spec, local_files_only=True)
     except WorkbenchError as exc:
         return TINY, (f"Llama 4 Scout's weights are not on this machine ({exc}). Running the tiny offline model; "
                       f"start with `workbench demo --preset scout-int4` to download them (gated: set HF_TOKEN).")
-    finally:
-        if prev is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = prev
     return SCOUT, f"Llama 4 Scout in INT4 (experts included) on {torch.cuda.device_count()} GPU(s), {total:.0f} GiB."
 
 
