@@ -12,8 +12,8 @@ import random
 import time
 from typing import AsyncIterator, Sequence
 
-from ..backends import ModelBackend, load_model
-from ..errors import ConfigError, WorkbenchError
+from ..backends import ModelBackend
+from ..errors import ConfigError
 from ..specs import Member, Registry, load_registry
 from ..types import Failure, GenerateConfig, Prompt
 from . import judge as J
@@ -302,12 +302,11 @@ async def rejudge(result: FusionResult, judge: str | Member | None = None, mode:
     new.failure_reasons = member_failures(result.rounds)
     new.degraded = bool(new.failure_reasons)
     t = time.perf_counter()
-    judge_backend = None
+    judge_backend = (await load_members([judge_member]))[0] if judge_member is not None else None
     if judge_member is not None:
-        try:
-            judge_backend = await asyncio.to_thread(load_model, judge_member.model)
-        except WorkbenchError as exc:
-            judge_backend = Failure(str(exc), "config", judge_member.model.name)
+        members = [Member.from_dict(p) for p in result.pool]
+        new.judge_is_member = any(m.model == judge_member.model and m.persona == judge_member.persona
+                                  for m in members)
     ok = [o for o in new.outputs if o.ok]
     if not ok:
         new.failure_reasons.append("all members failed: nothing to judge")
