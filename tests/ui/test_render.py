@@ -49,3 +49,24 @@ def test_startup_without_gpu_picks_tiny_and_says_why():
     preset, why = choose_preset("auto")
     assert preset == "tiny-offline" and "No GPU" in why
     assert choose_preset("scout-int4") == ("scout-int4", "")
+
+
+def test_a_preset_that_cannot_load_falls_back_to_tiny_in_the_page(tmp_path):
+    """Scout's weights unavailable (here: no hub) -> the page says why and the pool falls back to tiny."""
+    from workbench.store import RunStore
+    from workbench.ui.gradio_app import build_demo
+
+    demo = build_demo("scout-int4", store=RunStore(tmp_path / "r.sqlite"))
+    loader_done = [fn for fn in demo.fns.values() if fn.name == "restore"]
+    assert loader_done, "the page-load handler is registered"
+    import time
+
+    restore = loader_done[0].fn
+    deadline = time.time() + 60
+    while True:
+        pool, _models, judge, msg, *_ = restore({})
+        if msg or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    assert "scout-int4 could not be loaded" in msg and "hf download" in msg and "Falling back" in msg
+    assert all(row[0] == "tiny-offline" for row in pool) and judge["value"] == "tiny-offline"

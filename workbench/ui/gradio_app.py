@@ -22,7 +22,7 @@ from ..specs import Member, ModelSpec, Registry, load_registry
 from ..store import RunStore
 from ..types import ImageData, Prompt
 from . import render
-from .startup import Preloader, choose_preset
+from .startup import TINY, Preloader, choose_preset
 
 MAX_MEMBERS = 8
 POOL_HEADERS = ["model", "persona", "temperature", "name"]
@@ -323,10 +323,13 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
             eps = state.get("endpoints", [])
             choices = sorted(set(model_choices) | {e["name"] for e in eps})
             pool = state.get("pool") or start_pool
-            msg = ""
+            msg, judge = "", gr.update(choices=choices)
             if loader is not None and loader.done.is_set() and loader.error:
                 msg = f"⚠ {loader.error}"
-            return pool, gr.update(choices=choices), gr.update(choices=choices), msg, history_rows(), \
+                if preset != TINY and pool == start_pool:  # fall back to what can run
+                    pool, judge = default_pool(TINY), gr.update(choices=choices, value=TINY)
+                    msg += " Falling back to the tiny offline model."
+            return pool, gr.update(choices=choices), judge, msg, history_rows(), \
                 gr.update(choices=[r["run_id"] for r in store.list(100)])
 
         demo.load(restore, saved, [pool_df, add_model, judge_dd, status, runs_df, run_dd], api_visibility="private")
