@@ -17,7 +17,8 @@ import gradio as gr
 from .. import plots
 from ..errors import WorkbenchError
 from ..fusion.engine import fuse_stream
-from ..fusion.records import FusionResult, MemberDone, MemberToken, RoundStart, RunDone, RunStart, VerdictEvent
+from ..fusion.records import (FusionResult, JudgeStart, MemberDone, MemberToken, RoundStart, RunDone, RunStart,
+                               VerdictEvent)
 from ..specs import Member, ModelSpec, Registry, load_registry
 from ..store import RunStore
 from ..types import ImageData, Prompt
@@ -248,10 +249,8 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
                         pending.update(final_updates(ev.result))
                     elif isinstance(ev, RunStart):
                         pending[status] = f"Run `{ev.run_id}`: {mode} with {n} member(s)…"
-                    else:
-                        from ..fusion.records import JudgeStart
-                        if isinstance(ev, JudgeStart):
-                            pending[status] = f"Judging (ordering {ev.attempt})…"
+                    elif isinstance(ev, JudgeStart):
+                        pending[status] = f"Judging (ordering {ev.attempt})…"
                     now = time.monotonic()
                     if pending and (now - last >= UPDATE_EVERY_S or isinstance(ev, (MemberDone, RunDone))):
                         yield pending
