@@ -9,6 +9,7 @@ The requested model name is the script: ``key=value`` directives joined by ``;``
 - ``fail_first=N``      the first N calls with this script fail with ``status`` (default 500), then succeed
 - ``hang=1``            never answer (for timeouts)
 - ``cost=USD``          report ``usage.cost`` as OpenRouter does
+- ``strict=1``          refuse requests that carry ``stream_options`` (400), as some servers do
 - ``stamp=N``           stream N chunks, each the wall-clock time it was sent (``[1700000000.123]``), to measure
                         how long a chunk takes to reach a page
 - ``table=K=>V~~K2=>V2`` answer V for the first key K found in the request's last user message (else ``reply``)
@@ -60,6 +61,9 @@ class _Handler(BaseHTTPRequestHandler):
         script = parse_script(model)
         if script.get("hang"):
             time.sleep(float(script.get("hang_s", 3600)))
+            return
+        if script.get("strict") and "stream_options" in body:
+            self._json(400, {"error": {"message": "unknown field: stream_options", "code": 400}})
             return
         status = int(script.get("status", 0) or 0)
         if "fail_first" in script and call_no <= int(script["fail_first"]):

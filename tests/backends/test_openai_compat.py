@@ -79,3 +79,15 @@ async def test_key_is_sent_but_never_reported(remote, monkeypatch):
 async def test_load_model_by_scheme_and_stream(server):
     model = wb.load_model(wb.ModelSpec(name="s", backend="openai", model="reply=a b c", base_url=server.base_url))
     assert [p async for p in model.stream("x")] == ["a ", "b ", "c"]
+
+
+async def test_server_that_refuses_stream_options(remote, server):
+    model = OpenAICompatModel(remote("reply=fine thanks;strict=1"))
+    r = await model.generate("hi")
+    assert r.ok and r.text == "fine thanks"
+    assert "stream_options" not in requests_of(server, "reply=fine thanks;strict=1")[-1]
+    assert (await model.generate("again")).ok
+
+
+def requests_of(server, script):
+    return [b for b in server.requests if b["model"] == script]

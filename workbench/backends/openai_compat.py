@@ -53,6 +53,7 @@ class OpenAICompatModel(ModelBackend):
         self.connect_timeout_s = connect_timeout_s
         # One client per event loop: httpx connection pools belong to the loop that opened them.
         self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._no_stream_options = False  #: the server refused stream_options once; stop sending it
 
     @property
     def supports_images(self) -> bool:
@@ -89,9 +90,19 @@ class OpenAICompatModel(ModelBackend):
                                       top_p=config.top_p, stream_options={"include_usage": True})
         if config.seed is not None:
             params["seed"] = config.seed
+        if self._no_stream_options:
+            params.pop("stream_options")
         usage, finish = Usage(), "stop"
         try:
-            stream = await client.chat.completions.create(**params)
+            try:
+                stream = await client.chat.completions.create(**params)
+            except openai.BadRequestError as exc:
+                if "stream_options" not in str(exc) or "stream_options" not in params:
+                    raise
+                # some servers reject the usage option: ask again without it (usage then may be unknown)
+                self._no_stream_options = True
+                params.pop("stream_options")
+                stream = await client.chat.completions.create(**params)
             async for event in stream:
                 if event.usage is not None:
                     u = event.usage
