@@ -91,6 +91,9 @@ def test_cli_fuse_json_and_runs(tmp_path, capsys, server):
         assert rows[0]["run_id"] == out["run_id"]
         assert main(["runs", "export", out["run_id"], "--format", "md", "--store", db]) == 0
         assert "## Final answer" in capsys.readouterr().out
+        assert main(["runs", "rejudge", out["run_id"], "--mode", "vote", "--json", "--store", db]) == 0
+        rejudged = json.loads(capsys.readouterr().out)
+        assert rejudged["parent_run_id"] == out["run_id"] and rejudged["final_answer"] == "5"
         assert main(["runs", "show", "nope", "--store", db]) == 2
         assert main(["fuse", "--pool", "", "--mode", "vote", "--store", db, "x"]) == 2
     finally:

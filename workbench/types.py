@@ -224,11 +224,16 @@ class Response:
 
     @property
     def tokens_per_s(self) -> float | None:
-        """Generated tokens per second, after the first token."""
-        gen = self.latency_s - (self.ttft_s or 0.0)
-        if self.usage.completion_tokens and gen > 0:
-            return self.usage.completion_tokens / gen
-        return None
+        """Decode rate: tokens after the first, per second after the first."""
+        return decode_rate(self.usage.completion_tokens, self.ttft_s, self.latency_s)
+
+
+def decode_rate(completion_tokens: int, ttft_s: float | None, latency_s: float) -> float | None:
+    """(tokens - 1) / (latency - TTFT); None when too short to measure (under 2 tokens or 50 ms)."""
+    gen = latency_s - (ttft_s or 0.0)
+    if completion_tokens >= 2 and gen >= 0.05:
+        return (completion_tokens - 1) / gen
+    return None
 
 
 @dataclass

@@ -36,7 +36,7 @@ def test_transcript_marks_changes_and_early_stop():
 def test_member_stats_and_failures():
     ok = MemberOutput(0, "a", 1, True, "x", ttft_s=0.1, latency_s=1.1, completion_tokens=10, cost_usd=0.002,
                       finish_reason="stop")
-    assert "10.0 tok/s" in member_stats(ok) and "$0.00200" in member_stats(ok)
+    assert "9.0 tok/s" in member_stats(ok) and "$0.00200" in member_stats(ok)  # (10 - 1) tokens / 1.0 s
     bad = MemberOutput(1, "b", 1, False, reason="cannot reach", kind="connection")
     assert "failed (connection)" in member_stats(bad)
     r = result(degraded=True, failure_reasons=["b: connection"], noise=True)

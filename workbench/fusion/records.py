@@ -12,6 +12,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Union
 
+from ..types import decode_rate
+
 #: Version of the FusionResult dict format (bump with a migration in store.py).
 RECORD_VERSION = 1
 
@@ -39,8 +41,8 @@ class MemberOutput:
 
     @property
     def tokens_per_s(self) -> float | None:
-        gen = self.latency_s - (self.ttft_s or 0.0)
-        return self.completion_tokens / gen if self.completion_tokens and gen > 0 else None
+        """Decode rate after the first token (None when too short to measure)."""
+        return decode_rate(self.completion_tokens, self.ttft_s, self.latency_s)
 
 
 @dataclass
