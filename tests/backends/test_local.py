@@ -170,3 +170,17 @@ async def test_already_quantized_checkpoint_loads_as_is(tiny_int4):
     again = load_model(str(path))  # plain directory, no quant asked: its own quantization_config is used
     assert again.checkpoint == path and unquantized_expert_weights(again.hf_model) == []
     assert (await again.generate("hi", max_new_tokens=4)).ok
+
+
+async def test_custom_skip_list_is_honoured_by_converter_and_loader():
+    import bitsandbytes as bnb
+
+    spec = dataclasses.replace(spec_for("tiny-offline-int4"), name="tiny-skip-attn0",
+                               skip_modules=(*spec_for("tiny-offline-int4").skip_modules,
+                                             "language_model.model.layers.0.self_attn"))
+    model = load_model(spec)
+    layers = model.hf_model.language_model.model.layers
+    assert not isinstance(layers[0].self_attn.q_proj, bnb.nn.Linear4bit)
+    assert layers[0].self_attn.q_proj.weight.dtype == torch.bfloat16
+    assert isinstance(layers[1].self_attn.q_proj, bnb.nn.Linear4bit)
+    assert (await model.generate("hi", max_new_tokens=4)).ok

@@ -69,8 +69,15 @@ def component_of(name: str) -> str:
 
 
 def _skipped(name: str, skip_modules: Iterable[str]) -> bool:
-    parts = name.split(".")
-    return any(s in parts or name.startswith(s + ".") or ("." + s + ".") in ("." + name + ".") for s in skip_modules)
+    """Whether a module stays out of INT4, by the rule transformers applies when it loads the checkpoint
+    (a pattern matches from the start up to a module boundary, as a regex, or as a suffix), so the converter
+    quantizes exactly what the loader expects to be quantized."""
+    patterns = list(skip_modules)
+    try:
+        from transformers.quantizers.quantizers_utils import should_convert_module
+    except ImportError:  # older transformers: a dotted-component match
+        return any(f".{p}." in f".{name}." for p in patterns)
+    return not should_convert_module(name, patterns)
 
 
 def quantizable_weights(model, skip_modules: Iterable[str]) -> tuple[set[str], set[str]]:
@@ -80,7 +87,8 @@ def quantizable_weights(model, skip_modules: Iterable[str]) -> tuple[set[str], s
     linears, experts = set(), set()
     for mod_name, module in model.named_modules():
         if type(module).__name__ == "Llama4TextExperts":
-            if not _skipped(mod_name, skip_modules):
+            # at load time these become per-expert Linears named like `...experts.0.gate_proj`
+            if not _skipped(f"{mod_name}.0.gate_proj", skip_modules):
                 experts.add(mod_name)
         elif isinstance(module, nn.Linear) and not _skipped(mod_name, skip_modules):
             linears.add(mod_name + ".weight")
