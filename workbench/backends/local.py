@@ -111,8 +111,10 @@ class LocalModel(ModelBackend):
         kwargs: dict[str, Any] = {"dtype": getattr(torch, spec.dtype)}
         self.checkpoint = src
         if spec.quant == "int4" and not prequantized:
-            if not torch.cuda.is_available() and not _bnb_cpu_ok():
-                raise ModelLoadError("INT4 needs bitsandbytes (pip install bitsandbytes)")
+            try:
+                import bitsandbytes  # noqa: F401
+            except ImportError:
+                raise MissingDependencyError("INT4 needs bitsandbytes: pip install bitsandbytes") from None
             from .quant import bnb_config
 
             if self.is_llama4:
@@ -229,7 +231,7 @@ class LocalModel(ModelBackend):
             torch.manual_seed(cfg.seed)
         gen_kwargs: dict[str, Any] = dict(
             max_new_tokens=cfg.max_new_tokens, min_new_tokens=cfg.min_new_tokens or None, do_sample=sample, streamer=streamer,
-            stopping_criteria=[make_stopping_criteria(requests, streamer)],
+            stopping_criteria=[make_stopping_criteria(requests)],
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=sorted(self.eos_ids),
         )
         if sample:
@@ -282,10 +284,3 @@ class LocalModel(ModelBackend):
     def close(self) -> None:
         self.worker.close()
 
-
-def _bnb_cpu_ok() -> bool:
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        return False
-    return True

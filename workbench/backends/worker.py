@@ -152,7 +152,7 @@ class BatchStreamer:
         return Usage(prompt_tokens=prompt_tokens, completion_tokens=len(self.tokens[i]) + int(self.hit_eos[i]))
 
 
-def make_stopping_criteria(requests: list[GenRequest], streamer: BatchStreamer):
+def make_stopping_criteria(requests: list[GenRequest]):
     """Per-row stop: a cancelled or timed-out request stops its own row only."""
     import torch
     from transformers import StoppingCriteria

@@ -21,6 +21,7 @@ from ..fusion.modes import JUDGED_MODES, MODES, extract_answer
 from ..fusion.records import FusionResult, MemberOutput
 from ..specs import Member, Registry, load_registry
 from ..store import RunStore
+from ..types import Failure
 from .datasets import Dataset, Item, load_dataset
 from .scorers import score
 
@@ -88,7 +89,7 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
     grader = None
     if judge_member is not None:
         grader = (await load_members([judge_member]))[0]
-        if not hasattr(grader, "complete"):
+        if isinstance(grader, Failure):  # a judge that cannot load grades nothing; its runs record why
             grader = None
     sem = asyncio.Semaphore(max(1, concurrency))
     bar = tqdm(total=len(ds.items), desc=f"evaluating {ds.name}", disable=not progress)

@@ -292,28 +292,16 @@ async def rejudge(result: FusionResult, judge: str | Member | None = None, mode:
     judge_member = _member(judge, registry) if mode in JUDGED_MODES else None
     if mode in JUDGED_MODES and judge_member is None:
         raise ConfigError(f"mode {mode} needs a judge")
-    settings = {**result.settings, "swap_k": swap_k or result.settings.get("swap_k", 1),
+    # Every round is reused, so the shared core loads and runs only the judge.
+    settings = {**result.settings, "rounds": len(result.rounds),
+                "swap_k": swap_k or result.settings.get("swap_k", 1),
                 "seed": seed if seed is not None else result.settings.get("seed")}
-    new = FusionResult(new_run_id(), mode, result.prompt, result.pool,
-                       judge_member.to_dict() if judge_member else None, settings,
-                       rounds=result.rounds, pool_wall_s=result.pool_wall_s, parent_run_id=result.run_id,
-                       noise=result.noise or bool(judge_member and judge_member.model.is_noise),
-                       stopped_early=result.stopped_early)
-    new.failure_reasons = member_failures(result.rounds)
-    new.degraded = bool(new.failure_reasons)
-    t = time.perf_counter()
-    judge_backend = (await load_members([judge_member]))[0] if judge_member is not None else None
-    if judge_member is not None:
-        members = [Member.from_dict(p) for p in result.pool]
-        new.judge_is_member = any(m.model == judge_member.model and m.persona == judge_member.persona
-                                  for m in members)
-    ok = [o for o in new.outputs if o.ok]
-    if not ok:
-        new.failure_reasons.append("all members failed: nothing to judge")
-        new.degraded = True
-        return new
-    new.verdict = await decide(prompt, new.outputs, mode, judge_member, judge_backend, settings, lambda _e: None)
-    new.judge_wall_s = time.perf_counter() - t
-    _finish(new)
+    done: list[FusionResult] = []
+    members = [Member.from_dict(p) for p in result.pool]
+    await _run(prompt, members, judge_member, mode, settings,
+               lambda e: done.append(e.result) if isinstance(e, RunDone) else None, reuse_rounds=result.rounds)
+    new = done[0]
+    new.prompt, new.parent_run_id, new.stopped_early = result.prompt, result.run_id, result.stopped_early
+    new.pool_wall_s = result.pool_wall_s
     new.total_s = new.pool_wall_s + new.judge_wall_s
     return new
