@@ -13,5 +13,8 @@ from workbench.ui.gradio_app import CSS, build_demo  # noqa: E402
 
 demo = build_demo(os.environ.get("WORKBENCH_PRESET", "auto"))
 
-if __name__ == "__main__":
-    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"), css=CSS)
+if __name__ == "__main__":  # Spaces restarts the container with SIGTERM: drain, record, exit 0
+    from workbench.ui.serving import serve_until_signal
+
+    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"), css=CSS, prevent_thread_lock=True)
+    serve_until_signal(demo, float(os.environ.get("WORKBENCH_GRACE_S", 25)))

@@ -28,7 +28,7 @@ async def main() -> None:
     ap.add_argument("--tokens", type=int, default=48)
     args = ap.parse_args()
     pool = ["tiny-offline", "tiny-offline:skeptic", "tiny-offline:analyst"]
-    wb.load_model("tiny-offline")  # load once, outside the timings
+    wb.load_model("tiny-offline", keep=True)  # load once, outside the timings
     for mode, label in (("vote", "members only (vote, no judge)"), ("best-of", "members + judge (best-of)")):
         judge = None if mode == "vote" else "tiny-offline"
         store = wb.RunStore(Path(tempfile.mkdtemp()) / "runs.sqlite")

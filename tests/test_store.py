@@ -10,6 +10,7 @@ from PIL import Image
 import workbench as wb
 from workbench.cli import main
 from workbench.specs import Member
+from workbench.store import MIGRATIONS, RunStore
 
 
 def png(color):
@@ -39,7 +40,7 @@ async def test_round_trip_images_and_exports(store, member):
     md = store.export_markdown(r.run_id)
     assert "m1" in md and "## Verdict" in md and "the first" in md
     assert json.loads(store.export_json(r.run_id))["run_id"] == r.run_id
-    assert store.schema_version == 2
+    assert store.schema_version == len(MIGRATIONS)
     assert store.delete(r.run_id) and not store.list()
     with sqlite3.connect(store.path) as c:
         assert c.execute("SELECT count(*) FROM images").fetchone()[0] == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 def register(sub) -> None:
     s = sub.add_parser("demo", help="launch the Gradio workbench")
@@ -10,6 +12,9 @@ def register(sub) -> None:
     s.add_argument("--port", type=int)
     s.add_argument("--pool", help="starting pool, comma-separated members (default: the preset with personas)")
     s.add_argument("--share", action="store_true", help="a public gradio.live link (needs network)")
+    s.add_argument("--grace-s", type=float, default=float(os.environ.get("WORKBENCH_GRACE_S", 25)),
+                   help="on SIGTERM / Ctrl-C, seconds that runs in flight get to finish before they are recorded "
+                        "as interrupted (default 25, or $WORKBENCH_GRACE_S)")
     s.set_defaults(func=cmd_demo)
 
 
@@ -17,5 +22,5 @@ def cmd_demo(args) -> int:
     from .ui.gradio_app import launch
 
     pool = [p.strip() for p in args.pool.split(",") if p.strip()] if args.pool else None
-    launch(args.preset, args.host, args.port, pool=pool, share=args.share)
+    launch(args.preset, args.host, args.port, pool=pool, share=args.share, grace_s=args.grace_s)
     return 0

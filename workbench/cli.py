@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
+import threading
 from typing import Any
 
 from .errors import WorkbenchError
@@ -77,18 +79,18 @@ def cmd_generate(args) -> int:
     from .types import Prompt
 
     prompt = Prompt(args.prompt, images=args.image or [])
-    model = load_model(args.model, args.quant)
-    noise = getattr(model.spec, "is_noise", False)
-    if noise and not args.json:
-        print("[tiny-offline: random weights, the output below is noise]", file=sys.stderr)
+    with load_model(args.model, args.quant) as model:  # unloaded (worker joined) before we print and exit
+        noise = getattr(model.spec, "is_noise", False)
+        if noise and not args.json:
+            print("[tiny-offline: random weights, the output below is noise]", file=sys.stderr)
 
-    async def run():
-        if args.json:
-            return await model.generate(prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature)
-        return await model.complete(prompt.messages(), _config(args), on_text=lambda t: print(t, end="", flush=True),
-                                    drop_images=False)
+        async def run():
+            if args.json:
+                return await model.generate(prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+            return await model.complete(prompt.messages(), _config(args),
+                                        on_text=lambda t: print(t, end="", flush=True), drop_images=False)
 
-    result = asyncio.run(run())
+        result = asyncio.run(run())
     if args.json:
         from dataclasses import asdict
 
@@ -149,8 +151,23 @@ def _extra_commands():
     return out
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that a run unwinds (and is recorded) as on Ctrl-C."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Exit status: 0 done, 1 the model failed, 2 bad input, 130 Ctrl-C, 143 SIGTERM.
+
+    Whatever way a command ends, every loaded model is closed (its worker joined) before returning, so
+    nothing native is still running when the interpreter shuts down.
+    """
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread() and args.command != "demo":  # demo drains itself
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
     except WorkbenchError as exc:
@@ -159,8 +176,17 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if signal.getsignal(signal.SIGTERM) is _on_sigterm:  # cleanup is bounded: don't interrupt it
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if "workbench.backends.lifetime" in sys.modules:  # only when a command loaded models
+            sys.modules["workbench.backends.lifetime"].unload_all()
 
 
 if __name__ == "__main__":

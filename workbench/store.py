@@ -42,6 +42,9 @@ MIGRATIONS: list[str] = [
     CREATE TABLE eval_rows (eval_id TEXT NOT NULL, item_id TEXT NOT NULL, system TEXT NOT NULL,
                             created_at REAL NOT NULL, data TEXT NOT NULL, PRIMARY KEY (eval_id, item_id, system));
     """,
+    """
+    ALTER TABLE runs ADD COLUMN status TEXT NOT NULL DEFAULT 'done';
+    """,
 ]
 
 
@@ -97,9 +100,10 @@ class RunStore:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 self._conn.execute(
-                    "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?)",
+                    "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
                     (result.run_id, result.created_at, result.mode, result.prompt.get("text", ""),
-                     result.final_answer, int(result.degraded), result.parent_run_id, data))
+                     result.final_answer, int(result.degraded), result.parent_run_id, data,
+                     "interrupted" if result.interrupted else "done"))
                 self._conn.execute("DELETE FROM run_images WHERE run_id = ?", (result.run_id,))
                 for pos, img in enumerate(images):
                     self._conn.execute("INSERT OR IGNORE INTO images VALUES (?,?,?)", (img.sha256, img.mime, img.data))
@@ -111,10 +115,10 @@ class RunStore:
         return result.run_id
 
     def list(self, limit: int = 50) -> list[dict[str, Any]]:
-        """Newest first: id, time, mode, prompt, final answer, degraded, parent."""
-        rows = self._conn.execute("SELECT id, created_at, mode, prompt_text, final_answer, degraded, parent_run_id "
-                                  "FROM runs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
-        keys = ("run_id", "created_at", "mode", "prompt", "final_answer", "degraded", "parent_run_id")
+        """Newest first: id, time, mode, prompt, final answer, degraded, parent, status (done / interrupted)."""
+        rows = self._conn.execute("SELECT id, created_at, mode, prompt_text, final_answer, degraded, parent_run_id, "
+                                  "status FROM runs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+        keys = ("run_id", "created_at", "mode", "prompt", "final_answer", "degraded", "parent_run_id", "status")
         return [dict(zip(keys, r)) | {"degraded": bool(r[5])} for r in rows]
 
     def load(self, run_id: str) -> FusionResult:

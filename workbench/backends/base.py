@@ -151,5 +151,11 @@ class ModelBackend(ABC):
     def close(self) -> None:
         """Release resources (threads, GPU memory, connections)."""
 
+    def __enter__(self) -> "ModelBackend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

@@ -282,5 +282,30 @@ class LocalModel(ModelBackend):
                 "by_device": dict(devices)}
 
     def close(self) -> None:
-        self.worker.close()
+        """Stop the worker (cancelling what runs, then joining it) and return the model's memory."""
+        worker = self.__dict__.get("worker")
+        if worker is not None:
+            worker.close()
+        for attr in ("hf_model", "processor", "tokenizer"):
+            self.__dict__.pop(attr, None)
+        release_memory()
+
+
+def release_memory() -> None:
+    """Give freed memory back: collect cycles, empty the CUDA cache, trim the C heap (glibc)."""
+    import gc
+    import sys
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import ctypes.util
+
+        try:  # freed blocks stay in the process's heap (and RSS) until trimmed
+            ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+            pass
 

@@ -59,6 +59,10 @@ class OpenAICompatModel(ModelBackend):
     def supports_images(self) -> bool:
         return self.spec.vision is not False
 
+    def close(self) -> None:
+        """Drop the per-loop clients (their connection pools close with their loops)."""
+        self._clients.clear()
+
     def _api_key(self) -> str:
         var = self.spec.api_key_env
         if not var:

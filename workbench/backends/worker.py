@@ -3,6 +3,11 @@
 Torch never runs on the event loop. Requests that arrive together and share sampling settings are
 padded on the left and generated as one batch; each request streams its own text back to its own
 asyncio queue, can be cancelled on its own (a per-row stopping criterion), and gets its own usage.
+
+A worker has a lifetime: ``close()`` cancels what is queued and running, and joins the thread. The
+thread must be joined before the interpreter shuts down: a thread still freeing tensors then is killed
+by ``pthread_exit`` while inside libtorch's C++ frames, and the process aborts (``terminate called
+without an active exception``, status 134). ``workbench.backends.lifetime`` closes every worker at exit.
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ class BatchWorker:
         self.max_batch = max_batch
         self.batch_window_s = batch_window_s
         self._queue: queue.Queue[GenRequest | None] = queue.Queue()
+        self._running: list[GenRequest] = []  #: the batch being generated (cancelled by close)
+        self._closed = False
         self.batches_run = 0  #: how many generate calls were made (for tests and benchmarks)
         self.batch_sizes: list[int] = []
         self.finish_reasons: list[str] = []  #: per request, in order of completion (for tests and benchmarks)
@@ -62,13 +69,47 @@ class BatchWorker:
         self._thread.start()
 
     def submit(self, request: GenRequest) -> None:
+        """Queue a request. Raises BackendError once the worker is closed."""
+        if self._closed:
+            raise BackendError("the model was closed (unloaded); load it again", kind="closed")
         self._queue.put(request)
 
-    def close(self) -> None:
+    @property
+    def alive(self) -> bool:
+        """Whether the thread is still running."""
+        return self._thread.is_alive()
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop the worker: cancel queued and running requests, then join the thread.
+
+        A running ``generate`` stops at its next token (the per-row stopping criterion); the thread then
+        frees the batch's tensors and returns. Returns False if the thread was still alive after ``timeout``.
+        """
+        self._closed = True
+        for r in list(self._running):
+            r.cancel.set()
         self._queue.put(None)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         pending: list[GenRequest] = []
+        try:
+            self._serve(pending)
+        finally:  # closing: nobody will serve what is still queued, so tell its callers
+            while True:
+                try:
+                    r = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if r is not None:
+                    pending.append(r)
+            closed = BackendError("the model was closed (unloaded) before this request ran", kind="closed")
+            for r in pending:
+                r.emit(closed)
+
+    def _serve(self, pending: list[GenRequest]) -> None:
         while True:
             first = pending.pop(0) if pending else self._queue.get()
             if first is None:
@@ -85,18 +126,23 @@ class BatchWorker:
                     self._queue.put(None)
                     break
                 (batch if nxt.batch_key == first.batch_key else rest).append(nxt)
-            pending = rest + pending
+            pending[:] = rest + pending
             batch = [r for r in batch if not r.cancel.is_set()]
             if not batch:
                 continue
             self.batches_run += 1
             self.batch_sizes.append(len(batch))
+            self._running = batch
             try:
                 self._generate_batch(batch)
             except Exception as exc:  # report to every waiting caller; never kill the worker
                 err = _as_backend_error(exc)
                 for r in batch:
                     r.emit(err)
+            finally:
+                self._running = []
+            if self._closed:
+                return
 
 
 def _as_backend_error(exc: Exception) -> Exception:

@@ -71,7 +71,7 @@ def cmd_runs(args) -> int:
         if args.json:
             print(json.dumps(rows, indent=2))
         for r in rows if not args.json else []:
-            flag = " (degraded)" if r["degraded"] else ""
+            flag = " (interrupted)" if r["status"] == "interrupted" else " (degraded)" if r["degraded"] else ""
             print(f"{r['run_id']}  {r['mode']:<8} {r['prompt'][:50]!r}{flag}")
         return 0
     if not args.run_id:

@@ -12,15 +12,16 @@ import random
 import time
 from typing import AsyncIterator, Sequence
 
-from ..backends import ModelBackend
+from ..backends import ModelHandle
 from ..errors import ConfigError
+from ..shutdown import RUNS, SHUTDOWN_REASON, ShuttingDownError
 from ..specs import Member, Registry, load_registry
 from ..types import Failure, GenerateConfig, Prompt
 from . import judge as J
 from .fanout import Emit, fan_out, load_members
 from .modes import JUDGED_MODES, MODES, agreed, debate_messages, majority
-from .records import (Event, FusionResult, JudgeStart, JudgeToken, MemberDone, MemberOutput, RoundEnd, RoundStart, RunDone,
-                      RunStart, Verdict, VerdictEvent, new_run_id)
+from .records import (Event, FusionResult, JudgeStart, JudgeToken, MemberDone, MemberOutput, MemberToken, RoundEnd,
+                      RoundStart, RunDone, RunStart, Verdict, VerdictEvent, new_run_id)
 
 _DONE = object()
 
@@ -93,10 +94,22 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
         queue.put_nowait(event)
 
     task = asyncio.ensure_future(_run(prompt, members, judge_member, mode, settings, emit, reuse_rounds))
-    task.add_done_callback(lambda _t: queue.put_nowait(_DONE))
+    try:
+        token = RUNS.start(task)  # a draining server refuses new runs
+    except ShuttingDownError:
+        task.cancel()
+        raise
+
+    def done(_t: asyncio.Task) -> None:
+        RUNS.end(token)
+        queue.put_nowait(_DONE)
+
+    task.add_done_callback(done)
     try:
         while (event := await queue.get()) is not _DONE:
             yield event
+        if task.cancelled():  # a draining server cancelled it: its last event was RunDone, marked interrupted
+            return
         task.result()  # a bug in our code raises here rather than vanishing
     finally:
         task.cancel()  # the consumer stopped (UI stop button): cancel every member and the judge
@@ -115,10 +128,57 @@ async def fuse(prompt: Prompt | str, pool: Sequence[str | Member], judge: str | 
 
 async def _run(prompt: Prompt, members: list[Member], judge_member: Member | None, mode: str,
                settings: dict, emit: Emit, reuse_rounds: list[list[MemberOutput]] | None = None) -> None:
+    """One run, start to RunDone. Cancelled midway, it still ends with RunDone: the run marked interrupted,
+    with every finished round and what each member of the round in progress had written so far."""
     t_start = time.perf_counter()
-    reuse_rounds = reuse_rounds or []
     result = FusionResult(new_run_id(), mode, prompt.to_dict(), [m.to_dict() for m in members],
                           judge_member.to_dict() if judge_member else None, settings)
+    progress = _Progress(result, emit)
+    try:
+        await _run_steps(result, prompt, members, judge_member, mode, settings, progress.emit, reuse_rounds or [],
+                         t_start)
+    except asyncio.CancelledError:
+        progress.interrupt(SHUTDOWN_REASON if RUNS.draining else "stopped before it finished (cancelled)",
+                           time.perf_counter() - t_start)
+        raise
+
+
+class _Progress:
+    """Follows a run's events, so that a run cut short can still be recorded with what it had."""
+
+    def __init__(self, result: FusionResult, emit: Emit):
+        self.result, self._emit = result, emit
+        self.round = 0
+        self.texts: dict[int, str] = {}  #: member -> text so far in the round in progress
+        self.finished: dict[int, MemberOutput] = {}  #: member -> output, in the round in progress
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, RoundStart):
+            self.round, self.texts, self.finished = event.round, {}, {}
+        elif isinstance(event, MemberToken):
+            self.texts[event.member] = self.texts.get(event.member, "") + event.text
+        elif isinstance(event, MemberDone):
+            self.finished[event.output.member] = event.output
+        self._emit(event)
+
+    def interrupt(self, reason: str, total_s: float) -> None:
+        """Close the record as interrupted and emit its RunDone (which saves it, when a store is given)."""
+        r = self.result
+        if self.round > len(r.rounds):  # a round was in progress: keep what its members had written
+            r.rounds.append([self.finished.get(i) or MemberOutput(i, m["label"], self.round, False,
+                                                                 self.texts.get(i, ""), reason=reason,
+                                                                 kind="interrupted", finish_reason="interrupted")
+                             for i, m in enumerate(r.pool)])
+        r.interrupted = reason
+        r.degraded = True
+        r.failure_reasons.append(f"interrupted: {reason}")
+        r.total_s = total_s
+        self._emit(RunDone(r))
+
+
+async def _run_steps(result: FusionResult, prompt: Prompt, members: list[Member], judge_member: Member | None,
+                     mode: str, settings: dict, emit: Emit, reuse_rounds: list[list[MemberOutput]],
+                     t_start: float) -> None:
     result.noise = any(m.model.is_noise for m in members) or bool(judge_member and judge_member.model.is_noise)
     if judge_member is not None:
         result.judge_is_member = any(m.model == judge_member.model and m.persona == judge_member.persona
@@ -185,7 +245,7 @@ async def _run(prompt: Prompt, members: list[Member], judge_member: Member | Non
 
 
 async def decide(prompt: Prompt, outputs: list[MemberOutput], mode: str, judge_member: Member | None,
-                 judge_backend: ModelBackend | Failure | None, settings: dict, emit: Emit) -> Verdict:
+                 judge_backend: ModelHandle | Failure | None, settings: dict, emit: Emit) -> Verdict:
     """Turn the answers into a Verdict: a vote, or the judge over k shuffled orderings."""
     ok = [o for o in outputs if o.ok]
     flagged = [o.member for o in ok if J.looks_like_injection(o.text)]

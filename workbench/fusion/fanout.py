@@ -11,7 +11,7 @@ import asyncio
 import time
 from typing import Callable
 
-from ..backends import ModelBackend, load_model
+from ..backends import ModelHandle, load_model
 from ..errors import WorkbenchError
 from ..specs import Member
 from ..types import Failure, GenerateConfig, Message
@@ -20,12 +20,16 @@ from .records import Event, MemberDone, MemberOutput, MemberToken
 Emit = Callable[[Event], None]
 
 
-async def load_members(members: list[Member]) -> list[ModelBackend | Failure]:
-    """Load each member's model off the event loop; a model that cannot load becomes a Failure."""
+async def load_members(members: list[Member]) -> list[ModelHandle | Failure]:
+    """Load each member's model off the event loop; a model that cannot load becomes a Failure.
 
-    async def one(m: Member) -> ModelBackend | Failure:
+    Models are kept loaded after the run (``workbench.unload`` frees them); members that share a model
+    get handles on one copy.
+    """
+
+    async def one(m: Member) -> ModelHandle | Failure:
         try:
-            return await asyncio.to_thread(load_model, m.model)
+            return await asyncio.to_thread(load_model, m.model, keep=True)  # warm for the next run
         except WorkbenchError as exc:
             return Failure(str(exc), getattr(exc, "kind", "config"), m.model.name)
 
@@ -38,7 +42,7 @@ def member_config(base: GenerateConfig, member: Member, timeout_s: float | None)
                         timeout_s=timeout_s)
 
 
-async def fan_out(members: list[Member], backends: list[ModelBackend | Failure],
+async def fan_out(members: list[Member], backends: list[ModelHandle | Failure],
                   messages_for: Callable[[int], list[Message]], config: GenerateConfig, *, round_no: int = 1,
                   timeout_s: float | None = None, emit: Emit | None = None,
                   t0: float | None = None) -> list[MemberOutput]:

@@ -13,7 +13,7 @@ import random
 import re
 from typing import Any, Callable
 
-from ..backends import ModelBackend
+from ..backends import ModelHandle
 from ..specs import Member
 from ..types import GenerateConfig, ImagePart, Message, Prompt, TextPart
 from .records import JudgeAttempt, MemberOutput
@@ -145,7 +145,7 @@ def validate(obj: dict[str, Any], mode: str, ids: list[str]) -> dict[str, Any]:
     return out
 
 
-async def judge_once(judge: ModelBackend, judge_member: Member, prompt: Prompt, candidates: list[MemberOutput],
+async def judge_once(judge: ModelHandle, judge_member: Member, prompt: Prompt, candidates: list[MemberOutput],
                      order: list[int], mode: str, config: GenerateConfig,
                      on_text: Callable[[str], None] | None = None) -> tuple[JudgeAttempt, dict[str, Any] | None,
                                                                            list[JudgeAttempt], list[int]]:

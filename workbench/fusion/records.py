@@ -108,6 +108,7 @@ class FusionResult:
     total_s: float = 0.0
     parent_run_id: str | None = None  #: set when this run re-judged another
     noise: bool = False  #: a random-weight model took part: the text means nothing
+    interrupted: str = ""  #: why the run stopped before it finished (server shutdown, cancelled); "" if it finished
     version: int = RECORD_VERSION
 
     @property

@@ -370,7 +370,10 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
 
 
 def launch(preset: str | None = None, host: str = "127.0.0.1", port: int | None = None,
-           pool: list[str] | None = None, **kw) -> None:
-    """Build and serve the app (blocking)."""
+           pool: list[str] | None = None, grace_s: float = 25.0, **kw) -> None:
+    """Build and serve the app until SIGTERM or Ctrl-C, then drain (see ``serve_until_signal``)."""
+    from .serving import serve_until_signal
+
     demo = build_demo(preset, pool=pool)
-    demo.launch(server_name=host, server_port=port, css=CSS, **kw)
+    demo.launch(server_name=host, server_port=port, css=CSS, prevent_thread_lock=True, **kw)
+    serve_until_signal(demo, grace_s)

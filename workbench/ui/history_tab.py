@@ -37,7 +37,8 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, re
 
     def history_rows():
         return [[r["run_id"], time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])), r["mode"],
-                 r["prompt"][:60], (r["final_answer"] or "")[:60], "yes" if r["degraded"] else ""]
+                 r["prompt"][:60], (r["final_answer"] or "")[:60],
+                 "interrupted" if r["status"] == "interrupted" else "yes" if r["degraded"] else ""]
                 for r in store.list(100)]
 
     def refresh():

@@ -115,6 +115,8 @@ def status_line(result: FusionResult) -> str:
     if result.total_cost_usd is not None:
         parts.append(f"${result.total_cost_usd:.5f}")
     line = " · ".join(parts)
+    if result.interrupted:
+        line = f"⏹ Run `{result.run_id}` interrupted: {result.interrupted} (saved with what was written) · " + line
     if result.degraded:
         line += " · **degraded**: " + "; ".join(result.failure_reasons[:3])
     if result.noise:

@@ -54,7 +54,7 @@ class Preloader:
         from ..errors import WorkbenchError
 
         try:
-            load_model(self.preset)
+            load_model(self.preset, keep=True)
         except WorkbenchError as exc:
             self.error = f"{self.preset} could not be loaded: {exc}"
         finally:

@@ -1,0 +1,89 @@
+"""Runs in flight and a server that drains: refuse new runs, let running ones finish, record the rest.
+
+Every fusion run registers here while it runs (``fuse_stream`` does it). A server (``workbench demo``,
+``workbench serve``) calls ``drain(grace_s)`` on SIGTERM or Ctrl-C: new runs are refused with
+``ShuttingDownError``, runs in flight get ``grace_s`` seconds to finish, and those still running are
+cancelled, which makes each one save itself as *interrupted* (what its members had written so far
+included) before it ends. Runs live on an event loop in another thread than the one draining, so all
+of this is thread-safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass
+
+from .errors import WorkbenchError
+
+#: the reason recorded on runs cancelled by a drain
+SHUTDOWN_REASON = "the server shut down before the run finished"
+
+
+class ShuttingDownError(WorkbenchError):
+    """The server is shutting down and takes no new runs."""
+
+
+@dataclass
+class DrainReport:
+    """What a drain did."""
+
+    finished: int  #: runs that finished within the grace period
+    interrupted: int  #: runs cancelled at its end (each saved as interrupted)
+    seconds: float  #: how long the drain took
+
+
+class RunTracker:
+    """The runs in flight in this process."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._runs: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Task]] = {}
+        self._next = 0
+        self.draining = False
+
+    def start(self, task: asyncio.Task) -> int:
+        """Register a running task; raises ShuttingDownError while draining."""
+        with self._cond:
+            if self.draining:
+                raise ShuttingDownError("the server is shutting down and takes no new runs; try again in a moment")
+            self._next += 1
+            self._runs[self._next] = (task.get_loop(), task)
+            return self._next
+
+    def end(self, token: int) -> None:
+        with self._cond:
+            self._runs.pop(token, None)
+            self._cond.notify_all()
+
+    @property
+    def in_flight(self) -> int:
+        with self._cond:
+            return len(self._runs)
+
+    def drain(self, grace_s: float, cancel_wait_s: float = 30.0) -> DrainReport:
+        """Refuse new runs, wait up to ``grace_s`` for runs in flight, then cancel (and record) the rest."""
+        t0 = time.monotonic()
+        with self._cond:
+            self.draining = True
+            start = len(self._runs)
+            self._cond.wait_for(lambda: not self._runs, timeout=max(0.0, grace_s))
+            left = list(self._runs.values())
+        for loop, task in left:
+            try:
+                loop.call_soon_threadsafe(task.cancel, SHUTDOWN_REASON)
+            except RuntimeError:  # its loop is closed: nothing more can run there
+                pass
+        with self._cond:  # each cancelled run saves its interrupted record, then ends
+            self._cond.wait_for(lambda: not self._runs, timeout=cancel_wait_s)
+        return DrainReport(start - len(left), len(left), time.monotonic() - t0)
+
+    def reopen(self) -> None:
+        """Take runs again (tests; a server that stayed up)."""
+        with self._cond:
+            self.draining = False
+
+
+#: the process's runs
+RUNS = RunTracker()
