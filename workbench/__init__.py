@@ -19,7 +19,10 @@ __version__ = "0.1.0"
 # name -> module that defines it; imported on first access
 _LAZY = {
     "load_model": "workbench.backends",
+    "unload": "workbench.backends",
     "unload_all": "workbench.backends",
+    "loaded": "workbench.backends",
+    "ModelHandle": "workbench.backends",
     "fuse": "workbench.fusion.engine",
     "fuse_stream": "workbench.fusion.engine",
     "rejudge": "workbench.fusion.engine",

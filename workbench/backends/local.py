@@ -11,7 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from ..errors import InputError, MissingDependencyError, ModelLoadError, OutOfMemoryError
+from ..errors import BackendError, InputError, MissingDependencyError, ModelLoadError, OutOfMemoryError
 from ..specs import ModelSpec
 from ..types import Chunk, GenerateConfig, ImagePart, Message
 from .base import ModelBackend, StreamEnd
@@ -250,6 +250,9 @@ class LocalModel(ModelBackend):
         streamer.end()
         now = time.monotonic()
         for i, r in enumerate(requests):
+            if r.cancel.is_set() and self.worker.closing:
+                r.emit(BackendError(f"{self.spec.name} was unloaded while generating", kind="closed"))
+                continue
             if r.cancel.is_set():
                 reason = "cancelled"
             elif now > r.deadline:

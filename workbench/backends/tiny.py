@@ -120,16 +120,19 @@ def ensure_tiny_llama4(cache_dir: str | Path | None = None) -> Path:
     return target
 
 
-def build_tiny_causal_lm(out_dir: str | Path, seed: int = 0) -> Path:
-    """A random-weight tiny text-only Llama (no chat template): the plain causal-LM path, offline."""
+def build_tiny_causal_lm(out_dir: str | Path, seed: int = 0, hidden_size: int = 64, intermediate_size: int = 128,
+                         num_hidden_layers: int = 2) -> Path:
+    """A random-weight tiny text-only Llama (no chat template): the plain causal-LM path, offline.
+
+    The sizes can be raised to make a model large enough to see in a memory measurement."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     out_dir = Path(out_dir)
     tokenizer = _train_tokenizer(448)
     vocab = ((len(tokenizer) + 63) // 64) * 64
-    config = LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+    config = LlamaConfig(vocab_size=vocab, hidden_size=hidden_size, intermediate_size=intermediate_size,
+                         num_hidden_layers=num_hidden_layers, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                          pad_token_id=tokenizer.pad_token_id, bos_token_id=0, eos_token_id=tokenizer.eos_token_id)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)

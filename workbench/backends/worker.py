@@ -75,6 +75,11 @@ class BatchWorker:
         self._queue.put(request)
 
     @property
+    def closing(self) -> bool:
+        """Whether ``close()`` was called (running requests are being cancelled because of it)."""
+        return self._closed
+
+    @property
     def alive(self) -> bool:
         """Whether the thread is still running."""
         return self._thread.is_alive()
@@ -130,9 +135,13 @@ class BatchWorker:
             batch = [r for r in batch if not r.cancel.is_set()]
             if not batch:
                 continue
+            self._running = batch
+            if self._closed:  # close() may have looked at _running just before: don't start this batch
+                self._running = []
+                pending.extend(batch)
+                return
             self.batches_run += 1
             self.batch_sizes.append(len(batch))
-            self._running = batch
             try:
                 self._generate_batch(batch)
             except Exception as exc:  # report to every waiting caller; never kill the worker
