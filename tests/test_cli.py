@@ -1,6 +1,9 @@
 import json
+import signal
 import subprocess
 import sys
+
+import pytest
 
 from workbench.cli import main
 
@@ -38,3 +41,20 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     for args, msg in cases:
         p = run("generate", *args)
         assert p.returncode == 2 and msg in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_mid_generation_exits_with_its_status_and_no_abort(sig, status):
+    """Ctrl-C and SIGTERM while a local model generates: the row is cancelled, the worker joined, no SIGABRT."""
+    p = subprocess.Popen([sys.executable, "-m", "workbench.cli", "generate", "--model", "tiny-offline",
+                          "--max-new-tokens", "1900", "--min-new-tokens", "1900", "hello"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.read(1), "no token streamed"  # generation has started
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == status, err[-2000:]
+    assert "terminate called" not in err and "Traceback" not in err

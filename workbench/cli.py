@@ -86,7 +86,8 @@ def cmd_generate(args) -> int:
 
         async def run():
             if args.json:
-                return await model.generate(prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+                return await model.generate(prompt, max_new_tokens=args.max_new_tokens,
+                                            min_new_tokens=args.min_new_tokens, temperature=args.temperature)
             return await model.complete(prompt.messages(), _config(args),
                                         on_text=lambda t: print(t, end="", flush=True), drop_images=False)
 
@@ -105,7 +106,8 @@ def cmd_generate(args) -> int:
 def _config(args):
     from .types import GenerateConfig
 
-    return GenerateConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+    return GenerateConfig(max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens,
+                          temperature=args.temperature)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quant", choices=["int4", "none"])
     s.add_argument("--image", action="append", metavar="PATH")
     s.add_argument("--max-new-tokens", type=int, default=128)
+    s.add_argument("--min-new-tokens", type=int, default=0, help="local models: no end of text before this many")
     s.add_argument("--temperature", type=float, default=0.7)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_generate)

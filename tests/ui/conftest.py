@@ -40,3 +40,9 @@ def corrupt_png(tmp_path_factory):
     Image.new("RGB", (48, 40), (0, 255, 0)).save(buf, format="PNG")
     path.write_bytes(buf.getvalue()[:50])
     return path
+
+
+@pytest.fixture
+def port() -> int:
+    """A free port on 127.0.0.1."""
+    return free_port()

@@ -163,7 +163,8 @@ def unload(model: str | ModelSpec | None = None, registry: Registry | None = Non
 
     Memory is returned (the worker is joined, the weights dropped, the CUDA cache emptied). A handle
     used afterwards raises BackendError saying the model was unloaded; a run that was using it records
-    a failed member. Returns the names of the models closed.
+    a failed member. A load in progress is waited for, then closed (no thread is left inside
+    ``from_pretrained`` when the process exits). Returns the names of the models closed.
     """
     with _LOCK:
         if model is None:
@@ -174,16 +175,17 @@ def unload(model: str | ModelSpec | None = None, registry: Registry | None = Non
             if not entries:  # a spec that resolves to a loaded one under another name
                 key = _key(spec_for(model, registry=registry))
                 entries = [e for k, e in _ENTRIES.items() if k == key]
-        closing = []
         for e in entries:
             _ENTRIES.pop(_key(e.spec), None)
             e.kept = False
-            if e.backend is not None:
-                closing.append(e.backend)
-                e.backend = None
-    for backend in closing:
-        backend.close()
-    return [b.name for b in closing]
+    closed = []
+    for e in entries:
+        with e.lock:  # waits for a load in progress
+            backend, e.backend = e.backend, None
+        if backend is not None:
+            backend.close()
+            closed.append(backend.name)
+    return closed
 
 
 def unload_all() -> list[str]:

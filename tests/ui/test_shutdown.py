@@ -1,0 +1,95 @@
+"""`workbench demo` stopped as Spaces stops it (SIGTERM) during a run: it drains, records, exits 0."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from gradio_client import Client
+
+from workbench.store import RunStore
+
+
+def start_demo(tmp_path, server, port: int, grace_s: float):
+    models = tmp_path / "models.toml"
+    models.write_text(f"""
+[models.slow]
+backend = "openai"
+model = "reply=one two three four five six seven eight nine ten;chunk_delay=0.5"
+base_url = "{server.base_url}"
+
+[models.quick]
+backend = "openai"
+model = "reply=quick answer"
+base_url = "{server.base_url}"
+""")
+    env = {**os.environ, "WORKBENCH_MODELS_FILE": str(models), "WORKBENCH_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "demo", "--preset", "quick", "--port", str(port),
+                             "--pool", "slow,quick", "--grace-s", str(grace_s)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    for _ in range(600):
+        try:
+            return proc, Client(url, verbose=False), RunStore(tmp_path / "home" / "runs.sqlite")
+        except Exception:
+            if proc.poll() is not None:
+                pytest.fail(proc.stdout.read())
+            time.sleep(0.1)
+    proc.kill()
+    pytest.fail("the demo did not start")
+
+
+def wait_for_tokens(job, timeout=60):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if any(o.get("event") == "tokens" and o["members"][0] for o in job.outputs()):
+            return
+        time.sleep(0.05)
+    pytest.fail("the run did not start streaming")
+
+
+@pytest.mark.parametrize("grace_s, status", [(0.5, "interrupted"), (30, "done")])
+def test_sigterm_during_a_run_drains_records_and_exits_0(tmp_path, server, port, grace_s, status):
+    proc, client, store = start_demo(tmp_path, server, port, grace_s)
+    try:
+        job = client.submit("q", [], "slow,quick", "", "vote", 1, 32, api_name="/fuse")
+        wait_for_tokens(job)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    assert "SIGTERM: refusing new runs" in out and "Traceback" not in out and "terminate called" not in out
+    rows = store.list()
+    assert [r["status"] for r in rows] == [status], out[-3000:]
+    run = store.load(rows[0]["run_id"])
+    slow, quick = run.rounds[0]
+    assert quick.ok and quick.text == "quick answer"
+    if status == "interrupted":
+        assert "shut down" in run.interrupted and slow.kind == "interrupted" and slow.text.startswith("one")
+        assert "1 recorded as interrupted" in out
+    else:
+        assert slow.ok and slow.text.endswith("ten") and "1 finished" in out
+
+
+def test_ctrl_c_on_an_idle_demo_with_a_local_model_exits_0(tmp_path, port):
+    env = {**os.environ, "WORKBENCH_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "demo", "--preset", "tiny-offline", "--port",
+                             str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(600):  # served, and the preset loaded in the background
+            try:
+                Client(f"http://127.0.0.1:{port}/", verbose=False)
+                break
+            except Exception:
+                time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    assert "SIGINT: refusing new runs" in out and "terminate called" not in out and "Traceback" not in out
