@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench install browser clean
+.PHONY: demo test bench install browser clean exit-check
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ browser:
 
 test: $(STAMP) browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# 30 fresh processes of each kind that load a local model: any non-zero exit status fails (see README)
+exit-check: $(STAMP)
+	$(PY) benchmarks/clean_exit.py --runs 30
 
 bench: $(STAMP)
 	$(PY) benchmarks/backends_cpu.py

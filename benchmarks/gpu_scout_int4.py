@@ -75,8 +75,8 @@ async def main() -> None:
     os.environ["WORKBENCH_CACHE"] = str(root / "cache")
     src = build(root / "bf16", args)
     t = time.perf_counter()
-    model = wb.load_model(ModelSpec(name="scout-shaped-int4", backend="local", model=str(src), quant="int4",
-                                    vision=True))
+    spec = ModelSpec(name="scout-shaped-int4", backend="local", model=str(src), quant="int4", vision=True)
+    model = wb.load_model(spec)
     print(f"converted to INT4 (experts included) and loaded in {time.perf_counter() - t:.1f} s")
     from workbench.backends.quant import unquantized_expert_weights
 
@@ -114,6 +114,19 @@ async def main() -> None:
     if not args.small:
         print(f"at 48 layers, decode is roughly {args.layers / 48:.3f}x the rates above (scaling by layer count; "
               f"embedding and lm_head costs not scaled)")
+    # Models have a lifetime: closing the last handle must give the GPU memory back, and a reload must work.
+    on_gpu = torch.cuda.is_available() and args.device == "cuda"
+    held = torch.cuda.memory_allocated() if on_gpu else 0
+    model.close()
+    after = torch.cuda.memory_allocated() if on_gpu else 0
+    with wb.load_model(spec) as again:
+        assert (await again.generate(prompt, max_new_tokens=4)).ok
+    after_reload = torch.cuda.memory_allocated() if on_gpu else 0
+    if on_gpu:
+        print(f"close(): GPU memory allocated {held / gib:.2f} GiB -> {after / gib:.3f} GiB; "
+              f"after load -> generate -> close again {after_reload / gib:.3f} GiB")
+    else:
+        print("close() and a second load worked (GPU memory figures need --device cuda on a GPU)")
 
 
 if __name__ == "__main__":
