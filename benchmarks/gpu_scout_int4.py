@@ -116,15 +116,21 @@ async def main() -> None:
               f"embedding and lm_head costs not scaled)")
     # Models have a lifetime: closing the last handle must give the GPU memory back, and a reload must work.
     on_gpu = torch.cuda.is_available() and args.device == "cuda"
-    held = torch.cuda.memory_allocated() if on_gpu else 0
+
+    def allocated() -> int:  # over every GPU accelerate placed layers on
+        return sum(torch.cuda.memory_allocated(i) for i in range(torch.cuda.device_count())) if on_gpu else 0
+
+    held = allocated()
     model.close()
-    after = torch.cuda.memory_allocated() if on_gpu else 0
+    after = allocated()
     with wb.load_model(spec) as again:
         assert (await again.generate(prompt, max_new_tokens=4)).ok
-    after_reload = torch.cuda.memory_allocated() if on_gpu else 0
+    after_reload = allocated()
     if on_gpu:
         print(f"close(): GPU memory allocated {held / gib:.2f} GiB -> {after / gib:.3f} GiB; "
               f"after load -> generate -> close again {after_reload / gib:.3f} GiB")
+        assert after < 0.05 * held, "close() did not return the GPU memory"
+        assert after_reload < 0.05 * held, "a second load -> close leaked GPU memory"
     else:
         print("close() and a second load worked (GPU memory figures need --device cuda on a GPU)")
 

@@ -38,7 +38,7 @@ def test_requirements_match_pyproject():
 
 
 def test_zerogpu_decorator_is_inert_off_spaces(monkeypatch):
-    from workbench.ui.zerogpu import gpu
+    from workbench.backends.zerogpu import gpu
 
     monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
 

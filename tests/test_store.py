@@ -10,6 +10,7 @@ from PIL import Image
 import workbench as wb
 from workbench.cli import main
 from workbench.specs import Member
+from workbench.render import to_json, to_markdown
 from workbench.store import MIGRATIONS, RunStore
 
 
@@ -37,9 +38,9 @@ async def test_round_trip_images_and_exports(store, member):
     assert json.dumps(loaded.to_dict(), default=str) == json.dumps(r.to_dict(), default=str)
     assert [i.sha256 for i in store.images(r.run_id)] == [i.sha256 for i in prompt.images]
     assert store.list()[0]["run_id"] == r.run_id
-    md = store.export_markdown(r.run_id)
+    md = to_markdown(store.load(r.run_id))
     assert "m1" in md and "## Verdict" in md and "the first" in md
-    assert json.loads(store.export_json(r.run_id))["run_id"] == r.run_id
+    assert json.loads(to_json(store.load(r.run_id)))["run_id"] == r.run_id
     assert store.schema_version == len(MIGRATIONS)
     assert store.delete(r.run_id) and not store.list()
     with sqlite3.connect(store.path) as c:
@@ -50,8 +51,8 @@ async def test_no_secret_is_ever_written(store, member, monkeypatch):
     monkeypatch.setenv("WB_SECRET_KEY", "sk-live-abcdef123456")
     pool = [member("reply=ok;sec=1", "m", api_key_env="WB_SECRET_KEY")]
     r = await wb.fuse("q", pool, mode="vote", store=store)
-    raw = store.path.read_bytes() + store.export_json(r.run_id).encode()
-    assert b"sk-live" not in raw and b"WB_SECRET_KEY" in store.export_json(r.run_id).encode()
+    raw = store.path.read_bytes() + to_json(store.load(r.run_id)).encode()
+    assert b"sk-live" not in raw and b"WB_SECRET_KEY" in to_json(store.load(r.run_id)).encode()
 
 
 async def test_rejudge_reuses_answers(store, member, server):
@@ -99,3 +100,17 @@ def test_cli_fuse_json_and_runs(tmp_path, capsys, server):
         assert main(["fuse", "--pool", "", "--mode", "vote", "--store", db, "x"]) == 2
     finally:
         os.environ["WORKBENCH_MODELS_FILE"] = str(tmp_path / "none.toml")
+
+
+def test_an_older_store_is_migrated_and_its_runs_read_as_done(tmp_path):
+    path = tmp_path / "v2.sqlite"
+    c = sqlite3.connect(path)
+    for sql in MIGRATIONS[:2]:
+        c.executescript(sql)
+    c.execute("PRAGMA user_version = 2")
+    c.execute("INSERT INTO runs VALUES ('old-run', 1.0, 'vote', 'q', 'a', 0, NULL, '{}')")
+    c.commit()
+    c.close()
+    store = RunStore(path)
+    assert store.schema_version == 3
+    assert [(r["run_id"], r["status"]) for r in store.list()] == [("old-run", "done")]

@@ -26,7 +26,8 @@ _LAZY = {
     "fuse": "workbench.fusion.engine",
     "fuse_stream": "workbench.fusion.engine",
     "rejudge": "workbench.fusion.engine",
-    "FusionResult": "workbench.fusion.records",
+    "FusionResult": "workbench.records",
+    "FusionSettings": "workbench.settings",
     "RunStore": "workbench.store",
     "evaluate": "workbench.eval.harness",
 }

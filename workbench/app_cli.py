@@ -19,8 +19,12 @@ def register(sub) -> None:
 
 
 def cmd_demo(args) -> int:
+    from .ui.serving import StopSignals
+
+    stop = StopSignals()  # first: a SIGTERM while the app starts still drains and exits 0
+    from .answers import split_pool
     from .ui.gradio_app import launch
 
-    pool = [p.strip() for p in args.pool.split(",") if p.strip()] if args.pool else None
-    launch(args.preset, args.host, args.port, pool=pool, share=args.share, grace_s=args.grace_s)
+    launch(args.preset, args.host, args.port, pool=split_pool(args.pool) or None, share=args.share,
+           grace_s=args.grace_s, stop=stop)
     return 0

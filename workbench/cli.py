@@ -10,7 +10,10 @@ import sys
 import threading
 from typing import Any
 
+from . import app_cli
 from .errors import WorkbenchError
+from .eval import cli as eval_cli
+from .fusion import cli as fusion_cli
 
 
 def _print_json(data: Any) -> None:
@@ -33,27 +36,9 @@ def cmd_models(args) -> int:
     return 0
 
 
-def model_config(spec):
-    """The transformers config for a spec, without weights (Scout's is built in)."""
-    from transformers import AutoConfig, Llama4Config
-
-    from .backends.quant import SCOUT_CONFIG
-
-    if spec.backend == "tiny":
-        from .backends.tiny import SPECIAL_TOKENS, tiny_config_kwargs
-
-        return Llama4Config(**tiny_config_kwargs(len(SPECIAL_TOKENS) + 448))
-    if "llama-4-scout" in spec.model.lower():
-        return Llama4Config(**SCOUT_CONFIG)
-    try:
-        return AutoConfig.from_pretrained(spec.model)
-    except OSError as exc:
-        raise WorkbenchError(f"cannot read the config of {spec.model} (offline?): {exc}") from None
-
-
 def cmd_memory(args) -> int:
     from .backends import spec_for
-    from .backends.quant import plan_memory
+    from .backends.quant import model_config, plan_memory
 
     spec = spec_for(args.model, args.quant)
     plan = plan_memory(model_config(spec), spec.skip_modules)
@@ -110,10 +95,8 @@ def _config(args):
                           temperature=args.temperature)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="workbench", description="Fusion Workbench: study multi-model fusion.")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def register(sub) -> None:
+    """The model commands: models, memory, generate."""
     s = sub.add_parser("models", help="presets and configured models")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_models)
@@ -135,23 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_generate)
 
-    for extra in _extra_commands():
-        extra(sub)
+
+#: every subcommand group, registered in this order (each module adds its parsers next to the code it drives)
+COMMANDS = [register, fusion_cli.register, eval_cli.register, app_cli.register]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="workbench", description="Fusion Workbench: study multi-model fusion.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
     return p
-
-
-def _extra_commands():
-    """Sub-commands defined next to the code they drive (fusion, runs, eval, demo)."""
-    out = []
-    for module in ("workbench.fusion.cli", "workbench.eval.cli", "workbench.app_cli"):
-        try:
-            mod = __import__(module, fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        out.append(mod.register)
-    return out
 
 
 class Terminated(KeyboardInterrupt):
@@ -165,12 +142,16 @@ def _on_sigterm(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one command. Exit status: 0 done, 1 the model failed, 2 bad input, 130 Ctrl-C, 143 SIGTERM.
 
-    Whatever way a command ends, every loaded model is closed (its worker joined) before returning, so
-    nothing native is still running when the interpreter shuts down.
+    Whatever way a command ends, the models it loaded are closed (their workers joined) before returning,
+    so nothing native is still running when the interpreter shuts down. Called in-process (a test, a
+    notebook), it leaves the caller's models and signal handlers as they were.
     """
     args = build_parser().parse_args(argv)
+    lifetime = sys.modules.get("workbench.backends.lifetime")
+    before = lifetime.loaded_keys() if lifetime else set()
+    previous = None
     if threading.current_thread() is threading.main_thread() and args.command != "demo":  # demo drains itself
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
     except WorkbenchError as exc:
@@ -186,10 +167,14 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
-        if signal.getsignal(signal.SIGTERM) is _on_sigterm:  # cleanup is bounded: don't interrupt it
+        if previous is not None:  # closing is bounded (cancel, then join): don't let SIGTERM cut it short
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if "workbench.backends.lifetime" in sys.modules:  # only when a command loaded models
-            sys.modules["workbench.backends.lifetime"].unload_all()
+        try:
+            if "workbench.backends.lifetime" in sys.modules:  # only when a command loaded models
+                sys.modules["workbench.backends.lifetime"].unload_since(before)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .fusion.records import FusionResult
+from .answers import sum_known
+from .records import FusionResult
 
 
 def _go():
@@ -59,15 +60,13 @@ def tokens_and_cost(result: FusionResult) -> Any:
         names.append(outs[0].label if outs else result.pool[m].get("label", str(m)))
         p_tok.append(sum(o.prompt_tokens for o in outs))
         c_tok.append(sum(o.completion_tokens for o in outs))
-        known = [o.cost_usd for o in outs if o.cost_usd is not None]
-        cost.append(sum(known) if known else None)
+        cost.append(sum_known(o.cost_usd for o in outs))
     if result.verdict and result.verdict.attempts:
         a = result.verdict.attempts
         names.append("judge")
         p_tok.append(sum(x.prompt_tokens for x in a))
         c_tok.append(sum(x.completion_tokens for x in a))
-        known = [x.cost_usd for x in a if x.cost_usd is not None]
-        cost.append(sum(known) if known else None)
+        cost.append(sum_known(x.cost_usd for x in a))
     hover = [f"cost {c:.5f} USD" if c is not None else "cost unknown" for c in cost]
     fig = go.Figure([
         go.Bar(name="prompt tokens", x=names, y=p_tok, hovertext=hover),

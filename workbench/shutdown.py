@@ -14,8 +14,11 @@ import asyncio
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any, Coroutine, TypeVar
 
 from .errors import WorkbenchError
+
+T = TypeVar("T")
 
 #: the reason recorded on runs cancelled by a drain
 SHUTDOWN_REASON = "the server shut down before the run finished"
@@ -30,8 +33,9 @@ class DrainReport:
     """What a drain did."""
 
     finished: int  #: runs that finished within the grace period
-    interrupted: int  #: runs cancelled at its end (each saved as interrupted)
+    interrupted: int  #: runs cancelled at its end that saved themselves as interrupted
     seconds: float  #: how long the drain took
+    stuck: int = 0  #: cancelled runs that had not ended ``cancel_wait_s`` later (not recorded)
 
 
 class RunTracker:
@@ -77,7 +81,8 @@ class RunTracker:
                 pass
         with self._cond:  # each cancelled run saves its interrupted record, then ends
             self._cond.wait_for(lambda: not self._runs, timeout=cancel_wait_s)
-        return DrainReport(start - len(left), len(left), time.monotonic() - t0)
+            stuck = len(self._runs)
+        return DrainReport(start - len(left), len(left) - stuck, time.monotonic() - t0, stuck)
 
     def reopen(self) -> None:
         """Take runs again (tests; a server that stayed up)."""
@@ -87,3 +92,26 @@ class RunTracker:
 
 #: the process's runs
 RUNS = RunTracker()
+
+
+async def run_tracked(coro: Coroutine[Any, Any, T], what: str) -> T:
+    """Run ``coro`` as a task registered in RUNS (a re-judge, a whole evaluation).
+
+    A draining server waits for it like any run, then cancels it; the caller then gets ShuttingDownError
+    naming ``what``, never a half-done result.
+    """
+    task = asyncio.ensure_future(coro)
+    try:
+        token = RUNS.start(task)
+    except ShuttingDownError:
+        task.cancel()
+        raise
+    task.add_done_callback(lambda _t: RUNS.end(token))
+    try:
+        await asyncio.wait({task})
+    finally:
+        if not task.done():  # our caller was cancelled (Stop): so is the work
+            task.cancel()
+    if task.cancelled():
+        raise ShuttingDownError(f"the server shut down before {what} finished")
+    return task.result()

@@ -1,4 +1,4 @@
-"""RunStore: every fusion run in SQLite, with a versioned schema, atomic writes and exports.
+"""RunStore: every fusion run in SQLite, with a versioned schema and atomic writes (rendering is ``workbench.render``).
 
 Images are stored once, by content hash. Records hold API key *variable names* only; ``save`` also
 refuses a record in which the value of any key variable it names appears (defence in depth).
@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import ConfigError, WorkbenchError
-from .fusion.records import FusionResult
+from .paths import data_home
+from .records import FusionResult
 from .types import ImageData
 
 # Each entry moves the schema up one version (PRAGMA user_version); never edit a released entry.
@@ -50,9 +51,7 @@ MIGRATIONS: list[str] = [
 
 def default_store_path() -> Path:
     """``$WORKBENCH_HOME/runs.sqlite`` or the user data directory."""
-    home = os.environ.get("WORKBENCH_HOME")
-    base = Path(home) if home else Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "workbench"
-    return base / "runs.sqlite"
+    return data_home() / "runs.sqlite"
 
 
 class RunStore:
@@ -138,14 +137,6 @@ class RunStore:
             cur = self._conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
             self._conn.execute("DELETE FROM images WHERE sha256 NOT IN (SELECT sha256 FROM run_images)")
         return cur.rowcount > 0
-
-    def export_json(self, run_id: str) -> str:
-        return json.dumps(self.load(run_id).to_dict(), indent=2, default=str)
-
-    def export_markdown(self, run_id: str) -> str:
-        from .fusion.report import to_markdown
-
-        return to_markdown(self.load(run_id))
 
     # ---- evaluation: cached member answers and result rows (see workbench.eval.harness) ----
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 import workbench as wb
-from workbench.fusion.records import MemberDone, MemberToken, RunDone
+from workbench.events import MemberDone, MemberToken, RunDone
 from workbench.specs import Member
 
 
@@ -187,7 +187,7 @@ async def test_events_stream_tokens_per_member_and_end_with_result(member):
     assert {e.member for e in tokens} == {0, 1}
     assert "".join(e.text for e in tokens if e.member == 0) == "a b c d"
     assert sum(isinstance(e, MemberDone) for e in events) == 2 and isinstance(events[-1], RunDone)
-    assert [e.type for e in events][0] == "run_start"
+    assert [e.kind for e in events][0] == "run_start"
 
 
 async def test_cancel_stops_remote_and_local_members():

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 import workbench as wb
-from workbench.fusion.records import MemberToken, RunDone
+from workbench.events import MemberToken, RunDone
 from workbench.shutdown import RUNS, SHUTDOWN_REASON, ShuttingDownError
 from workbench.specs import Member
 

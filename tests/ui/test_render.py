@@ -1,7 +1,7 @@
 """Pure rendering: labels mapped back to names, escaping, transcript changes, early stop."""
 
-from workbench.fusion.records import FusionResult, MemberOutput, Verdict
-from workbench.ui.render import member_stats, status_line, transcript_html, verdict_html
+from workbench.records import FusionResult, MemberOutput, Verdict
+from workbench.render.html import member_stats, status_line, transcript_html, verdict_html
 
 
 def result(**kw):

@@ -22,7 +22,9 @@ from typing import Any
 
 from ..errors import BackendError
 from ..specs import ModelSpec, Registry, load_registry, with_quant
+from ..types import Failure, Result
 from .base import ModelBackend
+from .registry import construct
 
 
 def spec_for(model: str | ModelSpec, quant: str | None = None, registry: Registry | None = None) -> ModelSpec:
@@ -45,9 +47,11 @@ class _Entry:
     backend: ModelBackend | None = None
     handles: int = 0  #: open handles
     kept: bool = False  #: kept loaded by the process (engine, app) until unload
+    unloaded: bool = False  #: unload() took it out of the registry: a load still waiting must not revive it
 
 
 _ENTRIES: dict[tuple, _Entry] = {}
+_EXITING = threading.Event()  #: set at interpreter exit: loads are refused from then on
 _LOCK = threading.RLock()  # guards _ENTRIES and counters; never held while a model loads (re-entrant: a
 # handle collected by the garbage collector releases itself, maybe while this thread holds the lock)
 
@@ -68,15 +72,46 @@ class ModelHandle:
     @property
     def closed(self) -> bool:
         """True once this handle was closed or its model unloaded."""
-        return not self._finalizer.alive or self._entry.backend is not self._backend
+        return self._backend is None or not self._finalizer.alive or self._entry.backend is not self._backend
+
+    def _closed_message(self) -> str:
+        name = self._entry.spec.name
+        return f"the model {name} is closed (unloaded): load it again with wb.load_model({name!r})"
 
     @property
     def backend(self) -> ModelBackend:
         """The shared backend object behind this handle."""
         if self.closed:
-            raise BackendError(f"the model {self._entry.spec.name} is closed (unloaded): load it again with "
-                               f"wb.load_model({self._entry.spec.name!r})", kind="closed")
+            raise BackendError(self._closed_message(), kind="closed")
         return self._backend  # type: ignore[return-value]
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The model's spec (readable after close)."""
+        return self._entry.spec
+
+    @property
+    def name(self) -> str:
+        return self._entry.spec.name
+
+    @property
+    def supports_images(self) -> bool:
+        """Whether the model takes images (from the spec once closed)."""
+        return bool(self.spec.vision) if self.closed else self._backend.supports_images
+
+    # Generation on a closed handle is a failed generation (data), like any other model failure.
+
+    async def complete(self, messages, config=None, on_text=None, drop_images: bool = True) -> Result:
+        """``ModelBackend.complete``; a Failure of kind "closed" once the model is unloaded."""
+        if self.closed:
+            return Failure(self._closed_message(), "closed", self.name)
+        return await self._backend.complete(messages, config, on_text, drop_images)
+
+    async def generate(self, prompt, persona: str | None = None, **settings) -> Result:
+        """``ModelBackend.generate``; a Failure of kind "closed" once the model is unloaded."""
+        if self.closed:
+            return Failure(self._closed_message(), "closed", self.name)
+        return await self._backend.generate(prompt, persona, **settings)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
@@ -124,8 +159,10 @@ def load_model(model: str | ModelSpec, quant: str | None = None, registry: Regis
         entry.handles += 1  # counted while loading, so nobody unloads it under us
     try:
         with entry.lock:  # one load per model; other models load in parallel
+            if entry.unloaded or _EXITING.is_set():
+                raise BackendError(f"{spec.name} was unloaded while waiting to load; load it again", kind="closed")
             if entry.backend is None:
-                entry.backend = _construct(spec)
+                entry.backend = construct(spec)
     except BaseException:
         _release(entry)
         raise
@@ -134,16 +171,6 @@ def load_model(model: str | ModelSpec, quant: str | None = None, registry: Regis
         # an unload that ran while we waited removed the entry: put it back, it is loaded again
         _ENTRIES.setdefault(key, entry)
     return ModelHandle(entry)  # takes over the count made above
-
-
-def _construct(spec: ModelSpec) -> ModelBackend:
-    if spec.backend == "openai":
-        from .openai_compat import OpenAICompatModel
-
-        return OpenAICompatModel(spec)
-    from .local import LocalModel
-
-    return LocalModel(spec)
 
 
 def _release(entry: _Entry) -> None:
@@ -169,15 +196,17 @@ def unload(model: str | ModelSpec | None = None, registry: Registry | None = Non
     with _LOCK:
         if model is None:
             entries = list(_ENTRIES.values())
+        elif isinstance(model, ModelSpec):
+            entries = [e for k, e in _ENTRIES.items() if k == _key(model)]
         else:
-            name = model.name if isinstance(model, ModelSpec) else model
-            entries = [e for e in _ENTRIES.values() if e.spec.name == name]
-            if not entries:  # a spec that resolves to a loaded one under another name
+            entries = [e for e in _ENTRIES.values() if e.spec.name == model]
+            if not entries:  # a name that resolves to a loaded one under another name
                 key = _key(spec_for(model, registry=registry))
                 entries = [e for k, e in _ENTRIES.items() if k == key]
         for e in entries:
             _ENTRIES.pop(_key(e.spec), None)
             e.kept = False
+            e.unloaded = True
     closed = []
     for e in entries:
         with e.lock:  # waits for a load in progress
@@ -193,6 +222,31 @@ def unload_all() -> list[str]:
     return unload(None)
 
 
+def loaded_keys() -> set[tuple]:
+    """What is loaded now, as opaque keys (for ``unload_since``)."""
+    with _LOCK:
+        return {k for k, e in _ENTRIES.items() if e.backend is not None}
+
+
+def unload_since(before: set[tuple]) -> list[str]:
+    """Close the models loaded after ``loaded_keys()`` returned ``before`` (a command's own models)."""
+    with _LOCK:
+        new = [e for k, e in _ENTRIES.items() if k not in before]
+    closed = []
+    for e in new:
+        closed += unload(e.spec)
+    return closed
+
+
+def _at_exit() -> None:
+    """Interpreter exit: no new loads, close every model, then join any worker a close left running."""
+    from .worker import join_all_workers
+
+    _EXITING.set()
+    unload_all()
+    join_all_workers()
+
+
 def loaded() -> list[dict[str, Any]]:
     """What is loaded now: name, backend, open handles, kept."""
     with _LOCK:
@@ -200,4 +254,4 @@ def loaded() -> list[dict[str, Any]]:
                 for e in _ENTRIES.values() if e.backend is not None]
 
 
-atexit.register(unload_all)  # before finalisation: workers joined, nothing native left running
+atexit.register(_at_exit)  # before finalisation: workers joined, nothing native left running

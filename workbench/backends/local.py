@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
-import os
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, AsyncIterator
 
 from ..errors import BackendError, InputError, MissingDependencyError, ModelLoadError, OutOfMemoryError
+from ..paths import cache_root
 from ..specs import ModelSpec
 from ..types import Chunk, GenerateConfig, ImagePart, Message
 from .base import ModelBackend, StreamEnd
+from .quant import is_prequantized
 from .worker import (OOM_HINT, BatchStreamer, BatchWorker, GenRequest, make_stopping_criteria,
                      row_temperature_processor)
 
@@ -27,11 +27,6 @@ def _import_torch():
         raise MissingDependencyError(f"local models need torch and transformers: pip install 'fusion-workbench' "
                                      f"({exc.name} is missing)") from None
     return torch
-
-
-def cache_root() -> Path:
-    """Where converted checkpoints live (``WORKBENCH_CACHE`` overrides)."""
-    return Path(os.environ.get("WORKBENCH_CACHE") or Path.home() / ".cache" / "workbench")
 
 
 def resolve_checkpoint(spec: ModelSpec, local_files_only: bool = False) -> Path:
@@ -107,7 +102,7 @@ class LocalModel(ModelBackend):
             raise ModelLoadError(f"{src} is not a loadable model checkpoint: {exc}") from None
         self.is_llama4 = getattr(config, "model_type", "") == "llama4"
         self.is_multimodal = hasattr(config, "vision_config")
-        prequantized = "quantization_config" in json.loads((src / "config.json").read_text())
+        prequantized = is_prequantized(src)
         kwargs: dict[str, Any] = {"dtype": getattr(torch, spec.dtype)}
         self.checkpoint = src
         if spec.quant == "int4" and not prequantized:
@@ -159,7 +154,7 @@ class LocalModel(ModelBackend):
         gc = self.hf_model.generation_config
         eos = gc.eos_token_id if gc.eos_token_id is not None else self.tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
-        from ..ui.zerogpu import gpu  # inert unless on a ZeroGPU Space
+        from .zerogpu import gpu  # inert unless on a ZeroGPU Space
 
         self.worker = BatchWorker(gpu(self._generate_batch), spec.name, max_batch=max_batch)
 
@@ -250,7 +245,7 @@ class LocalModel(ModelBackend):
         streamer.end()
         now = time.monotonic()
         for i, r in enumerate(requests):
-            if r.cancel.is_set() and self.worker.closing:
+            if r.cancel.is_set() and self.worker.closing and not streamer.hit_eos[i]:  # cut by the unload
                 r.emit(BackendError(f"{self.spec.name} was unloaded while generating", kind="closed"))
                 continue
             if r.cancel.is_set():

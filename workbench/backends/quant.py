@@ -147,6 +147,24 @@ def bnb_config(skip_modules: Iterable[str], compute_dtype: str = "bfloat16"):
     )
 
 
+def model_config(spec):
+    """A spec's transformers config, without weights (Scout's is built in; others read from their checkpoint)."""
+    from transformers import AutoConfig, Llama4Config
+
+    from ..errors import ModelLoadError
+
+    if spec.backend == "tiny":
+        from .tiny import tiny_config
+
+        return tiny_config()
+    if "llama-4-scout" in spec.model.lower():
+        return Llama4Config(**SCOUT_CONFIG)
+    try:
+        return AutoConfig.from_pretrained(spec.model)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read the config of {spec.model} (offline?): {exc}") from None
+
+
 def is_prequantized(path: str | Path) -> bool:
     """True when a checkpoint directory's config carries a quantization_config."""
     cfg = Path(path) / "config.json"

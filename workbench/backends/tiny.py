@@ -9,10 +9,11 @@ demo on machines with no GPU or network. Every quantizable Linear keeps ``in_fea
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from ..paths import cache_root
 
 #: Bump when the recipe changes, so cached checkpoints are rebuilt.
 TINY_VERSION = 4
@@ -32,8 +33,23 @@ Researchers compare debate, merge and best-of modes on arithmetic word problems 
 
 def default_cache_dir() -> Path:
     """Where built tiny checkpoints are kept (``WORKBENCH_CACHE`` overrides)."""
-    root = os.environ.get("WORKBENCH_CACHE") or Path.home() / ".cache" / "workbench"
-    return Path(root) / f"tiny-llama4-v{TINY_VERSION}"
+    return cache_root() / f"tiny-llama4-v{TINY_VERSION}"
+
+
+#: the locally trained BPE tokenizer's size (at most; special tokens included)
+TOKENIZER_VOCAB = 448
+
+
+def padded_vocab(n_tokens: int) -> int:
+    """lm_head rows padded to a kernel-friendly multiple of 64."""
+    return ((n_tokens + 63) // 64) * 64
+
+
+def tiny_config():
+    """The tiny Llama 4's config, without building it (for memory plans)."""
+    from transformers import Llama4Config
+
+    return Llama4Config(**tiny_config_kwargs(padded_vocab(TOKENIZER_VOCAB)))
 
 
 def tiny_config_kwargs(vocab_size: int) -> dict:
@@ -81,8 +97,8 @@ def build_tiny_llama4(out_dir: str | Path, seed: int = 0) -> Path:
     from transformers.models.llama4.processing_llama4 import chat_template
 
     out_dir = Path(out_dir)
-    tokenizer = _train_tokenizer(448)
-    vocab = ((len(tokenizer) + 63) // 64) * 64  # lm_head rows padded to a kernel-friendly size
+    tokenizer = _train_tokenizer(TOKENIZER_VOCAB)
+    vocab = padded_vocab(len(tokenizer))
     config = Llama4Config(**tiny_config_kwargs(vocab))
     torch.manual_seed(seed)
     model = Llama4ForConditionalGeneration(config).to(torch.bfloat16)
@@ -129,8 +145,8 @@ def build_tiny_causal_lm(out_dir: str | Path, seed: int = 0, hidden_size: int = 
     from transformers import LlamaConfig, LlamaForCausalLM
 
     out_dir = Path(out_dir)
-    tokenizer = _train_tokenizer(448)
-    vocab = ((len(tokenizer) + 63) // 64) * 64
+    tokenizer = _train_tokenizer(TOKENIZER_VOCAB)
+    vocab = padded_vocab(len(tokenizer))
     config = LlamaConfig(vocab_size=vocab, hidden_size=hidden_size, intermediate_size=intermediate_size,
                          num_hidden_layers=num_hidden_layers, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                          pad_token_id=tokenizer.pad_token_id, bos_token_id=0, eos_token_id=tokenizer.eos_token_id)

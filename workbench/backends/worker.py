@@ -16,6 +16,7 @@ import asyncio
 import queue
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -62,17 +63,20 @@ class BatchWorker:
         self._queue: queue.Queue[GenRequest | None] = queue.Queue()
         self._running: list[GenRequest] = []  #: the batch being generated (cancelled by close)
         self._closed = False
+        self._submit_lock = threading.Lock()
         self.batches_run = 0  #: how many generate calls were made (for tests and benchmarks)
         self.batch_sizes: list[int] = []
         self.finish_reasons: list[str] = []  #: per request, in order of completion (for tests and benchmarks)
         self._thread = threading.Thread(target=self._run, name=f"workbench-{name}", daemon=True)
         self._thread.start()
+        _WORKERS.add(self)
 
     def submit(self, request: GenRequest) -> None:
         """Queue a request. Raises BackendError once the worker is closed."""
-        if self._closed:
-            raise BackendError("the model was closed (unloaded); load it again", kind="closed")
-        self._queue.put(request)
+        with self._submit_lock:  # never behind the closing sentinel, where nobody would answer it
+            if self._closed:
+                raise BackendError("the model was closed (unloaded); load it again", kind="closed")
+            self._queue.put(request)
 
     @property
     def closing(self) -> bool:
@@ -90,12 +94,13 @@ class BatchWorker:
         A running ``generate`` stops at its next token (the per-row stopping criterion); the thread then
         frees the batch's tensors and returns. Returns False if the thread was still alive after ``timeout``.
         """
-        self._closed = True
+        with self._submit_lock:
+            self._closed = True
+            self._queue.put(None)
         for r in list(self._running):
             r.cancel.set()
-        self._queue.put(None)
         if threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
+            _join(self._thread, timeout)
         return not self._thread.is_alive()
 
     def _run(self) -> None:
@@ -152,6 +157,33 @@ class BatchWorker:
                 self._running = []
             if self._closed:
                 return
+
+
+#: every worker not yet joined; the exit hook joins any that a close left running
+_WORKERS: "weakref.WeakSet[BatchWorker]" = weakref.WeakSet()
+
+
+def _join(thread: threading.Thread, timeout: float | None = None) -> None:
+    """Join, even through Ctrl-C: a worker abandoned mid-join would still run at interpreter shutdown."""
+    interrupted: KeyboardInterrupt | None = None
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while thread.is_alive():
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            break
+        try:
+            thread.join(left)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or the CLI's SIGTERM: finish joining, then pass it on
+            interrupted = exc
+    if interrupted is not None:
+        raise interrupted
+
+
+def join_all_workers() -> None:
+    """Close and join every worker still alive (the last step before the interpreter finalises)."""
+    for w in list(_WORKERS):
+        if w.alive:
+            w.close()
 
 
 def _as_backend_error(exc: Exception) -> Exception:

@@ -1,0 +1,1 @@
+"""Evaluation: datasets with ground truth, scorers, the resumable harness, metrics and the HTML report."""

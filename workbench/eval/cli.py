@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from ..fusion.modes import MODE_NAMES
+
 
 def register(sub) -> None:
     s = sub.add_parser("eval", help="evaluate members, fusion modes and the oracle on a dataset")
     s.add_argument("--dataset", required=True, help="builtin:arithmetic, builtin:shapes or PATH.jsonl")
     s.add_argument("--pool", required=True, help="comma-separated members")
     s.add_argument("--judge")
-    s.add_argument("--modes", default="best-of,merge,debate,vote")
+    s.add_argument("--modes", default=",".join(MODE_NAMES), help="comma-separated: " + ", ".join(MODE_NAMES))
     s.add_argument("--rounds", type=int, default=2)
     s.add_argument("--limit", type=int)
     s.add_argument("--swap-k", type=int, default=1)
@@ -21,14 +23,15 @@ def register(sub) -> None:
 
 
 def cmd_eval(args) -> int:
+    from ..answers import split_pool
+    from ..settings import FusionSettings
     from ..store import RunStore
     from . import metrics, report
     from .harness import evaluate
 
-    df = evaluate(args.dataset, [p for p in args.pool.split(",") if p.strip()], args.judge,
-                  [m.strip() for m in args.modes.split(",") if m.strip()], rounds=args.rounds, limit=args.limit,
-                  swap_k=args.swap_k, inject=args.inject, max_new_tokens=args.max_new_tokens,
-                  concurrency=args.concurrency, store=RunStore(args.store))
+    settings = FusionSettings(seed=0, rounds=args.rounds, swap_k=args.swap_k, max_new_tokens=args.max_new_tokens)
+    df = evaluate(args.dataset, split_pool(args.pool), args.judge, split_pool(args.modes), settings, limit=args.limit,
+                  inject=args.inject, concurrency=args.concurrency, store=RunStore(args.store))
     paths = report.write(df, args.out)
     acc = metrics.accuracy_table(df)
     print(acc[["system", "n", "accuracy", "ci_low", "ci_high", "tokens_per_correct"]].to_string(index=False))

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..answers import letters
 from ..errors import ConfigError, InputError
 from ..types import ImageData, Prompt
 
@@ -45,7 +46,7 @@ class Item:
         """The Prompt members see: the question, choices lettered, and an instruction to end with the answer."""
         text = self.prompt
         if self.choices:
-            text += "\n" + "\n".join(f"{chr(65 + i)}) {c}" for i, c in enumerate(self.choices))
+            text += "\n" + "\n".join(f"{x}) {c}" for x, c in zip(letters(len(self.choices)), self.choices))
             text += "\nAnswer with the letter of the right choice. End with 'Final answer: <letter>'."
         elif self.answer_type in ("numeric", "exact"):
             text += "\nEnd with 'Final answer: <answer>'."
@@ -201,7 +202,7 @@ def shapes(n: int = 12, seed: int = 0, size: int = 224) -> Dataset:
             for (ox, oy, orr), c in zip(_place(rng, 2, size, avoid=[(x, y, r)]), others):
                 draw.ellipse((ox - orr, oy - orr, ox + orr, oy + orr), fill=COLOURS[c])
             choices = rng.sample(names, len(names))
-            ref = chr(65 + choices.index(target))
+            ref = letters(len(choices))[choices.index(target)]
             items.append(Item(f"shapes-{seed}-{i}", "What colour is the triangle?", ref, "choice",
                               [ImageData.load(img)], choices, meta={"task": "colour", "colour": target}))
         else:  # read a number

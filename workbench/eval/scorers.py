@@ -10,7 +10,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from ..fusion.modes import extract_answer, normalise
+from ..answers import extract_answer, last_number, letters, normalise
 from .datasets import Item
 
 
@@ -30,19 +30,9 @@ def score_exact(text: str, reference: str) -> Score:
     return Score(ok, float(ok), got, f"extracted {got!r} {'==' if ok else '!='} reference {normalise(reference)!r}")
 
 
-def _number(s: str) -> float | None:
-    m = re.findall(r"-?\d[\d,]*(?:\.\d+)?", s)
-    if not m:
-        return None
-    try:
-        return float(m[-1].replace(",", ""))
-    except ValueError:
-        return None
-
-
 def score_numeric(text: str, reference: str, rel_tol: float = 1e-6) -> Score:
     got = extract_answer(text)
-    value, ref = _number(got), _number(reference)
+    value, ref = last_number(got), last_number(reference)
     if ref is None:
         return Score(None, None, got, f"the reference {reference!r} is not a number")
     if value is None:
@@ -54,18 +44,18 @@ def score_numeric(text: str, reference: str, rel_tol: float = 1e-6) -> Score:
 def score_choice(text: str, reference: str, choices: list[str]) -> Score:
     """The chosen letter: 'Final answer: B', a lone letter, or the text of exactly one choice."""
     ref = reference.strip().upper()
-    letters = [chr(65 + i) for i in range(len(choices))]
+    options = letters(len(choices))
     got = ""
     m = re.findall(r"(?:final answer|answer)\s*(?:is|:)?\s*\(?([A-Z])\)?\b", text, flags=re.IGNORECASE)
     if m:
         got = m[-1].upper()
     else:
         lone = re.findall(r"(?<![A-Za-z])([A-Z])(?:\)|\.|$|\s)", text.strip())
-        lone = [x for x in lone if x in letters]
+        lone = [x for x in lone if x in options]
         if lone:
             got = lone[-1]
         else:
-            hits = [letters[i] for i, c in enumerate(choices) if re.search(rf"\b{re.escape(c.lower())}\b", text.lower())]
+            hits = [options[i] for i, c in enumerate(choices) if re.search(rf"\b{re.escape(c.lower())}\b", text.lower())]
             if len(hits) == 1:
                 got = hits[0]
     if not got:

@@ -6,13 +6,15 @@ import asyncio
 import json
 import sys
 
+from .modes import MODES, MODE_NAMES
+
 
 def register(sub) -> None:
     s = sub.add_parser("fuse", help="run one fusion: a pool answers, a judge decides")
     s.add_argument("prompt")
     s.add_argument("--pool", required=True, help="comma-separated members, e.g. tiny-offline,tiny-offline:skeptic")
     s.add_argument("--judge", help="the judge model (not needed for --mode vote)")
-    s.add_argument("--mode", default="best-of", choices=["best-of", "merge", "debate", "vote"])
+    s.add_argument("--mode", default="best-of", choices=MODE_NAMES)
     s.add_argument("--rounds", type=int, default=2, help="debate rounds")
     s.add_argument("--image", action="append", metavar="PATH")
     s.add_argument("--max-new-tokens", type=int, default=256)
@@ -32,7 +34,7 @@ def register(sub) -> None:
     s.add_argument("--format", choices=["json", "md"], default="md")
     s.add_argument("--out", help="write the export here instead of stdout")
     s.add_argument("--judge")
-    s.add_argument("--mode", choices=["best-of", "merge", "vote"])
+    s.add_argument("--mode", choices=[n for n, m in MODES.items() if not m.multi_round])
     s.add_argument("--limit", type=int, default=20)
     s.add_argument("--store")
     s.add_argument("--json", action="store_true")
@@ -40,20 +42,22 @@ def register(sub) -> None:
 
 
 def cmd_fuse(args) -> int:
+    from ..answers import split_pool
+    from ..settings import FusionSettings
     from ..store import RunStore
     from ..types import Prompt
     from .engine import fuse
 
     prompt = Prompt(args.prompt, images=args.image or [])
     store = None if args.no_store else RunStore(args.store)
-    pool = [p for p in args.pool.split(",") if p.strip()]
-    result = asyncio.run(fuse(prompt, pool, args.judge, args.mode, args.rounds, max_new_tokens=args.max_new_tokens,
-                              temperature=args.temperature, seed=args.seed, member_timeout_s=args.member_timeout,
-                              quorum=args.quorum, swap_k=args.swap_k, store=store))
+    settings = FusionSettings(rounds=args.rounds, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                              seed=args.seed, member_timeout_s=args.member_timeout, quorum=args.quorum,
+                              swap_k=args.swap_k)
+    result = asyncio.run(fuse(prompt, split_pool(args.pool), args.judge, args.mode, settings, store=store))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
     else:
-        from .report import to_markdown
+        from ..render import to_markdown
 
         print(to_markdown(result))
         if store is not None:
@@ -63,6 +67,7 @@ def cmd_fuse(args) -> int:
 
 def cmd_runs(args) -> int:
     from ..errors import ConfigError
+    from ..render import export
     from ..store import RunStore
 
     store = RunStore(args.store)
@@ -87,9 +92,9 @@ def cmd_runs(args) -> int:
         old = store.load(args.run_id)
         new = asyncio.run(rejudge(old, args.judge, args.mode, images=store.images(args.run_id)))
         store.save(new, store.images(args.run_id))
-        text = store.export_json(new.run_id) if args.json else store.export_markdown(new.run_id)
+        text = export(new, "json" if args.json else "md")
     else:
-        text = store.export_json(args.run_id) if args.format == "json" or args.json else store.export_markdown(args.run_id)
+        text = export(store.load(args.run_id), "json" if args.format == "json" or args.json else "md")
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)

@@ -12,16 +12,19 @@ import random
 import time
 from typing import AsyncIterator, Sequence
 
+from ..answers import letters, unique_top
 from ..backends import ModelHandle
 from ..errors import ConfigError
-from ..shutdown import RUNS, SHUTDOWN_REASON, ShuttingDownError
+from ..events import (Event, JudgeStart, JudgeToken, MemberDone, MemberToken, RoundEnd, RoundStart, RunDone, RunStart,
+                      VerdictEvent)
+from ..records import FusionResult, MemberOutput, Verdict, new_run_id
+from ..settings import FusionSettings
+from ..shutdown import RUNS, SHUTDOWN_REASON, ShuttingDownError, run_tracked
 from ..specs import Member, Registry, load_registry
-from ..types import Failure, GenerateConfig, Prompt
+from ..types import Failure, Prompt
 from . import judge as J
 from .fanout import Emit, fan_out, load_members
-from .modes import JUDGED_MODES, MODES, agreed, debate_messages, majority
-from .records import (Event, FusionResult, JudgeStart, JudgeToken, MemberDone, MemberOutput, MemberToken, RoundEnd,
-                      RoundStart, RunDone, RunStart, Verdict, VerdictEvent, new_run_id)
+from .modes import Mode, agreed, debate_messages, get_mode, vote_verdict
 
 _DONE = object()
 
@@ -30,49 +33,36 @@ def _member(x: str | Member, registry: Registry) -> Member:
     return x if isinstance(x, Member) else registry.member(x)
 
 
-def _validate(prompt, pool, judge, mode, rounds, quorum, swap_k, registry):
+def _validate(prompt: Prompt | str, pool: Sequence[str | Member], judge: str | Member | None, mode: Mode,
+              settings: FusionSettings, registry: Registry) -> tuple[Prompt, list[Member], Member | None]:
     if isinstance(prompt, str):
         prompt = Prompt(prompt)
-    if mode not in MODES:
-        raise ConfigError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
     if not pool:
         raise ConfigError("the pool is empty: name at least one member")
-    if rounds < 1:
-        raise ConfigError(f"rounds must be at least 1 (got {rounds})")
-    if swap_k < 1:
-        raise ConfigError(f"swap_k must be at least 1 (got {swap_k})")
     members = [_member(m, registry) for m in pool]
-    if quorum < 1 or quorum > len(members):
-        raise ConfigError(f"quorum must be between 1 and the pool size {len(members)} (got {quorum})")
+    if settings.quorum > len(members):
+        raise ConfigError(f"quorum must be between 1 and the pool size {len(members)} (got {settings.quorum})")
     judge_member = None
-    if mode in JUDGED_MODES:
+    if mode.judged:
         if judge is None:
-            raise ConfigError(f"mode {mode} needs a judge (any model name or member)")
+            raise ConfigError(f"mode {mode.name} needs a judge (any model name or member)")
         judge_member = _member(judge, registry)
     return prompt, members, judge_member
 
 
 async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge: str | Member | None = None,
-                      mode: str = "best-of", rounds: int = 2, *, max_new_tokens: int = 256,
-                      temperature: float = 0.7, top_p: float = 1.0, seed: int | None = None,
-                      member_timeout_s: float = 300.0, judge_timeout_s: float = 300.0, quorum: int = 1,
-                      swap_k: int = 1, judge_max_new_tokens: int | None = None, min_new_tokens: int = 0,
+                      mode: str | Mode = "best-of", settings: FusionSettings | None = None, *,
                       registry: Registry | None = None, store=None,
-                      reuse_rounds: list[list[MemberOutput]] | None = None) -> AsyncIterator[Event]:
+                      reuse_rounds: list[list[MemberOutput]] | None = None, **overrides) -> AsyncIterator[Event]:
     """Run one fusion and yield its events; the last is RunDone with the FusionResult.
 
     Args:
         prompt: a Prompt (text + images) or text.
         pool: members as names ("scout-int4:skeptic", "openrouter:...") or Member objects.
         judge: the judge, any model name or Member (not used by "vote").
-        mode: "best-of", "merge", "debate" or "vote".
-        rounds: debate rounds (1 = no exchange); other modes use one round.
-        max_new_tokens, temperature, top_p, seed: generation settings (members may override).
-        member_timeout_s: per-member limit per round; judge_timeout_s: per judge call.
-        quorum: minimum members that must answer for the run to go on to judging.
-        swap_k: judge k orderings of the candidates and report agreement (position-bias check).
-        judge_max_new_tokens: the judge's limit (default: max(512, max_new_tokens)).
-        min_new_tokens: local members only: no end-of-sequence before this many tokens (fixed-length benchmarks).
+        mode: "best-of", "merge", "debate" or "vote" (see ``workbench.fusion.modes``), or a Mode.
+        settings: the run's knobs (FusionSettings); ``**overrides`` are its fields as keywords
+            (``rounds=3, max_new_tokens=64``), applied on top.
         registry: presets to resolve names (default: shipped + user file).
         store: a RunStore to save the finished run in (with its images).
         reuse_rounds: rounds generated before (a stored run, an evaluation cache); they are reused, not
@@ -80,14 +70,16 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
 
     Raises:
         ConfigError, InputError, UnknownModelError: the call itself is wrong (before anything runs).
+        ShuttingDownError: the server is draining and takes no new run.
     """
     registry = registry or load_registry()
-    prompt, members, judge_member = _validate(prompt, pool, judge, mode, rounds, quorum, swap_k, registry)
+    mode = get_mode(mode)
+    settings = FusionSettings.build(settings, **overrides)
+    if not mode.multi_round:
+        settings = settings.replace(rounds=1)
+    prompt, members, judge_member = _validate(prompt, pool, judge, mode, settings, registry)
     queue: asyncio.Queue = asyncio.Queue()
-    settings = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
-                    rounds=rounds if mode == "debate" else 1, member_timeout_s=member_timeout_s,
-                    judge_timeout_s=judge_timeout_s, quorum=quorum, swap_k=swap_k,
-                    judge_max_new_tokens=judge_max_new_tokens or max(512, max_new_tokens))
+
     def emit(event: Event) -> None:
         if store is not None and isinstance(event, RunDone):
             store.save(event.result, prompt.images)
@@ -116,28 +108,28 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
 
 
 async def fuse(prompt: Prompt | str, pool: Sequence[str | Member], judge: str | Member | None = None,
-               mode: str = "best-of", rounds: int = 2, **kwargs) -> FusionResult:
+               mode: str | Mode = "best-of", settings: FusionSettings | None = None, **kwargs) -> FusionResult:
     """Run one fusion and return its FusionResult (same arguments as ``fuse_stream``)."""
     result = None
-    async for event in fuse_stream(prompt, pool, judge, mode, rounds, **kwargs):
+    async for event in fuse_stream(prompt, pool, judge, mode, settings, **kwargs):
         if isinstance(event, RunDone):
             result = event.result
     assert result is not None
     return result
 
 
-async def _run(prompt: Prompt, members: list[Member], judge_member: Member | None, mode: str,
-               settings: dict, emit: Emit, reuse_rounds: list[list[MemberOutput]] | None = None) -> None:
+async def _run(prompt: Prompt, members: list[Member], judge_member: Member | None, mode: Mode,
+               settings: FusionSettings, emit: Emit, reuse_rounds: list[list[MemberOutput]] | None = None) -> None:
     """One run, start to RunDone. Cancelled midway, it still ends with RunDone: the run marked interrupted,
     with every finished round and what each member of the round in progress had written so far."""
     t_start = time.perf_counter()
-    result = FusionResult(new_run_id(), mode, prompt.to_dict(), [m.to_dict() for m in members],
+    result = FusionResult(new_run_id(), mode.name, prompt.to_dict(), [m.to_dict() for m in members],
                           judge_member.to_dict() if judge_member else None, settings)
     progress = _Progress(result, emit)
     try:
         await _run_steps(result, prompt, members, judge_member, mode, settings, progress.emit, reuse_rounds or [],
                          t_start)
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, KeyboardInterrupt):  # a drain, the Stop button, Ctrl-C or SIGTERM (CLI)
         progress.interrupt(SHUTDOWN_REASON if RUNS.draining else "stopped before it finished (cancelled)",
                            time.perf_counter() - t_start)
         raise
@@ -177,26 +169,24 @@ class _Progress:
 
 
 async def _run_steps(result: FusionResult, prompt: Prompt, members: list[Member], judge_member: Member | None,
-                     mode: str, settings: dict, emit: Emit, reuse_rounds: list[list[MemberOutput]],
+                     mode: Mode, settings: FusionSettings, emit: Emit, reuse_rounds: list[list[MemberOutput]],
                      t_start: float) -> None:
     result.noise = any(m.model.is_noise for m in members) or bool(judge_member and judge_member.model.is_noise)
     if judge_member is not None:
         result.judge_is_member = any(m.model == judge_member.model and m.persona == judge_member.persona
                                      for m in members)
-    emit(RunStart(result.run_id, mode, [m.label for m in members], settings["rounds"]))
+    emit(RunStart(result.run_id, mode.name, [m.label for m in members], settings.rounds))
     # Load every model first (pool and judge, in parallel, off the loop) so the timeline measures generation.
     # Members are loaded only when some round is still to be generated.
-    need_pool = settings["rounds"] > len(reuse_rounds)
+    need_pool = settings.rounds > len(reuse_rounds)
     loaded = await load_members((members if need_pool else []) + ([judge_member] if judge_member else []))
     backends = loaded[:len(members)] if need_pool else []
     judge_backend = loaded[-1] if judge_member else None
     result.load_s = time.perf_counter() - t_start
     t0 = time.perf_counter()
-    config = GenerateConfig(max_new_tokens=settings["max_new_tokens"], min_new_tokens=settings["min_new_tokens"],
-                            temperature=settings["temperature"],
-                            top_p=settings["top_p"], seed=settings["seed"])
+    config = settings.member_config()
     previous: list[MemberOutput] = []
-    for r in range(1, settings["rounds"] + 1):
+    for r in range(1, settings.rounds + 1):
         emit(RoundStart(r))
         if r <= len(reuse_rounds):  # generated before (a stored run, an eval cache): not regenerated
             outputs = reuse_rounds[r - 1]
@@ -212,10 +202,10 @@ async def _run_steps(result: FusionResult, prompt: Prompt, members: list[Member]
                 return debate_messages(prompt, members[i].persona, i, prev)
         if r > len(reuse_rounds):
             outputs = await fan_out(members, backends, messages_for, config, round_no=r,
-                                    timeout_s=settings["member_timeout_s"], emit=emit, t0=t0)
+                                    timeout_s=settings.member_timeout_s, emit=emit, t0=t0)
         result.rounds.append(outputs)
         previous = outputs
-        stop = mode == "debate" and r < settings["rounds"] and agreed(outputs)
+        stop = mode.multi_round and r < settings.rounds and agreed(outputs)
         emit(RoundEnd(r, agreed=stop))
         if stop:
             result.stopped_early = r
@@ -230,42 +220,38 @@ async def _run_steps(result: FusionResult, prompt: Prompt, members: list[Member]
         result.degraded = True
     if not ok:
         result.failure_reasons.append("all members failed: nothing to judge")
-    elif len(ok) < settings["quorum"]:
+    elif len(ok) < settings.quorum:
         result.failure_reasons.append(f"quorum not met: {len(ok)} of {len(members)} answered "
-                                      f"(need {settings['quorum']})")
+                                      f"(need {settings.quorum})")
     else:
         tj = time.perf_counter()
         result.verdict = await decide(prompt, result.outputs, mode, judge_member, judge_backend, settings, emit)
         result.judge_wall_s = time.perf_counter() - tj
-        _finish(result)
-    if not ok or len(ok) < settings["quorum"]:
+        _finish(result, mode)
+    if not ok or len(ok) < settings.quorum:
         result.degraded = True
     result.total_s = time.perf_counter() - t_start
     emit(RunDone(result))
 
 
-async def decide(prompt: Prompt, outputs: list[MemberOutput], mode: str, judge_member: Member | None,
-                 judge_backend: ModelHandle | Failure | None, settings: dict, emit: Emit) -> Verdict:
+async def decide(prompt: Prompt, outputs: list[MemberOutput], mode: Mode, judge_member: Member | None,
+                 judge_backend: ModelHandle | Failure | None, settings: FusionSettings, emit: Emit) -> Verdict:
     """Turn the answers into a Verdict: a vote, or the judge over k shuffled orderings."""
     ok = [o for o in outputs if o.ok]
     flagged = [o.member for o in ok if J.looks_like_injection(o.text)]
-    if mode == "vote":
-        answer, winner, counts, extracted = majority(ok)
-        v = Verdict("vote", winner=winner, answer=answer or "", votes=counts, extracted=extracted,
-                    valid=answer is not None, error="" if answer else "no member gave an extractable answer",
-                    injection_flagged=flagged)
+    if not mode.judged:
+        v = vote_verdict(ok, flagged)
         emit(VerdictEvent(v))
         return v
     if isinstance(judge_backend, Failure) or judge_backend is None:
         reason = judge_backend.reason if isinstance(judge_backend, Failure) else "no judge"
-        v = Verdict(mode, valid=False, error=f"judge failed to load: {reason}")
+        v = Verdict(mode.name, valid=False, error=f"judge failed to load: {reason}")
         emit(VerdictEvent(v))
         return v
-    rng = random.Random(settings["seed"] if settings["seed"] is not None else time.time_ns())
-    orders = J.shuffled_orders([o.member for o in ok], settings["swap_k"], rng)
-    config = GenerateConfig(max_new_tokens=settings["judge_max_new_tokens"], temperature=0.0,
-                            timeout_s=settings["judge_timeout_s"], seed=settings["seed"])
-    verdict = Verdict(mode, swap_k=len(orders), injection_flagged=flagged)
+    rng = random.Random(settings.seed if settings.seed is not None else time.time_ns())
+    orders = J.shuffled_orders([o.member for o in ok], settings.swap_k, rng)
+    config = settings.judge_config()
+    verdict = Verdict(mode.name, swap_k=len(orders), injection_flagged=flagged)
     main_parsed, main_order = None, None
     for n, order in enumerate(orders):
         emit(JudgeStart(n + 1, order))
@@ -275,9 +261,8 @@ async def decide(prompt: Prompt, outputs: list[MemberOutput], mode: str, judge_m
         verdict.truncated = truncated
         winner = last.winner
         if parsed is not None and winner is None:  # merge: the top-scored candidate, for the swap check
-            top = max(parsed["scores"].values())
-            best = [k for k, s in parsed["scores"].items() if s == top]
-            winner = order[J.labels(len(order)).index(best[0])] if len(best) == 1 else None
+            best = unique_top(parsed["scores"])
+            winner = order[letters(len(order)).index(best)] if best is not None else None
             last.winner = winner
         verdict.swap_winners.append(winner if parsed is not None else None)
         if parsed is not None and main_parsed is None:
@@ -286,7 +271,7 @@ async def decide(prompt: Prompt, outputs: list[MemberOutput], mode: str, judge_m
         verdict.valid = False
         verdict.error = verdict.attempts[-1].error or "judge returned no valid verdict"
     else:
-        ids = J.labels(len(main_order))
+        ids = letters(len(main_order))
         verdict.label_map = dict(zip(ids, main_order))
         verdict.scores = {verdict.label_map[k]: s for k, s in main_parsed["scores"].items()}
         verdict.rationale = main_parsed["rationale"]
@@ -314,15 +299,11 @@ def member_failures(rounds: list[list[MemberOutput]]) -> list[str]:
     return [f"{o.label} (round {o.round}): {o.kind}: {o.reason}" for rnd in rounds for o in rnd if not o.ok]
 
 
-def _finish(result: FusionResult) -> None:
-    """Set the final answer from the verdict, with a recorded fallback when the judge failed."""
+def _finish(result: FusionResult, mode: Mode) -> None:
+    """Set the final answer from the verdict (the mode's rule), with a recorded fallback when the judge failed."""
     v = result.verdict
-    by_member = {o.member: o for o in result.outputs}
     if v is not None and v.valid:
-        if result.mode == "best-of":
-            result.final_answer = by_member[v.winner].text
-        else:
-            result.final_answer = v.answer
+        result.final_answer = mode.final_answer(v, result.outputs)
         return
     first_ok = next(o for o in result.outputs if o.ok)
     result.final_answer = first_ok.text
@@ -331,7 +312,7 @@ def _finish(result: FusionResult) -> None:
                                   f"({first_ok.label})")
 
 
-async def rejudge(result: FusionResult, judge: str | Member | None = None, mode: str | None = None,
+async def rejudge(result: FusionResult, judge: str | Member | None = None, mode: str | Mode | None = None,
                   images: Sequence = (), swap_k: int | None = None, seed: int | None = None,
                   registry: Registry | None = None) -> FusionResult:
     """Judge a finished run again, with another judge or mode, without regenerating any member's answer.
@@ -341,25 +322,26 @@ async def rejudge(result: FusionResult, judge: str | Member | None = None, mode:
         judge: the new judge (default: the run's judge).
         mode: "best-of", "merge" or "vote" (debate needs new rounds: run ``fuse`` again).
         images: the prompt's images (``RunStore.images(run_id)``), shown to the judge.
+        swap_k, seed: change these settings for the new judging (default: the run's).
     """
     registry = registry or load_registry()
-    mode = mode or result.mode
-    if mode == "debate" and result.mode != "debate":
-        raise ConfigError("re-judging as a debate needs new rounds of answers: run fuse with mode='debate'")
+    mode = get_mode(mode or result.mode)
+    if mode.multi_round and result.mode != mode.name:
+        raise ConfigError(f"re-judging as {mode.name} needs new rounds of answers: run fuse with mode={mode.name!r}")
     if judge is None and result.judge:
         judge = Member.from_dict(result.judge)
     prompt = Prompt(result.prompt["text"], images=list(images), system=result.prompt.get("system"))
-    judge_member = _member(judge, registry) if mode in JUDGED_MODES else None
-    if mode in JUDGED_MODES and judge_member is None:
-        raise ConfigError(f"mode {mode} needs a judge")
+    judge_member = _member(judge, registry) if mode.judged and judge is not None else None
+    if mode.judged and judge_member is None:
+        raise ConfigError(f"mode {mode.name} needs a judge")
     # Every round is reused, so the shared core loads and runs only the judge.
-    settings = {**result.settings, "rounds": len(result.rounds),
-                "swap_k": swap_k or result.settings.get("swap_k", 1),
-                "seed": seed if seed is not None else result.settings.get("seed")}
+    settings = result.settings.replace(rounds=len(result.rounds), swap_k=swap_k or result.settings.swap_k,
+                                       seed=seed if seed is not None else result.settings.seed)
     done: list[FusionResult] = []
     members = [Member.from_dict(p) for p in result.pool]
-    await _run(prompt, members, judge_member, mode, settings,
-               lambda e: done.append(e.result) if isinstance(e, RunDone) else None, reuse_rounds=result.rounds)
+    await run_tracked(_run(prompt, members, judge_member, mode, settings,
+                           lambda e: done.append(e.result) if isinstance(e, RunDone) else None,
+                           reuse_rounds=result.rounds), f"re-judging {result.run_id}")
     new = done[0]
     new.prompt, new.parent_run_id, new.stopped_early = result.prompt, result.run_id, result.stopped_early
     new.pool_wall_s = result.pool_wall_s

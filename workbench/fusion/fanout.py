@@ -15,7 +15,8 @@ from ..backends import ModelHandle, load_model
 from ..errors import WorkbenchError
 from ..specs import Member
 from ..types import Failure, GenerateConfig, Message
-from .records import Event, MemberDone, MemberOutput, MemberToken
+from ..events import Event, MemberDone, MemberToken
+from ..records import MemberOutput
 
 Emit = Callable[[Event], None]
 

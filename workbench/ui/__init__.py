@@ -1,1 +1,1 @@
-"""The browser face of the workbench (Gradio). Rendering helpers here are pure and need no Gradio."""
+"""The browser face of the workbench (Gradio): tabs, pool editing, events -> view updates. Imports only downward."""

@@ -6,10 +6,13 @@ from __future__ import annotations
 import gradio as gr
 
 from ..errors import WorkbenchError
+from ..fusion.modes import MODE_NAMES
+from ..settings import FusionSettings
 from ..store import RunStore
+from .pool import members_from_rows, registry_for
 
 
-def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, registry_with, members_from_rows) -> None:
+def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore) -> None:
     """Lay out the tab inside the current Blocks; pool and judge come from the Fuse tab's controls."""
     with gr.Tab("Evaluate"):
         gr.Markdown("Run the pool (from the Fuse tab) on a generated dataset with ground truth: each member alone, "
@@ -19,7 +22,7 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, registry_with,
             dataset = gr.Dropdown(["builtin:arithmetic", "builtin:shapes"], value="builtin:arithmetic",
                                   label="Dataset", elem_id="eval-dataset")
             limit = gr.Slider(1, 50, value=4, step=1, label="Items")
-            modes = gr.CheckboxGroup(["best-of", "merge", "debate", "vote"], value=["best-of", "vote"], label="Modes")
+            modes = gr.CheckboxGroup(list(MODE_NAMES), value=["best-of", "vote"], label="Modes")
             swap = gr.Checkbox(False, label="Position check (2 orderings)")
             inject = gr.Checkbox(False, label="Injection probe")
             tokens = gr.Slider(16, 1024, value=64, step=16, label="Max new tokens")
@@ -40,15 +43,15 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, registry_with,
             from ..eval.harness import evaluate_async
 
             try:
-                reg = registry_with((state or {}).get("endpoints", []))
+                reg = registry_for(state)
                 members = members_from_rows(rows, reg)
                 if not members:
                     raise WorkbenchError("the pool is empty: add members on the Fuse tab")
                 if not chosen:
                     raise WorkbenchError("pick at least one mode")
-                df = await evaluate_async(ds, members, reg.member(judge) if judge else None, chosen,
-                                          limit=int(n), swap_k=2 if swap_on else 1, inject=inject_on,
-                                          max_new_tokens=int(max_tokens), store=store, registry=reg)
+                settings = FusionSettings(seed=0, swap_k=2 if swap_on else 1, max_new_tokens=int(max_tokens))
+                df = await evaluate_async(ds, members, reg.member(judge) if judge else None, chosen, settings,
+                                          limit=int(n), inject=inject_on, store=store, registry=reg)
             except WorkbenchError as exc:
                 return f"⚠ {exc}", None, None, None, None, None
             s = metrics.summary(df)

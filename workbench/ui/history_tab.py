@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import gradio as gr
 
-from .. import plots
+from .. import plots, render
 from ..errors import WorkbenchError
 from ..fusion.engine import rejudge
+from ..fusion.modes import MODES
 from ..store import RunStore
+from .pool import registry_for
 
 
-def build_history_tab(store: RunStore, model_choices: list[str], preset: str, registry_with, saved):
-    """Lay out the tab inside the current Blocks; returns (runs table, run dropdown, re-judge judge, row maker)."""
+@dataclass
+class HistoryTab:
+    """The components the page's load handler fills, and how."""
+
+    table: Any
+    run_dd: Any
+    judge_dd: Any  #: the re-judge model list (grows with endpoints added on the Fuse tab)
+    refresh: Callable[[], tuple]  #: () -> (table rows, run dropdown update)
+
+
+def build_history_tab(store: RunStore, model_choices: list[str], preset: str, saved) -> HistoryTab:
+    """Lay out the tab inside the current Blocks and wire its handlers."""
     with gr.Tab("History"):
         runs_df = gr.Dataframe(headers=["run", "when", "mode", "prompt", "final answer", "degraded"],
                                interactive=False, elem_id="runs-table")
@@ -25,7 +39,7 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, re
             open_btn = gr.Button("Open", elem_id="open-run")
         with gr.Row():
             rj_judge = gr.Dropdown(model_choices, value=preset, label="Re-judge with", allow_custom_value=True)
-            rj_mode = gr.Radio(["best-of", "merge", "vote"], value="merge", label="Mode")
+            rj_mode = gr.Radio([n for n, m in MODES.items() if not m.multi_round], value="merge", label="Mode")
             rj_btn = gr.Button("Re-judge (no regeneration)", elem_id="rejudge")
         with gr.Row():
             exp_json = gr.Button("Export JSON")
@@ -51,14 +65,14 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, re
             result = store.load((run_id or "").strip())
         except WorkbenchError as exc:
             return f"⚠ {exc}", "", None
-        return f"Run `{result.run_id}`", store.export_markdown(result.run_id), plots.run_timeline(result)
+        return f"Run `{result.run_id}`", render.to_markdown(result), plots.run_timeline(result)
 
     open_btn.click(open_run, run_dd, [hist_status, hist_view, hist_plot], api_visibility="private")
 
     async def rejudge_run(run_id, judge, mode, state):
         try:
             old = store.load((run_id or "").strip())
-            reg = registry_with((state or {}).get("endpoints", []))
+            reg = registry_for(state)
             images = store.images(old.run_id)
             new = await rejudge(old, reg.member(judge) if mode != "vote" else None, mode, images=images,
                                 registry=reg)
@@ -67,7 +81,7 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, re
         store.save(new, images)
         rows, dd = refresh()
         return (f"Re-judged `{old.run_id}` as `{new.run_id}` ({mode}, no member regenerated).",
-                store.export_markdown(new.run_id), plots.run_timeline(new), rows,
+                render.to_markdown(new), plots.run_timeline(new), rows,
                 gr.update(choices=dd["choices"], value=new.run_id))
 
     rj_btn.click(rejudge_run, [run_dd, rj_judge, rj_mode, saved],
@@ -75,7 +89,7 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, re
 
     def export(run_id, fmt):
         try:
-            text = store.export_json(run_id) if fmt == "json" else store.export_markdown(run_id)
+            text = render.export(store.load(run_id), fmt)
         except WorkbenchError as exc:
             return None, f"⚠ {exc}"
         path = Path(tempfile.mkdtemp(prefix="wb-export-")) / f"{run_id}.{'json' if fmt == 'json' else 'md'}"
@@ -86,4 +100,4 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, re
     exp_md.click(lambda r: export(r, "md"), run_dd, [exp_file, hist_status], api_visibility="private")
 
 
-    return runs_df, run_dd, rj_judge, history_rows
+    return HistoryTab(runs_df, run_dd, rj_judge, refresh)

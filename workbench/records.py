@@ -1,8 +1,9 @@
-"""What a fusion run records and streams: member outputs, rounds, the verdict, the result, and events.
+"""What a fusion run records: member outputs, rounds, judge attempts, the verdict, the result.
 
 A FusionResult holds everything needed to replay or re-judge a run: specs (key variable names, never
 keys), settings, the prompt with images by hash, every member output of every round, timings and the
-verdict. ``to_dict`` / ``from_dict`` are the store's and the exports' format.
+verdict. ``to_dict`` / ``from_dict`` are the store's and the exports' format. The events a run streams
+while it runs are in ``workbench.events``.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Union
+from typing import Any
 
-from ..types import decode_rate
+from .answers import sum_known
+from .settings import FusionSettings
+from .types import decode_rate
 
 #: Version of the FusionResult dict format (bump with a migration in store.py).
 RECORD_VERSION = 1
@@ -92,7 +95,7 @@ class FusionResult:
     prompt: dict[str, Any]  #: Prompt.to_dict(): text, system, images by hash
     pool: list[dict[str, Any]]  #: Member.to_dict() per member
     judge: dict[str, Any] | None  #: the judge Member.to_dict(); None for vote
-    settings: dict[str, Any]  #: generation config, rounds, quorum, timeouts, seed, swap_k
+    settings: FusionSettings  #: every knob of the run: generation, rounds, quorum, timeouts, seed, swap_k
     rounds: list[list[MemberOutput]] = field(default_factory=list)  #: rounds[0] is the pool phase
     verdict: Verdict | None = None
     final_answer: str = ""  #: what fusion answers
@@ -128,10 +131,8 @@ class FusionResult:
 
     @property
     def total_cost_usd(self) -> float | None:
-        costs = [o.cost_usd for r in self.rounds for o in r] + \
-                [a.cost_usd for a in (self.verdict.attempts if self.verdict else [])]
-        known = [c for c in costs if c is not None]
-        return sum(known) if known else None
+        return sum_known([o.cost_usd for r in self.rounds for o in r]
+                         + [a.cost_usd for a in (self.verdict.attempts if self.verdict else [])])
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -143,6 +144,7 @@ class FusionResult:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "FusionResult":
         d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        d["settings"] = FusionSettings.from_dict(d.get("settings"))
         d["rounds"] = [[MemberOutput(**o) for o in r] for r in d.get("rounds", [])]
         v = d.get("verdict")
         if v is not None:
@@ -156,69 +158,3 @@ class FusionResult:
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
-
-
-# ---- events: one async stream that the UI and notebooks render -------------------------------------------
-
-@dataclass
-class RunStart:
-    run_id: str
-    mode: str
-    members: list[str]
-    rounds: int
-    type: Literal["run_start"] = "run_start"
-
-
-@dataclass
-class RoundStart:
-    round: int
-    type: Literal["round_start"] = "round_start"
-
-
-@dataclass
-class MemberToken:
-    member: int
-    round: int
-    text: str
-    type: Literal["member_token"] = "member_token"
-
-
-@dataclass
-class MemberDone:
-    output: MemberOutput
-    type: Literal["member_done"] = "member_done"
-
-
-@dataclass
-class RoundEnd:
-    round: int
-    agreed: bool = False  #: debate: every answer agrees, so the debate stops here
-    type: Literal["round_end"] = "round_end"
-
-
-@dataclass
-class JudgeStart:
-    attempt: int
-    order: list[int]
-    type: Literal["judge_start"] = "judge_start"
-
-
-@dataclass
-class JudgeToken:
-    text: str
-    type: Literal["judge_token"] = "judge_token"
-
-
-@dataclass
-class VerdictEvent:
-    verdict: Verdict
-    type: Literal["verdict"] = "verdict"
-
-
-@dataclass
-class RunDone:
-    result: FusionResult
-    type: Literal["run_done"] = "run_done"
-
-
-Event = Union[RunStart, RoundStart, MemberToken, MemberDone, RoundEnd, JudgeStart, JudgeToken, VerdictEvent, RunDone]

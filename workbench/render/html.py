@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import html
 
-from ..fusion.records import FusionResult, MemberOutput
+from ..records import FusionResult, MemberOutput
 
 NOISE_NOTICE = ("**The tiny offline model has random weights: its output below is noise.** It is here so the "
                 "workbench runs with no GPU or network; pick a real model or endpoint for meaningful answers.")

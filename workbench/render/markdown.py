@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .records import FusionResult
+from ..records import FusionResult
 
 
 def _fmt(x: float | None, unit: str = "s") -> str:

@@ -1,0 +1,94 @@
+"""The events one fusion run streams, in order: what the UI, the API and notebooks render.
+
+One small class per kind, each with a literal ``kind``; ``Event`` is their union. A run's stream starts
+with RunStart and ends with RunDone, whose result is the whole FusionResult (interrupted runs too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Union
+
+from .records import FusionResult, MemberOutput, Verdict
+
+
+@dataclass
+class RunStart:
+    """The run is validated and has an id; models load next."""
+
+    run_id: str
+    mode: str
+    members: list[str]  #: member labels, in pool order
+    rounds: int  #: rounds planned (debate may stop early)
+    kind: Literal["run_start"] = "run_start"
+
+
+@dataclass
+class RoundStart:
+    """A round begins: 1 is the pool phase, 2.. are debate rounds."""
+
+    round: int
+    kind: Literal["round_start"] = "round_start"
+
+
+@dataclass
+class MemberToken:
+    """New text from one member."""
+
+    member: int  #: index in the pool
+    round: int
+    text: str  #: the new piece only
+    kind: Literal["member_token"] = "member_token"
+
+
+@dataclass
+class MemberDone:
+    """One member finished (or failed) its round."""
+
+    output: MemberOutput
+    kind: Literal["member_done"] = "member_done"
+
+
+@dataclass
+class RoundEnd:
+    """A round ended."""
+
+    round: int
+    agreed: bool = False  #: debate: every answer agrees, so the debate stops here
+    kind: Literal["round_end"] = "round_end"
+
+
+@dataclass
+class JudgeStart:
+    """The judge is asked, with the candidates in this order (member indices shown as A, B, ...)."""
+
+    attempt: int  #: which ordering, from 1
+    order: list[int]
+    kind: Literal["judge_start"] = "judge_start"
+
+
+@dataclass
+class JudgeToken:
+    """New text from the judge."""
+
+    text: str
+    kind: Literal["judge_token"] = "judge_token"
+
+
+@dataclass
+class VerdictEvent:
+    """The verdict over every ordering (or the vote)."""
+
+    verdict: Verdict
+    kind: Literal["verdict"] = "verdict"
+
+
+@dataclass
+class RunDone:
+    """The last event: the whole run, finished, degraded or interrupted."""
+
+    result: FusionResult
+    kind: Literal["run_done"] = "run_done"
+
+
+Event = Union[RunStart, RoundStart, MemberToken, MemberDone, RoundEnd, JudgeStart, JudgeToken, VerdictEvent, RunDone]

@@ -1,0 +1,59 @@
+"""What a fusion mode is: the judge's task and reply schema, how a reply is validated, and the final answer rule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ...records import MemberOutput, Verdict
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One way of turning a pool's answers into one.
+
+    A judged mode shows the candidates to a judge with ``task`` and asks for a JSON reply shaped like
+    ``schema``; ``validate`` checks that reply and ``final_answer`` reads the run's answer from the
+    verdict. A mode that is not judged (vote) decides without a judge.
+    """
+
+    name: str  #: as typed in the CLI, the UI and the API
+    description: str  #: one line for help texts and the UI
+    judged: bool = True  #: needs a judge model
+    multi_round: bool = False  #: uses debate rounds (``FusionSettings.rounds``)
+    task: str = ""  #: what the judge is asked to do
+    schema: str = ""  #: the JSON reply the judge must give (shown to it verbatim)
+    needs_winner: bool = False  #: the reply names a winning candidate
+    needs_answer: bool = False  #: the reply writes the final answer
+
+    def validate(self, obj: dict[str, Any], ids: list[str]) -> dict[str, Any]:
+        """Check a parsed judge reply against this mode's schema; return it normalised. Raises ValueError."""
+        scores = obj.get("scores")
+        if not isinstance(scores, dict) or not scores:
+            raise ValueError('"scores" must be an object mapping candidate ids to numbers')
+        clean: dict[str, float] = {}
+        for k, v in scores.items():
+            k = str(k).strip().strip("[]")
+            if k not in ids:
+                raise ValueError(f'"scores" names unknown candidate {k!r}; ids are {ids}')
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 10:
+                raise ValueError(f"score for {k} must be a number from 0 to 10")
+            clean[k] = float(v)
+        out: dict[str, Any] = {"scores": clean, "rationale": obj.get("rationale")}
+        if not isinstance(out["rationale"], str) or not out["rationale"].strip():
+            raise ValueError('"rationale" must be a non-empty string')
+        if self.needs_winner:
+            winner = str(obj.get("winner", "")).strip().strip("[]")
+            if winner not in ids:
+                raise ValueError(f'"winner" must be one of {ids}')
+            out["winner"] = winner
+        if self.needs_answer:
+            answer = obj.get("answer")
+            if not isinstance(answer, str) or not answer.strip():
+                raise ValueError('"answer" must be a non-empty string')
+            out["answer"] = answer
+        return out
+
+    def final_answer(self, verdict: Verdict, outputs: list[MemberOutput]) -> str:
+        """The run's answer from a valid verdict: the answer the judge wrote (merge, debate, vote)."""
+        return verdict.answer

@@ -1,0 +1,185 @@
+"""The Fuse tab: prompt with images, pool / judge / mode, one streaming column per member, transcript,
+verdict and figures. Its run handler only maps ``ui.stream.view_updates`` to components."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from .. import plots
+from ..errors import WorkbenchError
+from ..fusion.engine import fuse_stream
+from ..fusion.modes import MODE_NAMES
+from ..records import FusionResult
+from ..render import html as render
+from ..settings import FusionSettings
+from ..store import RunStore
+from ..types import ImageData, Prompt
+from .pool import (MAX_MEMBERS, POOL_HEADERS, add_member_row, check_endpoint, members_from_rows, registry_for,
+                   remember_pool)
+from .stream import view_updates
+
+
+@dataclass
+class FuseTab:
+    """The components other parts of the page read or update."""
+
+    saved: Any  #: gr.BrowserState: {"pool": rows, "endpoints": [...]}
+    pool_df: Any
+    judge_dd: Any
+    add_model: Any
+    status: Any
+    noise_md: Any
+    endpoint_added: Any  #: the event of adding an endpoint (other tabs chain their model lists on it)
+
+
+def _image_error(path: str) -> str:
+    try:
+        ImageData.load(path)
+        return ""
+    except WorkbenchError as exc:
+        return str(exc)
+
+
+def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, model_choices: list[str],
+                   persona_choices: list[str], noise_md) -> FuseTab:
+    """Lay out the tab inside the current Blocks and wire its handlers."""
+    saved = gr.BrowserState({"pool": start_pool, "endpoints": []}, storage_key="fusion-workbench-v1")
+    with gr.Tab("Fuse"):
+        prompt_box = gr.MultimodalTextbox(label="Prompt", placeholder="Ask something; attach or paste images",
+                                          file_types=["image"], file_count="multiple", sources=["upload"],
+                                          submit_btn="Fuse", elem_id="prompt-box")
+        with gr.Row(equal_height=True):
+            status = gr.Markdown("", elem_id="status")
+            stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn", scale=0, min_width=100, size="sm")
+        with gr.Accordion("Pool, judge and mode", open=False, elem_id="settings"):
+            pool_df = gr.Dataframe(headers=POOL_HEADERS, value=start_pool, column_count=4,
+                                   interactive=True, label="Pool (one member a row)", elem_id="pool-table")
+            with gr.Row():
+                add_model = gr.Dropdown(model_choices, value=preset, label="Model", allow_custom_value=True)
+                add_persona = gr.Dropdown(persona_choices, value="", label="Persona", allow_custom_value=True)
+                add_temp = gr.Number(None, label="Temperature (blank: the run's)")
+                add_btn = gr.Button("Add member", elem_id="add-member")
+                clear_btn = gr.Button("Clear pool")
+            with gr.Accordion("Add an OpenAI-compatible endpoint", open=False, elem_id="endpoint-acc"):
+                with gr.Row():
+                    ep_name = gr.Textbox(label="Name", placeholder="my-vllm")
+                    ep_url = gr.Textbox(label="Base URL", placeholder="http://localhost:8000/v1")
+                    ep_model = gr.Textbox(label="Model", placeholder="meta-llama/Llama-4-Scout-17B-16E-Instruct")
+                    ep_key = gr.Textbox(label="API key variable (never the key)", placeholder="OPENROUTER_API_KEY")
+                    ep_vision = gr.Checkbox(True, label="Takes images")
+                    ep_btn = gr.Button("Add endpoint")
+            with gr.Row():
+                judge_dd = gr.Dropdown(model_choices, value=preset, label="Judge", allow_custom_value=True,
+                                       elem_id="judge")
+                mode_radio = gr.Radio(list(MODE_NAMES), value="best-of", label="Mode", elem_id="mode")
+                rounds_sl = gr.Slider(1, 5, value=2, step=1, label="Debate rounds")
+                tokens_sl = gr.Slider(16, 4096, value=256, step=16, label="Max new tokens")
+                temp_sl = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature")
+                swap_sl = gr.Slider(1, 4, value=1, step=1, label="Judge orderings (position check)")
+        images_gallery = gr.Gallery(label="Input images (sent once to every vision member)", visible=False,
+                                    height=140, columns=8, object_fit="contain", elem_id="input-images")
+        with gr.Row(elem_classes="wb-members"):
+            heads, bodies, stats, cols = [], [], [], []
+            for i in range(MAX_MEMBERS):
+                with gr.Column(visible=i < 3, elem_classes="wb-member", elem_id=f"member-{i}", min_width=280) as c:
+                    heads.append(gr.Markdown(f"**member {i + 1}**", elem_id=f"member-head-{i}"))
+                    bodies.append(gr.Markdown("", elem_id=f"member-body-{i}"))
+                    stats.append(gr.Markdown("", elem_id=f"member-stats-{i}"))
+                cols.append(c)
+        with gr.Accordion("Debate transcript", open=False, elem_id="transcript-acc"):
+            transcript = gr.HTML("", elem_id="transcript")
+        with gr.Accordion("Judge", open=True, elem_id="judge-acc"):
+            verdict = gr.HTML("", elem_id="verdict")
+        with gr.Row():
+            timeline_plot = gr.Plot(label="Timeline")
+            tokens_plot = gr.Plot(label="Tokens and cost")
+
+    def final_updates(result: FusionResult) -> dict:
+        upd = {status: render.status_line(result), transcript: render.transcript_html(result),
+               verdict: render.verdict_html(result), timeline_plot: plots.run_timeline(result),
+               tokens_plot: plots.tokens_and_cost(result)}
+        for o in result.rounds[-1] if result.rounds else []:
+            upd[stats[o.member]] = (f"round {o.round} · " if len(result.rounds) > 1 else "") + render.member_stats(o)
+        return upd
+
+    async def run(mm, rows, judge, mode, rounds, max_tokens, temperature, swap_k, state):
+        text = (mm or {}).get("text", "") if isinstance(mm, dict) else str(mm or "")
+        files = (mm or {}).get("files", []) if isinstance(mm, dict) else []
+        files = [f if isinstance(f, str) else f.get("path", "") for f in files]
+        errors = {f: _image_error(f) for f in files}  # a bad image leaves the box; the text and good ones stay
+        if any(errors.values()):
+            yield {status: "⚠ " + "; ".join(e for e in errors.values() if e)
+                   + " (removed from the prompt; fix it and submit again)",
+                   prompt_box: {"text": text, "files": [f for f, e in errors.items() if not e]}}
+            return
+        try:
+            prompt = Prompt(text, images=files)
+            reg = registry_for(state)
+            members = members_from_rows(rows, reg)
+            if len(members) < 1:
+                raise WorkbenchError("the pool is empty: add at least one member")
+            judge_member = reg.member(judge) if mode != "vote" and judge else None
+            settings = FusionSettings(rounds=int(rounds), max_new_tokens=int(max_tokens),
+                                      temperature=float(temperature), swap_k=int(swap_k))
+        except WorkbenchError as exc:
+            yield {status: f"⚠ {exc}"}
+            return
+        n = len(members)
+        first = {status: f"Running {mode} with {n} member(s)…",
+                 images_gallery: gr.update(value=list(files) or None, visible=bool(files)),
+                 noise_md: gr.update(visible=any(m.model.is_noise for m in members)
+                                     or bool(judge_member and judge_member.model.is_noise)),
+                 transcript: "", verdict: "", timeline_plot: None, tokens_plot: None}
+        for i in range(MAX_MEMBERS):
+            first[cols[i]] = gr.update(visible=i < n)
+            first[heads[i]] = f"**{members[i].label}**" if i < n else ""
+            first[bodies[i]] = ""
+            first[stats[i]] = "waiting…" if i < n else ""
+        yield first
+        try:
+            events = fuse_stream(prompt, members, judge_member, mode, settings, store=store, registry=reg)
+            async for u in view_updates(events, n):
+                upd: dict = {bodies[i]: t for i, t in u.bodies.items()}
+                upd.update({stats[i]: s for i, s in u.stats.items()})
+                if u.status is not None:
+                    upd[status] = u.status
+                if u.result is not None:
+                    upd.update(final_updates(u.result))
+                yield upd
+        except WorkbenchError as exc:
+            yield {status: f"⚠ {exc}"}
+
+    run_inputs = [prompt_box, pool_df, judge_dd, mode_radio, rounds_sl, tokens_sl, temp_sl, swap_sl, saved]
+    run_outputs = [prompt_box, status, images_gallery, noise_md, transcript, verdict, timeline_plot,
+                   tokens_plot] + heads + bodies + stats + cols
+    # progress shows on the judge section only: the prompt box stays usable and the columns readable
+    run_event = prompt_box.submit(run, run_inputs, run_outputs, api_visibility="private", concurrency_limit=None,
+                                  show_progress="minimal", show_progress_on=[verdict])
+    stop_btn.click(lambda: "⏹ Run stopped: every member and the judge were cancelled.", None, status,
+                   cancels=[run_event], api_visibility="private")
+
+    # ---- pool editing, persisted in the browser ----
+    add_btn.click(add_member_row, [pool_df, add_model, add_persona, add_temp], [pool_df, status],
+                  api_visibility="private")
+    clear_btn.click(lambda: [["", "", "", ""]], None, pool_df, api_visibility="private")
+    pool_df.change(remember_pool, [pool_df, saved], saved, api_visibility="private")
+
+    def add_endpoint(name, url, model, key_var, vision, state):
+        name, url, model, key_var = (x.strip() for x in (name, url, model, key_var or ""))
+        problem = check_endpoint(name, url, model, key_var, bool(os.environ.get("SPACE_ID")),
+                                 os.environ.get("WORKBENCH_ALLOW_CUSTOM_ENDPOINTS") == "1")
+        if problem:
+            return state, gr.update(), gr.update(), problem
+        eps = [e for e in (state or {}).get("endpoints", []) if e["name"] != name]
+        eps.append({"name": name, "base_url": url, "model": model, "api_key_env": key_var, "vision": vision})
+        choices = sorted(set(model_choices) | {e["name"] for e in eps})
+        return ({**(state or {}), "endpoints": eps}, gr.update(choices=choices, value=name),
+                gr.update(choices=choices), f"Added endpoint **{name}**.")
+
+    endpoint_added = ep_btn.click(add_endpoint, [ep_name, ep_url, ep_model, ep_key, ep_vision, saved],
+                                  [saved, add_model, judge_dd, status], api_visibility="private")
+    return FuseTab(saved, pool_df, judge_dd, add_model, status, noise_md, endpoint_added)

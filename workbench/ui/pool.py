@@ -1,0 +1,91 @@
+"""Pool editing for the page: table rows -> Members, endpoints added in the browser, add / clear / remember.
+
+Pure functions over plain values (no components), shared by the Fuse, Evaluate and History tabs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import WorkbenchError
+from ..specs import Member, ModelSpec, Registry, load_registry
+
+MAX_MEMBERS = 8
+POOL_HEADERS = ["model", "persona", "temperature", "name"]
+
+
+def rows_of(table: Any) -> list[list[Any]]:
+    """A gr.Dataframe value (a pandas DataFrame or a list of lists) as a list of rows."""
+    return table.values.tolist() if hasattr(table, "values") else list(table or [])
+
+
+def default_pool(preset: str) -> list[list[Any]]:
+    """The starting pool: the preset three times, plain and with two personas."""
+    return [[preset, "", "", ""], [preset, "skeptic", "", ""], [preset, "analyst", "", ""]]
+
+
+def registry_with(endpoints: list[dict[str, Any]]) -> Registry:
+    """Shipped presets + user file + endpoints added in this browser (URL, model, key *variable name*)."""
+    reg = load_registry()
+    for ep in endpoints or []:
+        reg.models[ep["name"]] = ModelSpec(name=ep["name"], backend="openai", model=ep["model"],
+                                           base_url=ep["base_url"], api_key_env=ep.get("api_key_env") or None,
+                                           vision=bool(ep.get("vision", True)), description="added in the browser")
+    return reg
+
+
+def registry_for(state: dict[str, Any] | None) -> Registry:
+    """The registry for a browser's saved state (its added endpoints)."""
+    return registry_with((state or {}).get("endpoints", []))
+
+
+def members_from_rows(rows: Any, reg: Registry) -> list[Member]:
+    """Pool table rows (model, persona, temperature, name) -> Members. Raises WorkbenchError on a bad row."""
+    members = []
+    for n, row in enumerate(rows_of(rows), 1):
+        row = [("" if c is None else str(c)).strip() for c in list(row) + [""] * 4][:4]
+        model, persona, temp, name = row
+        if not model or model.lower() == "nan":
+            continue
+        base = reg.member(model)
+        persona_text, persona_name = base.persona, base.persona_name
+        if persona and persona.lower() != "nan":
+            persona_text, persona_name = (reg.personas[persona], persona) if persona in reg.personas \
+                else (persona, "custom")
+        try:
+            temperature = float(temp) if temp and temp.lower() != "nan" else None
+        except ValueError:
+            raise WorkbenchError(f"pool row {n}: temperature {temp!r} is not a number") from None
+        members.append(Member(base.model, persona_text, persona_name, temperature,
+                              display_name=name if name and name.lower() != "nan" else ""))
+    if len(members) > MAX_MEMBERS:
+        raise WorkbenchError(f"the pool has {len(members)} members; the page shows at most {MAX_MEMBERS}")
+    return members
+
+
+def add_member_row(table: Any, model: str, persona: str, temp: float | None) -> tuple[list[list[Any]], str]:
+    """The table with one more member row, and a message ("" when added)."""
+    rows = [r for r in rows_of(table) if r and str(r[0]).strip() not in ("", "nan", "None")]
+    if len(rows) >= MAX_MEMBERS:
+        return rows, f"⚠ at most {MAX_MEMBERS} members"
+    rows.append([model or "", persona or "", "" if temp is None else temp, ""])
+    return rows, ""
+
+
+def remember_pool(table: Any, state: dict[str, Any] | None) -> dict[str, Any]:
+    """The browser state with the pool table in it (kept across reloads)."""
+    return {**(state or {}), "pool": [[("" if c is None else c) for c in r] for r in rows_of(table)]}
+
+
+def check_endpoint(name: str, url: str, model: str, key_var: str, on_space: bool, allowed: bool) -> str:
+    """Why an endpoint cannot be added ("" when it can)."""
+    if not (name and url and model):
+        return "⚠ an endpoint needs a name, a base URL and a model"
+    if on_space and not allowed:
+        # on a hosted Space the server would fetch any URL a visitor types (SSRF): off unless allowed
+        return "⚠ adding endpoints is off on this hosted Space (set WORKBENCH_ALLOW_CUSTOM_ENDPOINTS=1 to allow)"
+    if not url.startswith(("http://", "https://")):
+        return "⚠ the base URL must start with http:// or https://"
+    if key_var and not key_var.replace("_", "").isalnum():
+        return "⚠ give the *name* of the environment variable holding the key, not the key itself"
+    return ""

@@ -1,0 +1,69 @@
+"""Fusion events -> what a view of the run should change, as a pure async generator (no Gradio).
+
+The page's run handler and the ``/fuse`` API both consume ``view_updates``: the page maps each
+``ViewUpdate`` to its components, the API to JSON. Updates are coalesced to at most one per
+``every_s`` while tokens stream, and always sent when a member finishes and at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+from ..events import Event, JudgeStart, MemberDone, MemberToken, RoundStart, RunDone, RunStart, VerdictEvent
+from ..records import FusionResult
+from ..render.html import member_stats
+
+
+@dataclass
+class ViewUpdate:
+    """What changed since the last update."""
+
+    status: str | None = None  #: the status line, when it changed
+    bodies: dict[int, str] = field(default_factory=dict)  #: member -> its column's text (whole, not a delta)
+    stats: dict[int, str] = field(default_factory=dict)  #: member -> its stats line
+    result: FusionResult | None = None  #: the finished run (the last update)
+    round: int = 1  #: the round in progress
+    texts: list[str] = field(default_factory=list)  #: every member's text so far in this round (a snapshot)
+
+    def __bool__(self) -> bool:
+        return bool(self.status is not None or self.bodies or self.stats or self.result is not None)
+
+
+async def view_updates(events: AsyncIterator[Event], n_members: int, every_s: float = 0.05
+                       ) -> AsyncIterator[ViewUpdate]:
+    """Follow a run's events and yield the view changes they make."""
+    texts = [""] * n_members
+    cur_round = 1
+    pending = ViewUpdate()
+    last = time.monotonic()
+    async for ev in events:
+        if isinstance(ev, MemberToken):
+            texts[ev.member] += ev.text
+            pending.bodies[ev.member] = texts[ev.member]
+        elif isinstance(ev, RoundStart):
+            cur_round = ev.round
+            if ev.round > 1:
+                texts = [""] * n_members
+                pending.stats.update({i: f"round {ev.round}…" for i in range(n_members)})
+        elif isinstance(ev, MemberDone):
+            o = ev.output
+            pending.bodies[o.member] = o.text if o.ok else o.text + f"\n\n**failed ({o.kind})**: {o.reason}"
+            pending.stats[o.member] = (f"round {o.round} · " if cur_round > 1 else "") + member_stats(o)
+        elif isinstance(ev, RunStart):
+            pending.status = f"Run `{ev.run_id}`: {ev.mode} with {len(ev.members)} member(s)…"
+        elif isinstance(ev, JudgeStart):
+            pending.status = f"Judging (ordering {ev.attempt})…"
+        elif isinstance(ev, VerdictEvent):
+            pending.status = "Judge done; saving…"
+        elif isinstance(ev, RunDone):
+            pending.result = ev.result
+        now = time.monotonic()
+        if pending and (now - last >= every_s or isinstance(ev, (MemberDone, RunDone))):
+            pending.round, pending.texts = cur_round, list(texts)
+            yield pending
+            pending, last = ViewUpdate(), now
+    if pending:
+        pending.round, pending.texts = cur_round, list(texts)
+        yield pending
