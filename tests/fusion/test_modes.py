@@ -43,3 +43,18 @@ def test_vote_ties_go_to_the_first_member_in_pool_order():
     answer, winner, counts, _ = majority([out(0, "Final answer: 3"), out(1, "4"), out(2, "three is 3"),
                                           out(3, "4"), out(4, "", ok=False)])
     assert (answer, winner, counts) == ("3", 0, {"3": 2, "4": 2})
+
+
+def test_a_new_mode_is_one_file(tmp_path, monkeypatch):
+    import sys
+
+    import workbench.fusion.modes as modes
+
+    (tmp_path / "x_test_mode.py").write_text(
+        "from workbench.fusion.modes.base import Mode\n"
+        "MODE = Mode(name='x-test', description='a mode from one file', task='Pick.', schema='{}', order=50)\n")
+    monkeypatch.setattr(modes, "__path__", [*modes.__path__, str(tmp_path)])
+    try:
+        assert list(modes._discover()) == ["best-of", "merge", "debate", "vote", "x-test"]
+    finally:
+        sys.modules.pop("workbench.fusion.modes.x_test_mode", None)

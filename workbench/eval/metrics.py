@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..fusion.modes import JUDGED_MODES
+
 
 def _graded(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["correct"].notna() & (df["kind"] != "probe")]
@@ -67,7 +69,7 @@ def judge_regret(df: pd.DataFrame) -> pd.DataFrame:
     """Per judged mode: of the items where some member was right, how often the fused answer was wrong."""
     oracle = df[df["system"] == "oracle"].set_index("item_id")["correct"].astype(bool)
     rows = []
-    for system, g in df[(df["kind"] == "fusion") & (df["mode"] != "vote")].groupby("system", sort=False):
+    for system, g in df[(df["kind"] == "fusion") & df["mode"].isin(JUDGED_MODES)].groupby("system", sort=False):
         g = g.set_index("item_id")
         eligible = g[oracle.reindex(g.index).fillna(False).to_numpy()]
         n = len(eligible)

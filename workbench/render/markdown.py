@@ -12,7 +12,7 @@ def _fmt(x: float | None, unit: str = "s") -> str:
 def to_markdown(r: FusionResult) -> str:
     """Render one run for humans (exports and the UI's history)."""
     out = [f"# Fusion run {r.run_id}", "",
-           f"- mode: **{r.mode}**" + (f", {len(r.rounds)} round(s)" if r.mode == "debate" else ""),
+           f"- mode: **{r.mode}**" + (f", {len(r.rounds)} rounds" if len(r.rounds) > 1 else ""),
            f"- judge: {r.judge['label'] if r.judge else '(none: vote)'}"
            + (" (also a member)" if r.judge_is_member else "")]
     if r.parent_run_id:

@@ -12,7 +12,7 @@ import gradio as gr
 from .. import plots
 from ..errors import WorkbenchError
 from ..fusion.engine import fuse_stream
-from ..fusion.modes import MODE_NAMES
+from ..fusion.modes import MODE_NAMES, get_mode
 from ..records import FusionResult
 from ..render import html as render
 from ..settings import FusionSettings
@@ -122,7 +122,7 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
             members = members_from_rows(rows, reg)
             if len(members) < 1:
                 raise WorkbenchError("the pool is empty: add at least one member")
-            judge_member = reg.member(judge) if mode != "vote" and judge else None
+            judge_member = reg.member(judge) if get_mode(mode).judged and judge else None
             settings = FusionSettings(rounds=int(rounds), max_new_tokens=int(max_tokens),
                                       temperature=float(temperature), swap_k=int(swap_k))
         except WorkbenchError as exc:

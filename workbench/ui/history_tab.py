@@ -74,7 +74,7 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, sa
             old = store.load((run_id or "").strip())
             reg = registry_for(state)
             images = store.images(old.run_id)
-            new = await rejudge(old, reg.member(judge) if mode != "vote" else None, mode, images=images,
+            new = await rejudge(old, reg.member(judge) if MODES[mode].judged else None, mode, images=images,
                                 registry=reg)
         except WorkbenchError as exc:
             return f"⚠ {exc}", gr.update(), gr.update(), gr.update(), gr.update()

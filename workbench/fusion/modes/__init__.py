@@ -1,20 +1,28 @@
 """The fusion modes, one module each, and the registry that the engine, CLI, UI and evaluation read.
 
-Adding a mode: write ``modes/NAME.py`` with a ``Mode`` (its judge task, reply schema, validation and final
-answer rule) and register it in ``MODES`` below; every list of modes in the package comes from here.
+Adding a mode is one file: ``modes/NAME.py`` defining ``MODE = Mode(...)`` (its judge task, reply schema,
+validation and final-answer rule; ``order`` places it in menus). Every module here that defines ``MODE``
+is registered; every list of modes in the package comes from ``MODES``.
 """
 
 from __future__ import annotations
 
+import pkgutil
+from importlib import import_module
+
 from ...errors import ConfigError
 from .base import Mode
-from .best_of import BEST_OF
-from .debate import DEBATE, agreed, debate_messages
-from .merge import MERGE
-from .vote import VOTE, majority, vote_verdict
+from .debate import agreed, debate_messages
+from .vote import majority, vote_verdict
+
+
+def _discover() -> dict[str, Mode]:
+    found = [getattr(import_module(f"{__name__}.{m.name}"), "MODE", None) for m in pkgutil.iter_modules(__path__)]
+    return {m.name: m for m in sorted((m for m in found if isinstance(m, Mode)), key=lambda m: m.order)}
+
 
 #: name -> Mode, in the order shown to users
-MODES: dict[str, Mode] = {m.name: m for m in (BEST_OF, MERGE, DEBATE, VOTE)}
+MODES: dict[str, Mode] = _discover()
 MODE_NAMES: tuple[str, ...] = tuple(MODES)
 JUDGED_MODES: tuple[str, ...] = tuple(n for n, m in MODES.items() if m.judged)
 

@@ -19,6 +19,7 @@ class Mode:
 
     name: str  #: as typed in the CLI, the UI and the API
     description: str  #: one line for help texts and the UI
+    order: int = 100  #: place in menus (lowest first)
     judged: bool = True  #: needs a judge model
     multi_round: bool = False  #: uses debate rounds (``FusionSettings.rounds``)
     task: str = ""  #: what the judge is asked to do

@@ -11,9 +11,10 @@ class BestOf(Mode):
         return next(o.text for o in outputs if o.member == verdict.winner)
 
 
-BEST_OF = BestOf(
+MODE = BestOf(
     name="best-of",
     description="the judge picks the strongest answer",
+    order=1,
     task="Pick the single strongest candidate.",
     schema='{"winner": "<id>", "scores": {"<id>": <0-10>, ...}, "rationale": "<why>"}',
     needs_winner=True,

@@ -11,9 +11,10 @@ from ...records import MemberOutput
 from ...types import Message, Prompt, TextPart
 from .base import Mode
 
-DEBATE = Mode(
+MODE = Mode(
     name="debate",
     description="members challenge each other over rounds, then the judge decides",
+    order=3,
     multi_round=True,
     task="These are the members' final answers after a debate. Decide which is right and state the final answer.",
     schema=('{"winner": "<id of the most convincing final answer>", "scores": {"<id>": <0-10>, ...}, '

@@ -8,7 +8,7 @@ from ...answers import extract_answer
 from ...records import MemberOutput, Verdict
 from .base import Mode
 
-VOTE = Mode(name="vote", description="no judge: the most common extracted answer wins", judged=False)
+MODE = Mode(name="vote", description="no judge: the most common extracted answer wins", judged=False, order=4)
 
 
 def majority(outputs: list[MemberOutput]) -> tuple[str | None, int | None, dict[str, int], dict[int, str]]:
