@@ -12,7 +12,7 @@ LAYERS = [
     {"records"},
     {"events", "shutdown", "scripted_server"},
     {"backends"},
-    {"store", "render", "plots"},
+    {"store", "render", "plots", "policy"},
     {"fusion"},
     {"eval"},
     {"ui", "app_cli", "cli", "__init__"},

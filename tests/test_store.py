@@ -112,5 +112,39 @@ def test_an_older_store_is_migrated_and_its_runs_read_as_done(tmp_path):
     c.commit()
     c.close()
     store = RunStore(path)
-    assert store.schema_version == 3
+    assert store.schema_version == len(MIGRATIONS)
     assert [(r["run_id"], r["status"]) for r in store.list()] == [("old-run", "done")]
+
+
+KILLED_SCRIPT = r"""
+import asyncio, sys, workbench as wb
+store = wb.RunStore(sys.argv[1])
+pool = [wb.Member(wb.ModelSpec(name=f"m{i}", backend="openai", model="reply=a b c d e f;chunk_delay=0.05",
+                               base_url=sys.argv[2])) for i in range(3)]
+async def main():
+    while True:
+        await wb.fuse("q", pool, mode="vote", store=store)
+        print("saved", flush=True)
+asyncio.run(main())
+"""
+
+
+def test_a_store_killed_mid_run_opens_whole_with_every_finished_run(tmp_path, server):
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "runs.sqlite"
+    p = subprocess.Popen([sys.executable, "-c", KILLED_SCRIPT, str(path), server.base_url], stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        for _ in range(3):
+            assert p.stdout.readline().strip() == "saved"
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait(30)
+    store = RunStore(path)
+    assert store._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    runs = store.list(100)
+    assert len(runs) >= 3 and all(r["status"] == "done" for r in runs)
+    assert all(store.load(r["run_id"]).final_answer == "a b c d e f" for r in runs)  # none half-written

@@ -11,7 +11,10 @@ def register(sub) -> None:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int)
     s.add_argument("--pool", help="starting pool, comma-separated members (default: the preset with personas)")
-    s.add_argument("--share", action="store_true", help="a public gradio.live link (needs network)")
+    s.add_argument("--share", action="store_true", help="a public gradio.live link (needs network); implies --public")
+    s.add_argument("--public", action="store_true",
+                   help="public mode: visitors may name only this host's models, reach no private address, use "
+                        "no key variable of their own, and see only their own runs (on by itself on Spaces)")
     s.add_argument("--grace-s", type=float, default=float(os.environ.get("WORKBENCH_GRACE_S", 25)),
                    help="on SIGTERM / Ctrl-C, seconds that runs in flight get to finish before they are recorded "
                         "as interrupted (default 25, or $WORKBENCH_GRACE_S)")
@@ -26,5 +29,5 @@ def cmd_demo(args) -> int:
     from .ui.gradio_app import launch
 
     launch(args.preset, args.host, args.port, pool=split_pool(args.pool) or None, share=args.share,
-           grace_s=args.grace_s, stop=stop)
+           grace_s=args.grace_s, stop=stop, public=args.public or None)
     return 0

@@ -48,3 +48,7 @@ class OutOfMemoryError(BackendError):
 
 class JudgeError(WorkbenchError):
     """The judge could not produce a valid verdict."""
+
+
+class PolicyError(WorkbenchError):
+    """The call asks for something this server does not allow (a model, a host, a key, a limit)."""

@@ -24,6 +24,14 @@ class RunStart:
 
 
 @dataclass
+class Loading:
+    """Models not loaded yet are loading (first use); the run's first round starts when they are."""
+
+    models: list[str]  #: their names
+    kind: Literal["loading"] = "loading"
+
+
+@dataclass
 class RoundStart:
     """A round begins: 1 is the pool phase, 2.. are debate rounds."""
 
@@ -91,4 +99,4 @@ class RunDone:
     kind: Literal["run_done"] = "run_done"
 
 
-Event = Union[RunStart, RoundStart, MemberToken, MemberDone, RoundEnd, JudgeStart, JudgeToken, VerdictEvent, RunDone]
+Event = Union[RunStart, Loading, RoundStart, MemberToken, MemberDone, RoundEnd, JudgeStart, JudgeToken, VerdictEvent, RunDone]

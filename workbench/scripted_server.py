@@ -9,6 +9,8 @@ The requested model name is the script: ``key=value`` directives joined by ``;``
 - ``fail_first=N``      the first N calls with this script fail with ``status`` (default 500), then succeed
 - ``hang=1``            never answer (for timeouts)
 - ``cost=USD``          report ``usage.cost`` as OpenRouter does
+- ``error_after=N``     stream N chunks, then an error object mid-stream (as OpenRouter does) and stop
+- ``malformed_after=N`` stream N chunks, then a chunk that is not JSON
 - ``strict=1``          refuse requests that carry ``stream_options`` (400), as some servers do
 - ``stamp=N``           stream N chunks, each the wall-clock time it was sent (``[1700000000.123]``), to measure
                         how long a chunk takes to reach a page
@@ -108,6 +110,13 @@ class _Handler(BaseHTTPRequestHandler):
                     time.sleep(chunk_delay)
                 if stamp:
                     piece = f"[{time.time():.4f}] "
+                if "error_after" in script and i == int(script["error_after"]):
+                    self._event({"error": {"message": "upstream provider failed mid-stream", "code": 502}})
+                    return
+                if "malformed_after" in script and i == int(script["malformed_after"]):
+                    self.wfile.write(b"data: {not json\n\n")
+                    self.wfile.flush()
+                    return
                 self._event({"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
             self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
             self._event({"choices": [], "usage": usage})

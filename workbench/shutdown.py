@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Coroutine, TypeVar
 
-from .errors import WorkbenchError
+from .errors import PolicyError, WorkbenchError
 
 T = TypeVar("T")
 
@@ -44,21 +44,36 @@ class RunTracker:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._runs: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Task]] = {}
+        self._owners: dict[int, str | None] = {}
         self._next = 0
         self.draining = False
 
-    def start(self, task: asyncio.Task) -> int:
-        """Register a running task; raises ShuttingDownError while draining."""
+    def start(self, task: asyncio.Task, owner: str | None = None, per_owner: int | None = None,
+              total: int | None = None) -> int:
+        """Register a running task; raises ShuttingDownError while draining, PolicyError over a limit.
+
+        Args:
+            owner: whose run it is (a visitor's session); per_owner / total: runs in flight allowed.
+        """
         with self._cond:
             if self.draining:
                 raise ShuttingDownError("the server is shutting down and takes no new runs; try again in a moment")
+            if total is not None and len(self._runs) >= total:
+                raise PolicyError(f"the server is busy ({len(self._runs)} runs in flight, its limit is {total}); "
+                                  f"try again in a moment")
+            mine = sum(1 for o in self._owners.values() if o == owner) if owner is not None else 0
+            if per_owner is not None and owner is not None and mine >= per_owner:
+                raise PolicyError(f"you already have {mine} run(s) in flight, this server's limit; wait for it "
+                                  f"to finish or stop it")
             self._next += 1
             self._runs[self._next] = (task.get_loop(), task)
+            self._owners[self._next] = owner
             return self._next
 
     def end(self, token: int) -> None:
         with self._cond:
             self._runs.pop(token, None)
+            self._owners.pop(token, None)
             self._cond.notify_all()
 
     @property

@@ -46,6 +46,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN status TEXT NOT NULL DEFAULT 'done';
     """,
+    """
+    ALTER TABLE runs ADD COLUMN owner TEXT;
+    CREATE INDEX runs_owner ON runs(owner, created_at);
+    """,
 ]
 
 
@@ -90,8 +94,12 @@ class RunStore:
     def schema_version(self) -> int:
         return self._conn.execute("PRAGMA user_version").fetchone()[0]
 
-    def save(self, result: FusionResult, images: Iterable[ImageData] = ()) -> str:
-        """Store a run and its images in one transaction; returns the run id."""
+    def save(self, result: FusionResult, images: Iterable[ImageData] = (), owner: str | None = None) -> str:
+        """Store a run and its images in one transaction; returns the run id.
+
+        Args:
+            owner: who the run belongs to (a public server's visitor session); None for a shared run.
+        """
         data = json.dumps(result.to_dict(), default=str)
         _refuse_secrets(data, result)
         images = list(images)
@@ -99,10 +107,10 @@ class RunStore:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 self._conn.execute(
-                    "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
+                    "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?)",
                     (result.run_id, result.created_at, result.mode, result.prompt.get("text", ""),
                      result.final_answer, int(result.degraded), result.parent_run_id, data,
-                     "interrupted" if result.interrupted else "done"))
+                     "interrupted" if result.interrupted else "done", owner))
                 self._conn.execute("DELETE FROM run_images WHERE run_id = ?", (result.run_id,))
                 for pos, img in enumerate(images):
                     self._conn.execute("INSERT OR IGNORE INTO images VALUES (?,?,?)", (img.sha256, img.mime, img.data))
@@ -113,26 +121,40 @@ class RunStore:
                 raise
         return result.run_id
 
-    def list(self, limit: int = 50) -> list[dict[str, Any]]:
-        """Newest first: id, time, mode, prompt, final answer, degraded, parent, status (done / interrupted)."""
+    def list(self, limit: int = 50, owner: str | None = None) -> list[dict[str, Any]]:
+        """Newest first: id, time, mode, prompt, final answer, degraded, parent, status (done / interrupted).
+
+        Args:
+            owner: only this owner's runs (a public server's visitor); None lists every run.
+        """
+        where, args = ("WHERE owner = ?", (owner,)) if owner is not None else ("", ())
         rows = self._conn.execute("SELECT id, created_at, mode, prompt_text, final_answer, degraded, parent_run_id, "
-                                  "status FROM runs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+                                  f"status FROM runs {where} ORDER BY created_at DESC LIMIT ?", (*args, limit)).fetchall()
         keys = ("run_id", "created_at", "mode", "prompt", "final_answer", "degraded", "parent_run_id", "status")
         return [dict(zip(keys, r)) | {"degraded": bool(r[5])} for r in rows]
 
-    def load(self, run_id: str) -> FusionResult:
-        row = self._conn.execute("SELECT data FROM runs WHERE id = ?", (run_id,)).fetchone()
-        if row is None:
+    def _row(self, run_id: str, owner: str | None, column: str) -> Any:
+        row = self._conn.execute(f"SELECT {column}, owner FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None or (owner is not None and row[1] != owner):  # someone else's run reads as missing
             raise ConfigError(f"no run {run_id!r} in {self.path}")
-        return FusionResult.from_dict(json.loads(row[0]))
+        return row[0]
 
-    def images(self, run_id: str) -> list[ImageData]:
+    def load(self, run_id: str, owner: str | None = None) -> FusionResult:
+        """The run ``run_id`` (only if it is ``owner``'s, when an owner is given)."""
+        return FusionResult.from_dict(json.loads(self._row(run_id, owner, "data")))
+
+    def images(self, run_id: str, owner: str | None = None) -> list[ImageData]:
         """The run's prompt images, in order."""
+        self._row(run_id, owner, "id")
         rows = self._conn.execute("SELECT i.data FROM run_images r JOIN images i ON i.sha256 = r.sha256 "
                                   "WHERE r.run_id = ? ORDER BY r.position", (run_id,)).fetchall()
         return [ImageData.load(r[0]) for r in rows]
 
-    def delete(self, run_id: str) -> bool:
+    def delete(self, run_id: str, owner: str | None = None) -> bool:
+        try:
+            self._row(run_id, owner, "id")
+        except ConfigError:
+            return False
         with self._lock:
             cur = self._conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
             self._conn.execute("DELETE FROM images WHERE sha256 NOT IN (SELECT sha256 FROM run_images)")

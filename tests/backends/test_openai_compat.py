@@ -91,3 +91,18 @@ async def test_server_that_refuses_stream_options(remote, server):
 
 def requests_of(server, script):
     return [b for b in server.requests if b["model"] == script]
+
+
+@pytest.mark.parametrize("script, kind, words", [("reply=a b c d;error_after=2", "server", "broke off"),
+                                                 ("reply=a b c d;malformed_after=2", "server", "malformed")])
+async def test_a_stream_that_breaks_midway_is_a_failure_with_its_partial_text(server, script, kind, words):
+    model = wb.load_model(wb.ModelSpec(name="s", backend="openai", model=script, base_url=server.base_url))
+    r = await model.generate("hi")
+    assert not r.ok and r.kind == kind and words in r.reason and r.partial_text == "a b "
+
+
+async def test_one_broken_member_does_not_sink_the_run(server):
+    ok = wb.ModelSpec(name="ok", backend="openai", model="reply=4", base_url=server.base_url)
+    bad = wb.ModelSpec(name="bad", backend="openai", model="reply=x y;error_after=1", base_url=server.base_url)
+    r = await wb.fuse("2+2?", [wb.Member(ok), wb.Member(bad)], mode="vote")
+    assert r.final_answer == "4" and r.degraded and not r.outputs[1].ok and r.outputs[1].text == "x "

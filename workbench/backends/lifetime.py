@@ -20,7 +20,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import BackendError
+from ..errors import BackendError, WorkbenchError
 from ..specs import ModelSpec, Registry, load_registry, with_quant
 from ..types import Failure, Result
 from .base import ModelBackend
@@ -201,7 +201,10 @@ def unload(model: str | ModelSpec | None = None, registry: Registry | None = Non
         else:
             entries = [e for e in _ENTRIES.values() if e.spec.name == model]
             if not entries:  # a name that resolves to a loaded one under another name
-                key = _key(spec_for(model, registry=registry))
+                try:
+                    key = _key(spec_for(model, registry=registry))
+                except WorkbenchError:  # not a model name at all: nothing of that name is loaded
+                    key = None
                 entries = [e for k, e in _ENTRIES.items() if k == key]
         for e in entries:
             _ENTRIES.pop(_key(e.spec), None)

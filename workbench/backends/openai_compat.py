@@ -86,6 +86,7 @@ class OpenAICompatModel(ModelBackend):
         return client.with_options(timeout=timeout_s)
 
     async def _stream(self, messages: list[Message], config: GenerateConfig) -> AsyncIterator[Chunk | StreamEnd]:
+        import httpx
         import openai
 
         client = self._client(config.timeout_s)
@@ -140,6 +141,15 @@ class OpenAICompatModel(ModelBackend):
         except openai.APIStatusError as exc:
             raise BackendError(f"HTTP {exc.status_code} from {self.spec.base_url}: {_msg(exc)}",
                                retryable=exc.status_code >= 500, kind="input" if exc.status_code == 400 else "server") \
+                from None
+        except openai.APIError as exc:  # an error object in the middle of a stream (OpenRouter sends these)
+            raise BackendError(f"{self.spec.base_url} broke off the answer with an error: {_msg(exc)}",
+                               retryable=True, kind="server") from None
+        except (httpx.TransportError, httpx.DecodingError) as exc:  # a reset or cut connection mid-stream
+            raise BackendError(f"the connection to {self.spec.base_url} broke mid-answer: {type(exc).__name__}",
+                               retryable=True, kind="connection") from None
+        except ValueError as exc:  # a chunk that is not JSON
+            raise BackendError(f"{self.spec.base_url} sent a malformed chunk: {str(exc)[:200]}", kind="server") \
                 from None
         yield StreamEnd(usage, finish)
 

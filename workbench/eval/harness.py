@@ -15,10 +15,11 @@ from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 from ..answers import extract_answer, letters, sum_known, unique_top
-from ..errors import ConfigError
+from ..errors import ConfigError, PolicyError
 from ..fusion.engine import decide, fuse
 from ..fusion.fanout import load_members
 from ..fusion.modes import MODE_NAMES, MODES, Mode, get_mode
+from ..policy import Policy
 from ..records import FusionResult, MemberOutput
 from ..settings import FusionSettings
 from ..shutdown import ShuttingDownError, run_tracked
@@ -58,13 +59,15 @@ class _Plan:
     cache_key: str  #: where the pool's answers are cached (pool + generation settings)
     grader: Any  #: the loaded judge that grades free-text items, or None
     registry: Registry
+    policy: Policy | None = None  #: what the caller may name and spend (checked again by every run)
+    owner: str | None = None  #: whose runs these are (a public server's visitor)
 
 
 async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], judge: str | Member | None = None,
                          modes: Sequence[str] = MODE_NAMES, settings: FusionSettings | None = None, *,
                          limit: int | None = None, store: RunStore | None = None, inject: bool = False,
                          concurrency: int = 4, progress: bool = True, registry: Registry | None = None,
-                         **overrides):
+                         policy: Policy | None = None, owner: str | None = None, **overrides):
     """Evaluate members, fusion modes and the oracle on ``dataset``; return a tidy DataFrame.
 
     Args:
@@ -76,6 +79,8 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
         inject: also plant a candidate that instructs the judge, per item, and record whether it was obeyed.
         store: where member answers, runs and rows are kept (default: the user's run store).
         concurrency: items in flight at once (each backend also bounds its own requests).
+        policy: what the caller may name and spend (a public server allows built-in datasets only);
+            owner: whose runs these are.
 
     Returns:
         One row per item x system: members ("member:NAME"), modes ("fusion:MODE"), "oracle", and
@@ -86,15 +91,21 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
 
     registry = registry or load_registry()
     settings = FusionSettings.build(settings or FusionSettings(seed=0), **overrides)
+    if policy is not None and policy.public and not (isinstance(dataset, Dataset) or
+                                                     str(dataset).startswith("builtin:")):
+        raise PolicyError("this server evaluates built-in datasets only (builtin:arithmetic, builtin:shapes)")
     ds = load_dataset(dataset, limit, settings.seed or 0)
     bad = [m for m in modes if m not in MODES]
     if bad:
         raise ConfigError(f"unknown mode(s) {bad}: choose from {', '.join(MODE_NAMES)}")
     mode_objs = [get_mode(m) for m in modes]
-    members = [m if isinstance(m, Member) else registry.member(m) for m in pool]
+    name = (lambda x: policy.member(x, registry)) if policy is not None else registry.member
+    members = [m if isinstance(m, Member) else name(m) for m in pool]
     if not members:
         raise ConfigError("the pool is empty")
-    judge_member = judge if isinstance(judge, Member) or judge is None else registry.member(judge)
+    judge_member = judge if isinstance(judge, Member) or judge is None else name(judge)
+    if policy is not None and ds.items:
+        policy.check_run(ds.items[0].to_prompt(), members, judge_member, settings)
     if judge_member is None and (any(m.judged for m in mode_objs) or inject
                                  or any(i.answer_type == "free" for i in ds.items)):
         raise ConfigError("these modes (or free-text items, or inject) need a judge")
@@ -111,7 +122,8 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
         grader = (await load_members([judge_member]))[0]
         if isinstance(grader, Failure):  # a judge that cannot load grades nothing; its runs record why
             grader = None
-    plan = _Plan(members, judge_member, mode_objs, settings, inject, store, cache_key, grader, registry)
+    plan = _Plan(members, judge_member, mode_objs, settings, inject, store, cache_key, grader, registry, policy,
+                 owner)
     sem = asyncio.Semaphore(max(1, concurrency))
     bar = tqdm(total=len(ds.items), desc=f"evaluating {ds.name}", disable=not progress)
     bar.update(sum(all((i.id, s) in done for s in systems) for i in ds.items))
@@ -143,7 +155,7 @@ async def _evaluate_item(item: Item, plan: _Plan, todo: list[str]) -> list[dict[
     cached = plan.store.eval_members(plan.cache_key, item.id)
     if cached is None:  # the pool's answers: generated once per item, whatever judges and modes come later
         base = _finished(await fuse(prompt, plan.members, None, "vote", plan.settings, registry=plan.registry,
-                                    store=plan.store))
+                                    store=plan.store, policy=plan.policy, owner=plan.owner))
         cached = [asdict(o) for o in base.rounds[0]]
         plan.store.put_eval_members(plan.cache_key, item.id, cached)
     round1 = [MemberOutput(**o) for o in cached]
@@ -168,7 +180,8 @@ async def _evaluate_item(item: Item, plan: _Plan, todo: list[str]) -> list[dict[
         if f"fusion:{mode.name}" not in todo:
             continue
         r = _finished(await fuse(prompt, plan.members, plan.judge if mode.judged else None, mode, plan.settings,
-                                 registry=plan.registry, store=plan.store, reuse_rounds=[round1]))
+                                 registry=plan.registry, store=plan.store, policy=plan.policy, owner=plan.owner,
+                                 reuse_rounds=[round1]))
         s = await score(r.final_answer, item, grader) if r.final_answer else None
         correct = s.correct if s else False
         v = r.verdict

@@ -10,16 +10,18 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import AsyncIterator, Sequence
+from typing import AsyncIterator, Callable, Sequence
 
 from ..answers import letters, unique_top
 from ..backends import ModelHandle
-from ..errors import ConfigError
-from ..events import (Event, JudgeStart, JudgeToken, MemberDone, MemberToken, RoundEnd, RoundStart, RunDone, RunStart,
+from ..backends import loaded as loaded_models
+from ..errors import ConfigError, WorkbenchError
+from ..events import (Event, JudgeStart, Loading, JudgeToken, MemberDone, MemberToken, RoundEnd, RoundStart, RunDone, RunStart,
                       VerdictEvent)
 from ..records import FusionResult, MemberOutput, Verdict, new_run_id
 from ..settings import FusionSettings
-from ..shutdown import RUNS, SHUTDOWN_REASON, ShuttingDownError, run_tracked
+from ..policy import Policy
+from ..shutdown import RUNS, SHUTDOWN_REASON, run_tracked
 from ..specs import Member, Registry, load_registry
 from ..types import Failure, Prompt
 from . import judge as J
@@ -34,26 +36,32 @@ def _member(x: str | Member, registry: Registry) -> Member:
 
 
 def _validate(prompt: Prompt | str, pool: Sequence[str | Member], judge: str | Member | None, mode: Mode,
-              settings: FusionSettings, registry: Registry) -> tuple[Prompt, list[Member], Member | None]:
+              settings: FusionSettings, registry: Registry,
+              policy: Policy | None = None) -> tuple[Prompt, list[Member], Member | None]:
     if isinstance(prompt, str):
         prompt = Prompt(prompt)
     if not pool:
         raise ConfigError("the pool is empty: name at least one member")
-    members = [_member(m, registry) for m in pool]
+    resolve = (lambda x: x if isinstance(x, Member) else policy.member(x, registry)) if policy else \
+        (lambda x: _member(x, registry))
+    members = [resolve(m) for m in pool]
     if settings.quorum > len(members):
         raise ConfigError(f"quorum must be between 1 and the pool size {len(members)} (got {settings.quorum})")
     judge_member = None
     if mode.judged:
         if judge is None:
             raise ConfigError(f"mode {mode.name} needs a judge (any model name or member)")
-        judge_member = _member(judge, registry)
+        judge_member = resolve(judge)
+    if policy is not None:
+        policy.check_run(prompt, members, judge_member, settings)
     return prompt, members, judge_member
 
 
 async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge: str | Member | None = None,
                       mode: str | Mode = "best-of", settings: FusionSettings | None = None, *,
-                      registry: Registry | None = None, store=None,
-                      reuse_rounds: list[list[MemberOutput]] | None = None, **overrides) -> AsyncIterator[Event]:
+                      registry: Registry | None = None, store=None, policy: Policy | None = None,
+                      owner: str | None = None, reuse_rounds: list[list[MemberOutput]] | None = None,
+                      **overrides) -> AsyncIterator[Event]:
     """Run one fusion and yield its events; the last is RunDone with the FusionResult.
 
     Args:
@@ -65,30 +73,33 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
             (``rounds=3, max_new_tokens=64``), applied on top.
         registry: presets to resolve names (default: shipped + user file).
         store: a RunStore to save the finished run in (with its images).
+        policy: what the caller may name, reach and spend (``workbench.policy``); None trusts the caller.
+        owner: who the run belongs to (a public server's visitor session), stored with it.
         reuse_rounds: rounds generated before (a stored run, an evaluation cache); they are reused, not
             regenerated, and a debate continues from the last of them.
 
     Raises:
         ConfigError, InputError, UnknownModelError: the call itself is wrong (before anything runs).
         ShuttingDownError: the server is draining and takes no new run.
+        PolicyError: the policy refuses a model, a host, a key variable or a limit.
     """
     registry = registry or load_registry()
     mode = get_mode(mode)
     settings = FusionSettings.build(settings, **overrides)
     if not mode.multi_round:
         settings = settings.replace(rounds=1)
-    prompt, members, judge_member = _validate(prompt, pool, judge, mode, settings, registry)
+    prompt, members, judge_member = _validate(prompt, pool, judge, mode, settings, registry, policy)
     queue: asyncio.Queue = asyncio.Queue()
 
-    def emit(event: Event) -> None:
-        if store is not None and isinstance(event, RunDone):
-            store.save(event.result, prompt.images)
-        queue.put_nowait(event)
+    def save(result: FusionResult) -> None:  # one transaction; run off the event loop when the run finishes
+        store.save(result, prompt.images, owner=owner)
 
-    task = asyncio.ensure_future(_run(prompt, members, judge_member, mode, settings, emit, reuse_rounds))
-    try:
-        token = RUNS.start(task)  # a draining server refuses new runs
-    except ShuttingDownError:
+    task = asyncio.ensure_future(_run(prompt, members, judge_member, mode, settings, queue.put_nowait, reuse_rounds,
+                                      save if store is not None else None))
+    try:  # a draining server refuses new runs; the policy caps runs in flight
+        token = RUNS.start(task, owner, policy.limits.runs_per_session if policy else None,
+                           policy.limits.runs_total if policy else None)
+    except WorkbenchError:
         task.cancel()
         raise
 
@@ -119,16 +130,21 @@ async def fuse(prompt: Prompt | str, pool: Sequence[str | Member], judge: str | 
 
 
 async def _run(prompt: Prompt, members: list[Member], judge_member: Member | None, mode: Mode,
-               settings: FusionSettings, emit: Emit, reuse_rounds: list[list[MemberOutput]] | None = None) -> None:
+               settings: FusionSettings, emit: Emit, reuse_rounds: list[list[MemberOutput]] | None = None,
+               save: Callable[[FusionResult], None] | None = None) -> None:
     """One run, start to RunDone. Cancelled midway, it still ends with RunDone: the run marked interrupted,
     with every finished round and what each member of the round in progress had written so far."""
     t_start = time.perf_counter()
     result = FusionResult(new_run_id(), mode.name, prompt.to_dict(), [m.to_dict() for m in members],
                           judge_member.to_dict() if judge_member else None, settings)
-    progress = _Progress(result, emit)
+    progress = _Progress(result, emit, save)
     try:
         await _run_steps(result, prompt, members, judge_member, mode, settings, progress.emit, reuse_rounds or [],
                          t_start)
+        progress.steps_done = True
+        if save is not None:
+            await asyncio.to_thread(save, result)  # SQLite off the event loop
+        emit(RunDone(result))
     except (asyncio.CancelledError, KeyboardInterrupt):  # a drain, the Stop button, Ctrl-C or SIGTERM (CLI)
         progress.interrupt(SHUTDOWN_REASON if RUNS.draining else "stopped before it finished (cancelled)",
                            time.perf_counter() - t_start)
@@ -138,8 +154,9 @@ async def _run(prompt: Prompt, members: list[Member], judge_member: Member | Non
 class _Progress:
     """Follows a run's events, so that a run cut short can still be recorded with what it had."""
 
-    def __init__(self, result: FusionResult, emit: Emit):
-        self.result, self._emit = result, emit
+    def __init__(self, result: FusionResult, emit: Emit, save: Callable[[FusionResult], None] | None):
+        self.result, self._emit, self.save = result, emit, save
+        self.steps_done = False  #: every step ran; only saving and RunDone were left
         self.round = 0
         self.texts: dict[int, str] = {}  #: member -> text so far in the round in progress
         self.finished: dict[int, MemberOutput] = {}  #: member -> output, in the round in progress
@@ -156,6 +173,11 @@ class _Progress:
     def interrupt(self, reason: str, total_s: float) -> None:
         """Close the record as interrupted and emit its RunDone (which saves it, when a store is given)."""
         r = self.result
+        if self.steps_done:  # cancelled while saving a finished run: it is whole, save it as it is
+            if self.save is not None:
+                self.save(r)
+            self._emit(RunDone(r))
+            return
         if self.round > len(r.rounds):  # a round was in progress: keep what its members had written
             r.rounds.append([self.finished.get(i) or MemberOutput(i, m["label"], self.round, False,
                                                                  self.texts.get(i, ""), reason=reason,
@@ -165,6 +187,8 @@ class _Progress:
         r.degraded = True
         r.failure_reasons.append(f"interrupted: {reason}")
         r.total_s = total_s
+        if self.save is not None:  # synchronously: the loop may be closing (a drain, Ctrl-C)
+            self.save(r)
         self._emit(RunDone(r))
 
 
@@ -179,7 +203,12 @@ async def _run_steps(result: FusionResult, prompt: Prompt, members: list[Member]
     # Load every model first (pool and judge, in parallel, off the loop) so the timeline measures generation.
     # Members are loaded only when some round is still to be generated.
     need_pool = settings.rounds > len(reuse_rounds)
-    loaded = await load_members((members if need_pool else []) + ([judge_member] if judge_member else []))
+    needed = (members if need_pool else []) + ([judge_member] if judge_member else [])
+    ready = {m["name"] for m in loaded_models()}
+    cold = list(dict.fromkeys(m.model.name for m in needed if m.model.name not in ready))
+    if cold:
+        emit(Loading(cold))
+    loaded = await load_members(needed)
     backends = loaded[:len(members)] if need_pool else []
     judge_backend = loaded[-1] if judge_member else None
     result.load_s = time.perf_counter() - t_start
@@ -231,7 +260,6 @@ async def _run_steps(result: FusionResult, prompt: Prompt, members: list[Member]
     if not ok or len(ok) < settings.quorum:
         result.degraded = True
     result.total_s = time.perf_counter() - t_start
-    emit(RunDone(result))
 
 
 async def decide(prompt: Prompt, outputs: list[MemberOutput], mode: Mode, judge_member: Member | None,

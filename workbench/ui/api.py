@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import gradio as gr
@@ -11,13 +12,14 @@ from ..errors import WorkbenchError
 from ..fusion.engine import fuse_stream
 from ..render.html import transcript_html
 from ..settings import FusionSettings
-from ..specs import load_registry
+from ..policy import Policy
 from ..store import RunStore
 from ..types import Prompt
+from .fuse_tab import owner_of
 from .stream import view_updates
 
 
-def add_fuse_api(store: RunStore) -> None:
+def add_fuse_api(store: RunStore, policy: Policy) -> None:
     """Add the hidden inputs and the named ``fuse`` endpoint inside the current Blocks."""
     with gr.Row(visible=False):
         api_prompt = gr.Textbox()
@@ -30,19 +32,19 @@ def add_fuse_api(store: RunStore) -> None:
         api_out = gr.JSON()
         api_btn = gr.Button()
 
-    async def api_fuse(prompt_text, image_files, pool, judge, mode, rounds, max_new_tokens):
+    async def api_fuse(prompt_text, image_files, pool, judge, mode, rounds, max_new_tokens,
+                       request: gr.Request = None):
         """Run one fusion. pool: comma-separated members; judge: a model (empty for vote).
 
         Streams {"event": ...} updates; the last value is {"event": "done", "result": FusionResult dict}.
         """
         files = [f if isinstance(f, str) else getattr(f, "name", None) or f.get("path") for f in image_files or []]
         try:
-            prompt = Prompt(prompt_text or "", images=files)
-            reg = load_registry()
-            members = [reg.member(p) for p in split_pool(pool)]
+            prompt = await asyncio.to_thread(Prompt, prompt_text or "", files)  # image decoding off the loop
+            members = [policy.member(p) for p in split_pool(pool)]
             settings = FusionSettings(rounds=int(rounds or 2), max_new_tokens=int(max_new_tokens or 256))
             events = fuse_stream(prompt, members, judge or None, mode or "best-of", settings, store=store,
-                                 registry=reg)
+                                 registry=policy.registry, policy=policy, owner=owner_of(request, policy))
             async for u in view_updates(events, len(members), every_s=0.1):
                 if u.result is not None:
                     yield {"event": "done", "result": json.loads(json.dumps(u.result.to_dict(), default=str)),

@@ -9,10 +9,12 @@ from ..errors import WorkbenchError
 from ..fusion.modes import MODE_NAMES
 from ..settings import FusionSettings
 from ..store import RunStore
-from .pool import members_from_rows, registry_for
+from ..policy import Policy
+from .fuse_tab import owner_of
+from .pool import members_from_rows
 
 
-def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore) -> None:
+def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy) -> None:
     """Lay out the tab inside the current Blocks; pool and judge come from the Fuse tab's controls."""
     with gr.Tab("Evaluate"):
         gr.Markdown("Run the pool (from the Fuse tab) on a generated dataset with ground truth: each member alone, "
@@ -37,21 +39,22 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore) -> None:
             debate_plot = gr.Plot(label="Debate")
 
         async def run(ds, n, chosen, swap_on, inject_on, max_tokens, rows, judge, state,
-                      progress=gr.Progress(track_tqdm=True)):
+                      request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
             from .. import plots
             from ..eval import metrics
             from ..eval.harness import evaluate_async
 
             try:
-                reg = registry_for(state)
-                members = members_from_rows(rows, reg)
+                reg = policy.registry_with((state or {}).get("endpoints", []))
+                members = members_from_rows(rows, reg, policy)
                 if not members:
                     raise WorkbenchError("the pool is empty: add members on the Fuse tab")
                 if not chosen:
                     raise WorkbenchError("pick at least one mode")
                 settings = FusionSettings(seed=0, swap_k=2 if swap_on else 1, max_new_tokens=int(max_tokens))
-                df = await evaluate_async(ds, members, reg.member(judge) if judge else None, chosen, settings,
-                                          limit=int(n), inject=inject_on, store=store, registry=reg)
+                df = await evaluate_async(ds, members, policy.member(judge, reg) if judge else None, chosen,
+                                          settings, limit=int(n), inject=inject_on, store=store, registry=reg,
+                                          policy=policy, owner=owner_of(request, policy))
             except WorkbenchError as exc:
                 return f"⚠ {exc}", None, None, None, None, None
             s = metrics.summary(df)

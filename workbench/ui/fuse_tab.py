@@ -3,7 +3,7 @@ verdict and figures. Its run handler only maps ``ui.stream.view_updates`` to com
 
 from __future__ import annotations
 
-import os
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,13 +13,13 @@ from .. import plots
 from ..errors import WorkbenchError
 from ..fusion.engine import fuse_stream
 from ..fusion.modes import MODE_NAMES, get_mode
+from ..policy import Policy
 from ..records import FusionResult
 from ..render import html as render
 from ..settings import FusionSettings
 from ..store import RunStore
 from ..types import ImageData, Prompt
-from .pool import (MAX_MEMBERS, POOL_HEADERS, add_member_row, check_endpoint, members_from_rows, registry_for,
-                   remember_pool)
+from .pool import MAX_MEMBERS, POOL_HEADERS, add_member_row, check_endpoint, members_from_rows, remember_pool
 from .stream import view_updates
 
 
@@ -44,9 +44,14 @@ def _image_error(path: str) -> str:
         return str(exc)
 
 
+def owner_of(request: gr.Request | None, policy: Policy) -> str | None:
+    """Whose runs these are: the visitor's session on a public server; nobody's (shared) locally."""
+    return (getattr(request, "session_hash", None) or "anonymous") if policy.public else None
+
+
 def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, model_choices: list[str],
-                   persona_choices: list[str], noise_md) -> FuseTab:
-    """Lay out the tab inside the current Blocks and wire its handlers."""
+                   persona_choices: list[str], noise_md, policy: Policy) -> FuseTab:
+    """Lay out the tab inside the current Blocks and wire its handlers (every call checked by ``policy``)."""
     saved = gr.BrowserState({"pool": start_pool, "endpoints": []}, storage_key="fusion-workbench-v1")
     with gr.Tab("Fuse"):
         prompt_box = gr.MultimodalTextbox(label="Prompt", placeholder="Ask something; attach or paste images",
@@ -106,23 +111,25 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
             upd[stats[o.member]] = (f"round {o.round} · " if len(result.rounds) > 1 else "") + render.member_stats(o)
         return upd
 
-    async def run(mm, rows, judge, mode, rounds, max_tokens, temperature, swap_k, state):
+    async def run(mm, rows, judge, mode, rounds, max_tokens, temperature, swap_k, state,
+                  request: gr.Request = None):
         text = (mm or {}).get("text", "") if isinstance(mm, dict) else str(mm or "")
         files = (mm or {}).get("files", []) if isinstance(mm, dict) else []
         files = [f if isinstance(f, str) else f.get("path", "") for f in files]
-        errors = {f: _image_error(f) for f in files}  # a bad image leaves the box; the text and good ones stay
+        # image decoding off the event loop; a bad image leaves the box, the text and the good ones stay
+        errors = dict(zip(files, await asyncio.gather(*(asyncio.to_thread(_image_error, f) for f in files))))
         if any(errors.values()):
             yield {status: "⚠ " + "; ".join(e for e in errors.values() if e)
                    + " (removed from the prompt; fix it and submit again)",
                    prompt_box: {"text": text, "files": [f for f, e in errors.items() if not e]}}
             return
         try:
-            prompt = Prompt(text, images=files)
-            reg = registry_for(state)
-            members = members_from_rows(rows, reg)
+            prompt = await asyncio.to_thread(Prompt, text, files)
+            reg = policy.registry_with((state or {}).get("endpoints", []))  # browser state: checked every call
+            members = members_from_rows(rows, reg, policy)
             if len(members) < 1:
                 raise WorkbenchError("the pool is empty: add at least one member")
-            judge_member = reg.member(judge) if get_mode(mode).judged and judge else None
+            judge_member = policy.member(judge, reg) if get_mode(mode).judged and judge else None
             settings = FusionSettings(rounds=int(rounds), max_new_tokens=int(max_tokens),
                                       temperature=float(temperature), swap_k=int(swap_k))
         except WorkbenchError as exc:
@@ -141,7 +148,8 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
             first[stats[i]] = "waiting…" if i < n else ""
         yield first
         try:
-            events = fuse_stream(prompt, members, judge_member, mode, settings, store=store, registry=reg)
+            events = fuse_stream(prompt, members, judge_member, mode, settings, store=store, registry=reg,
+                                 policy=policy, owner=owner_of(request, policy))
             async for u in view_updates(events, n):
                 upd: dict = {bodies[i]: t for i, t in u.bodies.items()}
                 upd.update({stats[i]: s for i, s in u.stats.items()})
@@ -170,12 +178,15 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
 
     def add_endpoint(name, url, model, key_var, vision, state):
         name, url, model, key_var = (x.strip() for x in (name, url, model, key_var or ""))
-        problem = check_endpoint(name, url, model, key_var, bool(os.environ.get("SPACE_ID")),
-                                 os.environ.get("WORKBENCH_ALLOW_CUSTOM_ENDPOINTS") == "1")
+        problem = check_endpoint(name, url, model, key_var)
+        new = {"name": name, "base_url": url, "model": model, "api_key_env": key_var, "vision": vision}
+        try:
+            policy.registry_with([new]) if not problem else None
+        except WorkbenchError as exc:
+            problem = f"⚠ {exc}"
         if problem:
             return state, gr.update(), gr.update(), problem
-        eps = [e for e in (state or {}).get("endpoints", []) if e["name"] != name]
-        eps.append({"name": name, "base_url": url, "model": model, "api_key_env": key_var, "vision": vision})
+        eps = [e for e in (state or {}).get("endpoints", []) if e.get("name") != name] + [new]
         choices = sorted(set(model_choices) | {e["name"] for e in eps})
         return ({**(state or {}), "endpoints": eps}, gr.update(choices=choices, value=name),
                 gr.update(choices=choices), f"Added endpoint **{name}**.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from ..policy import Policy
 from ..render.html import NOISE_NOTICE
 from ..specs import load_registry
 from ..store import RunStore
@@ -29,7 +30,7 @@ CSS = """
 
 
 def build_demo(preset: str | None = None, store: RunStore | None = None, preload: bool = True,
-               pool: list[str] | None = None) -> gr.Blocks:
+               pool: list[str] | None = None, policy: Policy | None = None) -> gr.Blocks:
     """The workbench app.
 
     Args:
@@ -37,7 +38,9 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
         store: where runs are kept (default: the user data directory).
         preload: load the start-up preset in the background so the first prompt does not wait.
         pool: the starting pool as member names (default: the preset three times, with personas).
+        policy: what visitors may name, reach and spend (default: ``Policy.for_host()``, public on Spaces).
     """
+    policy = policy or Policy.for_host()
     preset, notice = choose_preset(preset)
     store = store or RunStore()
     loader = Preloader(preset) if preload else None
@@ -51,17 +54,17 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
         gr.Markdown("# Fusion Workbench\nDoes a fused pool of models beat the best single one, and why?")
         gr.Markdown(("⚠ " + notice) if notice else "", elem_classes="wb-notice", visible=bool(notice))
         noise_md = gr.Markdown(NOISE_NOTICE, elem_id="noise-notice", elem_classes="wb-notice", visible=is_noise)
-        fuse = build_fuse_tab(preset, start_pool, store, model_choices, persona_choices, noise_md)
-        build_evaluate_tab(fuse.pool_df, fuse.judge_dd, fuse.saved, store)
-        history = build_history_tab(store, model_choices, preset, fuse.saved)
-        add_fuse_api(store)
+        fuse = build_fuse_tab(preset, start_pool, store, model_choices, persona_choices, noise_md, policy)
+        build_evaluate_tab(fuse.pool_df, fuse.judge_dd, fuse.saved, store, policy)
+        history = build_history_tab(store, model_choices, preset, fuse.saved, policy)
+        add_fuse_api(store, policy)
 
         def with_endpoints(state):
             return gr.update(choices=sorted(set(model_choices) | {e["name"] for e in (state or {}).get("endpoints", [])}))
 
         fuse.endpoint_added.then(with_endpoints, fuse.saved, history.judge_dd, api_visibility="private")
 
-        def restore(state):
+        def restore(state, request: gr.Request = None):
             state = state or {}
             pool = state.get("pool") or start_pool
             msg, judge = "", with_endpoints(state)
@@ -70,21 +73,29 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
                 if preset != TINY and pool == start_pool:  # fall back to what can run
                     pool, judge = default_pool(TINY), gr.update(choices=judge["choices"], value=TINY)
                     msg += " Falling back to the tiny offline model."
-            return (pool, with_endpoints(state), judge, msg) + history.refresh()
+            return (pool, with_endpoints(state), judge, msg) + history.refresh(request)
 
         demo.load(restore, fuse.saved, [fuse.pool_df, fuse.add_model, fuse.judge_dd, fuse.status, history.table,
                                         history.run_dd], api_visibility="private")
 
-    demo.queue(default_concurrency_limit=16)
+    demo.queue(default_concurrency_limit=16, max_size=policy.limits.queue_size)
+    demo.policy = policy
     return demo
 
 
 def launch(preset: str | None = None, host: str = "127.0.0.1", port: int | None = None,
-           pool: list[str] | None = None, grace_s: float = 25.0, stop=None, **kw) -> None:
-    """Build and serve the app until SIGTERM or Ctrl-C, then drain (see ``serving.serve_until_signal``)."""
+           pool: list[str] | None = None, grace_s: float = 25.0, stop=None, public: bool | None = None,
+           **kw) -> None:
+    """Build and serve the app until SIGTERM or Ctrl-C, then drain (see ``serving.serve_until_signal``).
+
+    ``public`` (or ``share=True``, or a Space) puts the app in public mode (``workbench.policy``)."""
+    import sys
+
     from .serving import StopSignals, serve_until_signal
 
     stop = stop or StopSignals()
-    demo = build_demo(preset, pool=pool)
+    policy = Policy.for_host(True if (public or kw.get("share")) else None)
+    print(policy.describe(), file=sys.stderr, flush=True)
+    demo = build_demo(preset, pool=pool, policy=policy)
     demo.launch(server_name=host, server_port=port, css=CSS, prevent_thread_lock=True, **kw)
     serve_until_signal(demo, grace_s, stop)

@@ -15,7 +15,8 @@ from ..errors import WorkbenchError
 from ..fusion.engine import rejudge
 from ..fusion.modes import MODES
 from ..store import RunStore
-from .pool import registry_for
+from ..policy import Policy
+from .fuse_tab import owner_of
 
 
 @dataclass
@@ -25,11 +26,12 @@ class HistoryTab:
     table: Any
     run_dd: Any
     judge_dd: Any  #: the re-judge model list (grows with endpoints added on the Fuse tab)
-    refresh: Callable[[], tuple]  #: () -> (table rows, run dropdown update)
+    refresh: Callable[..., tuple]  #: (request) -> (table rows, run dropdown update)
 
 
-def build_history_tab(store: RunStore, model_choices: list[str], preset: str, saved) -> HistoryTab:
-    """Lay out the tab inside the current Blocks and wire its handlers."""
+def build_history_tab(store: RunStore, model_choices: list[str], preset: str, saved, policy: Policy) -> HistoryTab:
+    """Lay out the tab inside the current Blocks and wire its handlers. On a public server a visitor sees,
+    opens, re-judges and exports only the runs of their own session."""
     with gr.Tab("History"):
         runs_df = gr.Dataframe(headers=["run", "when", "mode", "prompt", "final answer", "degraded"],
                                interactive=False, elem_id="runs-table")
@@ -49,37 +51,36 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, sa
         hist_view = gr.Markdown("", elem_id="history-view")
         hist_plot = gr.Plot(label="Timeline")
 
-    def history_rows():
-        return [[r["run_id"], time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])), r["mode"],
+    def refresh(request: gr.Request = None):
+        runs = store.list(100, owner=owner_of(request, policy))
+        rows = [[r["run_id"], time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])), r["mode"],
                  r["prompt"][:60], (r["final_answer"] or "")[:60],
-                 "interrupted" if r["status"] == "interrupted" else "yes" if r["degraded"] else ""]
-                for r in store.list(100)]
-
-    def refresh():
-        return history_rows(), gr.update(choices=[r["run_id"] for r in store.list(100)])
+                 "interrupted" if r["status"] == "interrupted" else "yes" if r["degraded"] else ""] for r in runs]
+        return rows, gr.update(choices=[r["run_id"] for r in runs])
 
     refresh_btn.click(refresh, None, [runs_df, run_dd], api_visibility="private")
 
-    def open_run(run_id):
+    def open_run(run_id, request: gr.Request = None):
         try:
-            result = store.load((run_id or "").strip())
+            result = store.load((run_id or "").strip(), owner=owner_of(request, policy))
         except WorkbenchError as exc:
             return f"⚠ {exc}", "", None
         return f"Run `{result.run_id}`", render.to_markdown(result), plots.run_timeline(result)
 
     open_btn.click(open_run, run_dd, [hist_status, hist_view, hist_plot], api_visibility="private")
 
-    async def rejudge_run(run_id, judge, mode, state):
+    async def rejudge_run(run_id, judge, mode, state, request: gr.Request = None):
+        owner = owner_of(request, policy)
         try:
-            old = store.load((run_id or "").strip())
-            reg = registry_for(state)
-            images = store.images(old.run_id)
-            new = await rejudge(old, reg.member(judge) if MODES[mode].judged else None, mode, images=images,
-                                registry=reg)
+            old = store.load((run_id or "").strip(), owner=owner)
+            reg = policy.registry_with((state or {}).get("endpoints", []))
+            images = store.images(old.run_id, owner=owner)
+            new = await rejudge(old, policy.member(judge, reg) if MODES[mode].judged else None, mode,
+                                images=images, registry=reg)
         except WorkbenchError as exc:
             return f"⚠ {exc}", gr.update(), gr.update(), gr.update(), gr.update()
-        store.save(new, images)
-        rows, dd = refresh()
+        store.save(new, images, owner=owner)
+        rows, dd = refresh(request)
         return (f"Re-judged `{old.run_id}` as `{new.run_id}` ({mode}, no member regenerated).",
                 render.to_markdown(new), plots.run_timeline(new), rows,
                 gr.update(choices=dd["choices"], value=new.run_id))
@@ -87,17 +88,22 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, sa
     rj_btn.click(rejudge_run, [run_dd, rj_judge, rj_mode, saved],
                  [hist_status, hist_view, hist_plot, runs_df, run_dd], api_visibility="private")
 
-    def export(run_id, fmt):
+    def export(run_id, fmt, request):
         try:
-            text = render.export(store.load(run_id), fmt)
+            text = render.export(store.load((run_id or "").strip(), owner=owner_of(request, policy)), fmt)
         except WorkbenchError as exc:
             return None, f"⚠ {exc}"
         path = Path(tempfile.mkdtemp(prefix="wb-export-")) / f"{run_id}.{'json' if fmt == 'json' else 'md'}"
         path.write_text(text)
         return str(path), f"Exported `{run_id}`."
 
-    exp_json.click(lambda r: export(r, "json"), run_dd, [exp_file, hist_status], api_visibility="private")
-    exp_md.click(lambda r: export(r, "md"), run_dd, [exp_file, hist_status], api_visibility="private")
+    def export_json(run_id, request: gr.Request = None):
+        return export(run_id, "json", request)
 
+    def export_md(run_id, request: gr.Request = None):
+        return export(run_id, "md", request)
+
+    exp_json.click(export_json, run_dd, [exp_file, hist_status], api_visibility="private")
+    exp_md.click(export_md, run_dd, [exp_file, hist_status], api_visibility="private")
 
     return HistoryTab(runs_df, run_dd, rj_judge, refresh)

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import WorkbenchError
-from ..specs import Member, ModelSpec, Registry, load_registry
+from ..policy import Policy
+from ..specs import Member, Registry
 
 MAX_MEMBERS = 8
 POOL_HEADERS = ["model", "persona", "temperature", "name"]
@@ -24,30 +25,17 @@ def default_pool(preset: str) -> list[list[Any]]:
     return [[preset, "", "", ""], [preset, "skeptic", "", ""], [preset, "analyst", "", ""]]
 
 
-def registry_with(endpoints: list[dict[str, Any]]) -> Registry:
-    """Shipped presets + user file + endpoints added in this browser (URL, model, key *variable name*)."""
-    reg = load_registry()
-    for ep in endpoints or []:
-        reg.models[ep["name"]] = ModelSpec(name=ep["name"], backend="openai", model=ep["model"],
-                                           base_url=ep["base_url"], api_key_env=ep.get("api_key_env") or None,
-                                           vision=bool(ep.get("vision", True)), description="added in the browser")
-    return reg
+def members_from_rows(rows: Any, reg: Registry, policy: Policy) -> list[Member]:
+    """Pool table rows (model, persona, temperature, name) -> Members, as ``policy`` lets this caller name them.
 
-
-def registry_for(state: dict[str, Any] | None) -> Registry:
-    """The registry for a browser's saved state (its added endpoints)."""
-    return registry_with((state or {}).get("endpoints", []))
-
-
-def members_from_rows(rows: Any, reg: Registry) -> list[Member]:
-    """Pool table rows (model, persona, temperature, name) -> Members. Raises WorkbenchError on a bad row."""
+    Raises WorkbenchError (PolicyError) on a bad or refused row."""
     members = []
     for n, row in enumerate(rows_of(rows), 1):
         row = [("" if c is None else str(c)).strip() for c in list(row) + [""] * 4][:4]
         model, persona, temp, name = row
         if not model or model.lower() == "nan":
             continue
-        base = reg.member(model)
+        base = policy.member(model, reg)
         persona_text, persona_name = base.persona, base.persona_name
         if persona and persona.lower() != "nan":
             persona_text, persona_name = (reg.personas[persona], persona) if persona in reg.personas \
@@ -77,15 +65,10 @@ def remember_pool(table: Any, state: dict[str, Any] | None) -> dict[str, Any]:
     return {**(state or {}), "pool": [[("" if c is None else c) for c in r] for r in rows_of(table)]}
 
 
-def check_endpoint(name: str, url: str, model: str, key_var: str, on_space: bool, allowed: bool) -> str:
-    """Why an endpoint cannot be added ("" when it can)."""
+def check_endpoint(name: str, url: str, model: str, key_var: str) -> str:
+    """What is missing or malformed in an endpoint form ("" when complete); the policy checks the rest."""
     if not (name and url and model):
         return "⚠ an endpoint needs a name, a base URL and a model"
-    if on_space and not allowed:
-        # on a hosted Space the server would fetch any URL a visitor types (SSRF): off unless allowed
-        return "⚠ adding endpoints is off on this hosted Space (set WORKBENCH_ALLOW_CUSTOM_ENDPOINTS=1 to allow)"
-    if not url.startswith(("http://", "https://")):
-        return "⚠ the base URL must start with http:// or https://"
     if key_var and not key_var.replace("_", "").isalnum():
         return "⚠ give the *name* of the environment variable holding the key, not the key itself"
     return ""

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
-from ..events import Event, JudgeStart, MemberDone, MemberToken, RoundStart, RunDone, RunStart, VerdictEvent
+from ..events import Event, JudgeStart, Loading, MemberDone, MemberToken, RoundStart, RunDone, RunStart, VerdictEvent
 from ..records import FusionResult
 from ..render.html import member_stats
 
@@ -38,11 +38,18 @@ async def view_updates(events: AsyncIterator[Event], n_members: int, every_s: fl
     cur_round = 1
     pending = ViewUpdate()
     last = time.monotonic()
+    loading: tuple[float, list[str]] | None = None
     async for ev in events:
         if isinstance(ev, MemberToken):
             texts[ev.member] += ev.text
             pending.bodies[ev.member] = texts[ev.member]
+        elif isinstance(ev, Loading):
+            loading = (time.monotonic(), ev.models)
+            pending.status = f"Loading {', '.join(ev.models)} (first use; later runs reuse it)…"
         elif isinstance(ev, RoundStart):
+            if loading is not None:
+                pending.status = f"Loaded {', '.join(loading[1])} in {time.monotonic() - loading[0]:.1f} s; generating…"
+                loading = None
             cur_round = ev.round
             if ev.round > 1:
                 texts = [""] * n_members

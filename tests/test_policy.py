@@ -1,0 +1,93 @@
+"""The policy: what a caller may name, reach and spend, local vs public."""
+
+import dataclasses
+
+import pytest
+
+import workbench as wb
+from workbench.errors import PolicyError
+from workbench.policy import PUBLIC_LIMITS, Limits, Policy
+from workbench.settings import FusionSettings
+from workbench.specs import Member, ModelSpec
+
+
+@pytest.fixture
+def public():
+    return Policy.for_host(public=True)
+
+
+def test_public_mode_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.delenv("WORKBENCH_PUBLIC", raising=False)
+    assert not Policy.for_host().public
+    monkeypatch.setenv("SPACE_ID", "someone/space")
+    p = Policy.for_host()
+    assert p.public and not p.allow_custom_endpoints and not p.allow_private_hosts and p.limits == PUBLIC_LIMITS
+    monkeypatch.setenv("WORKBENCH_LIMITS", "max_new_tokens=64,runs_total=2")
+    assert Policy.for_host().limits.max_new_tokens == 64 and "PUBLIC" in Policy.for_host().describe()
+    monkeypatch.setenv("WORKBENCH_LIMITS", "max_new_tokens=lots")
+    with pytest.raises(PolicyError, match="NAME=NUMBER"):
+        Policy.for_host()
+
+
+def test_public_callers_name_host_models_only_with_one_message_for_any_path(public, tmp_path):
+    assert public.member("tiny-offline:skeptic").model.name == "tiny-offline"
+    existing, missing = tmp_path, tmp_path / "missing"
+    messages = set()
+    for name in (str(existing), str(missing), "org/some-model", "openrouter:meta-llama/llama-4-scout"):
+        with pytest.raises(PolicyError) as exc:
+            public.member(name)
+        messages.add(str(exc.value).replace(name, "NAME"))
+    assert len(messages) == 1  # no file-system probe, no download, no key-carrying scheme
+
+
+def test_local_mode_trusts_the_researcher(tmp_path):
+    local = Policy.for_host(public=False)
+    assert local.member("org/some-model").model.model == "org/some-model"
+    local.check_spec(ModelSpec(name="mine", backend="openai", model="m", base_url="http://127.0.0.1:1/v1",
+                               api_key_env="ANY_VAR"))
+
+
+def test_public_endpoints_never_carry_a_key_or_reach_private_hosts(public):
+    open_policy = dataclasses.replace(public, allow_custom_endpoints=True)
+    with pytest.raises(PolicyError, match="off"):
+        public.registry_with([{"name": "e", "base_url": "https://example.com/v1", "model": "m"}])
+    with pytest.raises(PolicyError, match="key"):
+        open_policy.registry_with([{"name": "e", "base_url": "https://example.com/v1", "model": "m",
+                                    "api_key_env": "HF_TOKEN"}])
+    for url in ("http://127.0.0.1:8000/v1", "http://localhost/v1", "http://169.254.169.254/latest",
+                "http://10.0.0.5/v1", "http://[::1]:80/v1", "file:///etc/passwd"):
+        with pytest.raises(PolicyError):
+            open_policy.registry_with([{"name": "e", "base_url": url, "model": "m"}])
+    allowed = dataclasses.replace(open_policy, allowed_hosts=frozenset({"127.0.0.1"}))
+    assert "e" in allowed.registry_with([{"name": "e", "base_url": "http://127.0.0.1:8000/v1", "model": "m"}]).models
+    with pytest.raises(PolicyError, match="server's model"):
+        open_policy.registry_with([{"name": "tiny-offline", "base_url": "https://example.com/v1", "model": "m"}])
+
+
+def test_a_hand_built_member_is_checked_like_a_name(public):
+    with pytest.raises(PolicyError):
+        public.check_spec(ModelSpec(name="tiny-offline", backend="local", model="/etc"))  # a preset's name, not its spec
+    public.check_spec(public.registry.models["tiny-offline"])
+
+
+def test_limits_name_what_was_over(public):
+    tiny = public.member("tiny-offline")
+    prompt = wb.Prompt("hi")
+    public.check_run(prompt, [tiny], tiny, FusionSettings(max_new_tokens=64))
+    for settings, what in [(FusionSettings(rounds=9), "debate rounds"), (FusionSettings(max_new_tokens=10**5), "tokens"),
+                           (FusionSettings(swap_k=4), "orderings")]:
+        with pytest.raises(PolicyError, match=what):
+            public.check_run(prompt, [tiny], tiny, settings)
+    with pytest.raises(PolicyError, match="members"):
+        public.check_run(prompt, [tiny] * 7, tiny, FusionSettings())
+    with pytest.raises(PolicyError, match="characters"):
+        public.check_run(wb.Prompt("x" * 9000), [tiny], tiny, FusionSettings())
+    assert Limits().max_pool == 8
+
+
+async def test_fuse_applies_the_policy_when_asked(public, remote):
+    with pytest.raises(PolicyError):
+        await wb.fuse("q", ["org/some-model"], mode="vote", policy=public)
+    with pytest.raises(PolicyError):  # a Member object does not get around it
+        await wb.fuse("q", [Member(remote("reply=x", name="evil"))], mode="vote", policy=public)

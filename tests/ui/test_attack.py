@@ -1,0 +1,118 @@
+"""The public app, attacked as a visitor would: crafted pools, states, endpoints and key names.
+
+A listener on 127.0.0.1 records every request it gets. The host's secret never reaches it, no download
+starts, an existing and a missing path read the same, over-limit inputs get a clear message, and the
+app keeps serving. The endpoints come from the app itself: a new one fails this test until it has an attack.
+"""
+
+import dataclasses
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from gradio_client import Client
+
+from workbench.policy import Policy
+from workbench.store import RunStore
+from workbench.ui.gradio_app import CSS, build_demo
+
+SECRET = "hf_secret_value_never_to_leave_0123456789"
+
+
+class Listener(BaseHTTPRequestHandler):
+    seen: list = []
+
+    def log_message(self, *args):
+        pass
+
+    def _record(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        Listener.seen.append((self.path, dict(self.headers), body))
+        self.send_response(500)
+        self.end_headers()
+
+    do_GET = do_POST = _record
+
+
+@pytest.fixture(scope="module")
+def listener():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Listener)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    srv.shutdown()
+
+
+@pytest.fixture(scope="module")
+def public_app(tmp_path_factory):
+    policy = Policy.for_host(public=True)
+    store = RunStore(tmp_path_factory.mktemp("public") / "runs.sqlite")
+    demo = build_demo("tiny-offline", store=store, policy=dataclasses.replace(policy, allow_custom_endpoints=True))
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, css=CSS,
+                            quiet=True)
+    yield demo, url, store
+    demo.close()
+
+
+def attacks_on_fuse(client, listener, tmp_path):
+    out = []
+    for pool in ("org/any-model", str(tmp_path), str(tmp_path / "missing"), "openrouter:x/y",
+                 f"{listener}", "tiny-offline,org/other"):
+        out.append(client.predict("hi", [], pool, "", "vote", 1, 8, api_name="/fuse"))
+    assert all(o["event"] == "error" for o in out), out
+    # an existing and a missing directory read the same (no file-system probe)
+    assert out[1]["error"].replace(str(tmp_path), "P") == out[2]["error"].replace(str(tmp_path / "missing"), "P")
+    judge = client.predict("hi", [], "tiny-offline", "org/judge-model", "best-of", 1, 8, api_name="/fuse")
+    assert judge["event"] == "error" and "not available" in judge["error"]
+    for rounds, tokens, what in [(99, 8, "debate rounds"), (1, 10**6, "tokens")]:
+        o = client.predict("hi", [], "tiny-offline", "tiny-offline", "debate", rounds, tokens, api_name="/fuse")
+        assert o["event"] == "error" and what in o["error"] and "limit" in o["error"]
+    o = client.predict("x" * 20000, [], "tiny-offline", "", "vote", 1, 8, api_name="/fuse")
+    assert o["event"] == "error" and "characters" in o["error"]
+
+
+def attacks_on_evaluate(client, listener, tmp_path):
+    crafted = {"pool": [["evil", "", "", ""]], "endpoints": [
+        {"name": "evil", "base_url": listener, "model": "m", "api_key_env": "HF_TOKEN", "vision": True}]}
+    rows = {"headers": ["model", "persona", "temperature", "name"], "data": [["evil", "", "", ""]]}
+    args = ["builtin:arithmetic", 1, ["vote"], False, False, 16, rows, "tiny-offline", crafted]
+    status = client.predict(*args, api_name="/evaluate")[0]
+    assert "key" in status or "private" in status, status
+    no_key = {**crafted, "endpoints": [{**crafted["endpoints"][0], "api_key_env": ""}]}
+    status = client.predict(*args[:-1], no_key, api_name="/evaluate")[0]
+    assert "local or private address" in status, status
+    with pytest.raises(Exception, match="not in the list of choices"):  # Gradio's own check, before ours
+        client.predict("/etc/passwd", *args[1:], api_name="/evaluate")
+
+
+ATTACKS = {"/fuse": attacks_on_fuse, "/evaluate": attacks_on_evaluate}
+
+
+def test_every_endpoint_refuses_what_a_visitor_may_not_do(public_app, listener, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    demo, url, store = public_app
+    client = Client(url, verbose=False)
+    endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert endpoints == set(ATTACKS), f"endpoints without an attack case: {endpoints - set(ATTACKS)}"
+    for name, attack in ATTACKS.items():
+        attack(client, listener, tmp_path)
+    assert not any(SECRET in json.dumps([p, h, b.decode(errors="replace")]) for p, h, b in Listener.seen)
+    assert Listener.seen == []  # nothing was sent there at all
+    ok = client.predict("hi", [], "tiny-offline,tiny-offline:skeptic", "", "vote", 1, 4, api_name="/fuse")
+    assert ok["event"] == "done"  # the app keeps serving
+    assert store.list(owner=None) and all(r["run_id"] for r in store.list())
+
+
+def test_visitors_see_only_their_own_runs(public_app):
+    demo, url, store = public_app
+    a, b = Client(url, verbose=False), Client(url, verbose=False)
+    ra = a.predict("from a", [], "tiny-offline", "", "vote", 1, 4, api_name="/fuse")["result"]["run_id"]
+    rb = b.predict("from b", [], "tiny-offline", "", "vote", 1, 4, api_name="/fuse")["result"]["run_id"]
+    owners = {r["run_id"]: r for r in store.list(100)}
+    assert ra in owners and rb in owners
+    row_a = store._conn.execute("SELECT owner FROM runs WHERE id = ?", (ra,)).fetchone()[0]
+    row_b = store._conn.execute("SELECT owner FROM runs WHERE id = ?", (rb,)).fetchone()[0]
+    assert row_a and row_b and row_a != row_b
+    assert [r["run_id"] for r in store.list(owner=row_a)] == [ra]
+    with pytest.raises(Exception, match="no run"):
+        store.load(rb, owner=row_a)

@@ -1,0 +1,223 @@
+"""What a caller may name, reach and spend: one object, applied by every entry point that runs a model.
+
+*Local* mode (a researcher's laptop or GPU box) allows any preset, Hugging Face id, checkpoint directory
+or endpoint, and any key variable. *Public* mode (a hosted Space, ``--share``, ``--public``) trusts
+nothing a browser or API client sends: only the host's models (shipped presets and the host's models
+file) may be named, endpoints added by a visitor are off unless the host allows them, may not reach
+loopback, private, link-local or metadata addresses, and never carry a key (a visitor cannot name a key
+variable); every knob has a host-set limit. State from a browser is checked again on every call.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Iterable
+from urllib.parse import urlparse
+
+from .errors import PolicyError, WorkbenchError
+from .settings import FusionSettings
+from .specs import Member, ModelSpec, Registry, load_registry
+from .types import Prompt
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Host-set upper bounds on what one call may ask for."""
+
+    max_pool: int = 8  #: members in a pool
+    max_rounds: int = 5  #: debate rounds
+    max_new_tokens: int = 4096  #: per member answer and per judge call
+    max_swap_k: int = 4  #: judge orderings
+    max_prompt_chars: int = 100_000  #: prompt text
+    max_images: int = 8  #: images per prompt
+    max_image_pixels: int = 40_000_000  #: width x height of one image
+    runs_per_session: int = 4  #: runs one visitor may have in flight
+    runs_total: int = 32  #: runs in flight on the server
+    queue_size: int = 64  #: requests waiting in the web server's queue
+
+    @classmethod
+    def parse(cls, text: str, base: "Limits") -> "Limits":
+        """``"max_new_tokens=512,runs_total=4"`` (the ``WORKBENCH_LIMITS`` variable) on top of ``base``."""
+        known = {f.name for f in fields(cls)}
+        changes = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, _, value = part.partition("=")
+            if key.strip() not in known or not value.strip().isdigit():
+                raise PolicyError(f"WORKBENCH_LIMITS: {part!r} is not NAME=NUMBER with NAME one of {sorted(known)}")
+            changes[key.strip()] = int(value)
+        return replace(base, **changes)
+
+
+#: the limits of a public server unless the host sets others
+PUBLIC_LIMITS = Limits(max_pool=6, max_rounds=3, max_new_tokens=1024, max_swap_k=2, max_prompt_chars=8000,
+                       max_images=4, max_image_pixels=2048 * 2048, runs_per_session=1, runs_total=8, queue_size=32)
+
+NOT_AVAILABLE = "is not available on this server; choose one of: "
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What callers of this process may do. Build it with ``Policy.for_host()``."""
+
+    public: bool = False  #: anonymous callers: nothing they send is trusted
+    registry: Registry = field(default_factory=load_registry)  #: the host's models: presets + models file
+    allow_custom_endpoints: bool = True  #: callers may add OpenAI-compatible endpoints by URL
+    allow_private_hosts: bool = True  #: such endpoints may reach loopback / private / link-local addresses
+    allowed_hosts: frozenset[str] = frozenset()  #: hosts a custom endpoint may always reach
+    limits: Limits = Limits()
+
+    @classmethod
+    def for_host(cls, public: bool | None = None, registry: Registry | None = None) -> "Policy":
+        """The policy from the host's environment.
+
+        Public when ``public`` is True, or (when None) when ``SPACE_ID`` (Hugging Face Spaces) or
+        ``WORKBENCH_PUBLIC=1`` is set. ``WORKBENCH_ALLOW_CUSTOM_ENDPOINTS=1`` lets visitors add endpoints,
+        ``WORKBENCH_ALLOWED_HOSTS=a,b`` names hosts they may reach even if private, ``WORKBENCH_LIMITS``
+        sets limits (``max_new_tokens=512,runs_total=4``).
+        """
+        if public is None:
+            public = bool(os.environ.get("SPACE_ID")) or os.environ.get("WORKBENCH_PUBLIC") == "1"
+        base = PUBLIC_LIMITS if public else Limits()
+        limits = Limits.parse(os.environ.get("WORKBENCH_LIMITS", ""), base)
+        hosts = frozenset(h.strip().lower() for h in os.environ.get("WORKBENCH_ALLOWED_HOSTS", "").split(",")
+                          if h.strip())
+        custom = not public or os.environ.get("WORKBENCH_ALLOW_CUSTOM_ENDPOINTS") == "1"
+        return cls(public=public, registry=registry or load_registry(), allow_custom_endpoints=custom,
+                   allow_private_hosts=not public, allowed_hosts=hosts, limits=limits)
+
+    # ---- models -------------------------------------------------------------------------------------
+
+    @property
+    def key_envs(self) -> frozenset[str]:
+        """The key variables a model may use here: those the host's models file and presets name."""
+        return frozenset(s.api_key_env for s in self.registry.models.values() if s.api_key_env)
+
+    def _choices(self) -> str:
+        return ", ".join(sorted(self.registry.models))
+
+    def member(self, text: str, registry: Registry | None = None) -> Member:
+        """Resolve ``model[:persona]`` as this caller may: in public mode a host model only."""
+        reg = registry or self.registry
+        member = reg.member(text) if not self.public else self._host_member(text, reg)
+        self.check_spec(member.model)
+        return member
+
+    def _host_member(self, text: str, reg: Registry) -> Member:
+        text = text.strip()
+        head, sep, tail = text.rpartition(":")
+        if sep and head in reg.models and tail in reg.personas:
+            return reg.member(text)
+        if text in reg.models:
+            return reg.member(text)
+        # the same message whether or not a directory or a Hub repository of that name exists
+        raise PolicyError(f"{text!r} {NOT_AVAILABLE}{', '.join(sorted(reg.models))}")
+
+    def check_spec(self, spec: ModelSpec, registry: Registry | None = None) -> None:
+        """Refuse a model spec this caller may not use (a Member built by hand, a browser's endpoint)."""
+        hosted = self.registry.models.get(spec.name)
+        if hosted is not None and hosted == spec:  # exactly the host's own model
+            if self.public and spec.backend == "local":
+                self._check_cached(spec)
+            return
+        if spec.backend == "openai":
+            self.check_url(spec.base_url or "")
+        if not self.public:
+            return
+        if spec.backend != "openai":  # a free HF id starts a download; a path reads the server's disk
+            raise PolicyError(f"{spec.name!r} {NOT_AVAILABLE}{self._choices()}")
+        if not self.allow_custom_endpoints:
+            raise PolicyError(f"{spec.name!r} {NOT_AVAILABLE}{self._choices()} (custom endpoints are off here)")
+        if spec.api_key_env:  # the host's keys go only where the host's models file sends them
+            raise PolicyError(f"{spec.name}: an endpoint added here cannot use a server key variable "
+                              f"({spec.api_key_env}); ask the host to add it to the models file")
+
+    def _check_cached(self, spec: ModelSpec) -> None:
+        """Public mode loads a host model only from this machine: a visitor never starts a download."""
+        from .backends.local import resolve_checkpoint
+
+        try:
+            resolve_checkpoint(spec, local_files_only=True)
+        except WorkbenchError:
+            raise PolicyError(f"{spec.name} is not downloaded on this server; choose another model") from None
+
+    def check_url(self, url: str) -> None:
+        """A custom endpoint's base URL: http(s), and a host this server may reach."""
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise PolicyError("the base URL must start with http:// or https:// and name a host")
+        host = parsed.hostname.lower()
+        if self.allow_private_hosts or host in self.allowed_hosts:
+            return
+        try:
+            addrs = {info[4][0] for info in socket.getaddrinfo(host, parsed.port or 443, proto=socket.IPPROTO_TCP)}
+        except (socket.gaierror, UnicodeError):
+            raise PolicyError(f"the endpoint host {host!r} does not resolve") from None
+        for addr in addrs:
+            ip = ipaddress.ip_address(addr.split("%")[0])
+            if not ip.is_global or ip.is_multicast:  # loopback, private, link-local (metadata), reserved
+                raise PolicyError(f"the endpoint host {host!r} is a local or private address, which this server "
+                                  f"does not reach (the host can allow it with WORKBENCH_ALLOWED_HOSTS)")
+
+    def registry_with(self, endpoints: Iterable[dict[str, Any]]) -> Registry:
+        """The host's registry plus endpoints a caller added (a browser's state), each checked."""
+        reg = Registry(dict(self.registry.models), dict(self.registry.personas), list(self.registry.sources))
+        for ep in endpoints or ():
+            if not isinstance(ep, dict) or not all(isinstance(ep.get(k), str) for k in ("name", "base_url", "model")):
+                raise PolicyError("a saved endpoint is malformed; remove it and add it again")
+            if ep["name"] in self.registry.models:
+                raise PolicyError(f"an endpoint cannot take the name of the server's model {ep['name']!r}")
+            spec = ModelSpec(name=ep["name"], backend="openai", model=ep["model"], base_url=ep["base_url"],
+                             api_key_env=(ep.get("api_key_env") or None), vision=bool(ep.get("vision", True)),
+                             description="added in the browser")
+            if spec.api_key_env and (self.public or not spec.api_key_env.replace("_", "").isalnum()):
+                raise PolicyError(f"{spec.name}: an endpoint added here cannot use a server key variable")
+            if not self.allow_custom_endpoints:
+                raise PolicyError("adding endpoints is off on this server "
+                                  "(the host can allow it with WORKBENCH_ALLOW_CUSTOM_ENDPOINTS=1)")
+            self.check_url(spec.base_url or "")
+            reg.models[spec.name] = spec
+        return reg
+
+    # ---- what a run may spend ------------------------------------------------------------------------
+
+    def check_run(self, prompt: Prompt, members: list[Member], judge: Member | None, settings: FusionSettings) -> None:
+        """Everything one fusion run asks for; raises PolicyError with the limit that was passed."""
+        lim = self.limits
+        for m in members + ([judge] if judge is not None else []):
+            self.check_spec(m.model)
+        self.check_prompt(prompt)
+        over = [(len(members), lim.max_pool, "members in the pool"),
+                (settings.rounds, lim.max_rounds, "debate rounds"),
+                (settings.max_new_tokens, lim.max_new_tokens, "max new tokens"),
+                (settings.judge_tokens, max(lim.max_new_tokens, 512), "judge tokens"),
+                (settings.swap_k, lim.max_swap_k, "judge orderings")]
+        over += [(m.max_new_tokens or 0, lim.max_new_tokens, f"max new tokens of {m.label}") for m in members]
+        for value, most, what in over:
+            if value > most:
+                raise PolicyError(f"{value} {what} is over this server's limit of {most}")
+
+    def check_prompt(self, prompt: Prompt) -> None:
+        lim = self.limits
+        if len(prompt.text) > lim.max_prompt_chars:
+            raise PolicyError(f"the prompt has {len(prompt.text):,} characters; this server takes at most "
+                              f"{lim.max_prompt_chars:,}")
+        if len(prompt.images) > lim.max_images:
+            raise PolicyError(f"{len(prompt.images)} images; this server takes at most {lim.max_images}")
+        for img in prompt.images:
+            if img.width * img.height > lim.max_image_pixels:
+                raise PolicyError(f"an image of {img.width}x{img.height} pixels is over this server's limit of "
+                                  f"{lim.max_image_pixels:,} pixels")
+
+    def describe(self) -> str:
+        """One paragraph for the console: the mode, what may be named and reached, the limits."""
+        lim = ", ".join(f"{f.name}={getattr(self.limits, f.name)}" for f in fields(self.limits))
+        if not self.public:
+            return f"policy: local mode (any model, path or endpoint; any key variable). Limits: {lim}"
+        return (f"policy: PUBLIC mode. Models: {self._choices()}. Custom endpoints: "
+                f"{'allowed' if self.allow_custom_endpoints else 'off'} (private hosts "
+                f"{'allowed' if self.allow_private_hosts else 'refused'}"
+                + (f", except {', '.join(sorted(self.allowed_hosts))}" if self.allowed_hosts else "")
+                + f"). Key variables: only the host's ({', '.join(sorted(self.key_envs)) or 'none'}). Limits: {lim}")
