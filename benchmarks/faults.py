@@ -31,6 +31,7 @@ from workbench.errors import WorkbenchError
 from workbench.policy import Policy
 from workbench.scripted_server import ScriptedServer
 from workbench.specs import Member, ModelSpec
+from workbench.types import MAX_IMAGE_PIXELS
 
 ROWS: list[tuple[str, str, str, str, bool]] = []  # fault, what the user sees, recorded, lost, ok
 
@@ -99,10 +100,15 @@ async def main() -> int:
                 row(fault, "accepted", "-", "-", False)
             except WorkbenchError as exc:
                 row(fault, f"error: {exc}", "n/a (refused)", "nothing", True)
-        huge = tmp / "huge.png"
-        Image.new("RGB", (3000, 3000)).save(huge)
+        large, giant = tmp / "large.png", tmp / "giant.png"
+        Image.new("RGB", (3000, 3000)).save(large)
+        img = wb.Prompt("x", images=[str(large)]).images[0]
+        row("large image (3000x3000)", f"accepted, downscaled to {img.width}x{img.height} for every member",
+            "yes", "nothing", max(img.width, img.height) <= 2048)
+        side = int(MAX_IMAGE_PIXELS ** 0.5) + 100
+        Image.new("L", (side, side)).save(giant)
         public = Policy.for_host(public=True)
-        for fault, prompt in [("huge image (public limit)", lambda: wb.Prompt("x", images=[str(huge)])),
+        for fault, prompt in [(f"huge image ({side}x{side})", lambda: wb.Prompt("x", images=[str(giant)])),
                               ("over-long prompt (public limit)", lambda: wb.Prompt("x" * 20000)),
                               ("empty prompt", lambda: wb.Prompt(""))]:
             try:
