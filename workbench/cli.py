@@ -61,10 +61,19 @@ def cmd_memory(args) -> int:
 
 def cmd_generate(args) -> int:
     from .backends import load_model
+    from .errors import PolicyError
+    from .policy import Policy
+    from .specs import with_quant
     from .types import Prompt
 
     prompt = Prompt(args.prompt, images=args.image or [])
-    with load_model(args.model, args.quant) as model:  # unloaded (worker joined) before we print and exit
+    policy = Policy.for_host()  # local mode unless this runs on a public host
+    spec = with_quant(policy.member(args.model).model, args.quant)
+    policy.check_prompt(prompt)
+    if args.max_new_tokens > policy.limits.max_new_tokens:
+        raise PolicyError(f"{args.max_new_tokens} max new tokens is over this host's limit of "
+                          f"{policy.limits.max_new_tokens}")
+    with load_model(spec) as model:  # unloaded (worker joined) before we print and exit
         noise = getattr(model.spec, "is_noise", False)
         if noise and not args.json:
             print("[tiny-offline: random weights, the output below is noise]", file=sys.stderr)

@@ -25,18 +25,18 @@ from .types import Prompt
 
 @dataclass(frozen=True)
 class Limits:
-    """Host-set upper bounds on what one call may ask for."""
+    """Host-set upper bounds on what one call may ask for (these defaults are local mode's: generous)."""
 
     max_pool: int = 8  #: members in a pool
-    max_rounds: int = 5  #: debate rounds
-    max_new_tokens: int = 4096  #: per member answer and per judge call
-    max_swap_k: int = 4  #: judge orderings
-    max_prompt_chars: int = 100_000  #: prompt text
-    max_images: int = 8  #: images per prompt
-    max_image_pixels: int = 40_000_000  #: width x height of one image
-    runs_per_session: int = 4  #: runs one visitor may have in flight
-    runs_total: int = 32  #: runs in flight on the server
-    queue_size: int = 64  #: requests waiting in the web server's queue
+    max_rounds: int = 10  #: debate rounds
+    max_new_tokens: int = 32768  #: per member answer and per judge call
+    max_swap_k: int = 8  #: judge orderings
+    max_prompt_chars: int = 1_000_000  #: prompt text
+    max_images: int = 16  #: images per prompt
+    max_image_pixels: int = 40_000_000  #: width x height of one image (after downscaling to 2048 a side)
+    runs_per_session: int = 8  #: runs one visitor may have in flight
+    runs_total: int = 64  #: runs in flight on the server
+    queue_size: int = 128  #: requests waiting in the web server's queue
 
     @classmethod
     def parse(cls, text: str, base: "Limits") -> "Limits":

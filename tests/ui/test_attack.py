@@ -116,3 +116,50 @@ def test_visitors_see_only_their_own_runs(public_app):
     assert [r["run_id"] for r in store.list(owner=row_a)] == [ra]
     with pytest.raises(Exception, match="no run"):
         store.load(rb, owner=row_a)
+
+
+async def test_page_handlers_recheck_the_browser_state_on_every_call(listener, monkeypatch):
+    """The page's own (non-API) handlers are reachable by a crafted client too: each one that takes the
+    browser's state is called here with a crafted one (a new such handler fails until it is added)."""
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    policy = dataclasses.replace(Policy.for_host(public=True), allow_custom_endpoints=True)
+    demo = build_demo("tiny-offline", preload=False, policy=policy)
+    crafted = {"pool": [["evil", "", "", ""]], "endpoints": [
+        {"name": "evil", "base_url": listener, "model": "m", "api_key_env": "HF_TOKEN", "vision": True}]}
+    rows = [["evil", "", "", ""]]
+    handlers = {f"{f.fn.__qualname__.split('.')[0]}.{f.name}": f.fn for f in demo.fns.values()
+                if any(type(c).__name__ == "BrowserState" for c in f.inputs)}
+    said = []
+
+    async def page_run():
+        async for upd in handlers["build_fuse_tab.run"]({"text": "hi", "files": []}, rows, "evil", "best-of", 1, 8, 0.7, 1, crafted):
+            said.extend(str(v) for v in upd.values())
+
+    async def rejudge_run():
+        said.extend(str(v) for v in await handlers["build_history_tab.rejudge_run"]("any-run", "evil", "merge",
+                                                                                   crafted))
+
+    async def evaluate():
+        out = await handlers["build_evaluate_tab.run"]("builtin:arithmetic", 1, ["vote"], False, False, 8, rows,
+                                                       "evil", crafted)
+        said.extend(str(v) for v in out)
+
+    async def add_endpoint():
+        said.extend(str(v) for v in handlers["build_fuse_tab.add_endpoint"]("e2", listener, "m", "HF_TOKEN", True,
+                                                                           crafted))
+
+    def harmless(name):  # keep or show the state; they run no model
+        async def call():
+            handlers[name](*([rows, crafted] if name.endswith("remember_pool") else [crafted]))
+        return call
+
+    attacks = {"build_fuse_tab.run": page_run, "build_history_tab.rejudge_run": rejudge_run,
+               "build_evaluate_tab.run": evaluate, "build_fuse_tab.add_endpoint": add_endpoint,
+               "remember_pool.remember_pool": harmless("remember_pool.remember_pool"),
+               "build_demo.with_endpoints": harmless("build_demo.with_endpoints"),
+               "build_demo.restore": harmless("build_demo.restore")}
+    assert set(handlers) == set(attacks), f"handlers taking the browser state without an attack: {set(handlers) - set(attacks)}"
+    for name, attack in attacks.items():
+        await attack()
+    assert any("⚠" in s and "key" in s for s in said), said
+    assert Listener.seen == []

@@ -24,6 +24,7 @@ def register(sub) -> None:
 
 def cmd_eval(args) -> int:
     from ..answers import split_pool
+    from ..policy import Policy
     from ..settings import FusionSettings
     from ..store import RunStore
     from . import metrics, report
@@ -31,7 +32,7 @@ def cmd_eval(args) -> int:
 
     settings = FusionSettings(seed=0, rounds=args.rounds, swap_k=args.swap_k, max_new_tokens=args.max_new_tokens)
     df = evaluate(args.dataset, split_pool(args.pool), args.judge, split_pool(args.modes), settings, limit=args.limit,
-                  inject=args.inject, concurrency=args.concurrency, store=RunStore(args.store))
+                  inject=args.inject, concurrency=args.concurrency, store=RunStore(args.store), policy=Policy.for_host())
     paths = report.write(df, args.out)
     acc = metrics.accuracy_table(df)
     print(acc[["system", "n", "accuracy", "ci_low", "ci_high", "tokens_per_correct"]].to_string(index=False))

@@ -43,6 +43,7 @@ def register(sub) -> None:
 
 def cmd_fuse(args) -> int:
     from ..answers import split_pool
+    from ..policy import Policy
     from ..settings import FusionSettings
     from ..store import RunStore
     from ..types import Prompt
@@ -53,7 +54,8 @@ def cmd_fuse(args) -> int:
     settings = FusionSettings(rounds=args.rounds, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                               seed=args.seed, member_timeout_s=args.member_timeout, quorum=args.quorum,
                               swap_k=args.swap_k)
-    result = asyncio.run(fuse(prompt, split_pool(args.pool), args.judge, args.mode, settings, store=store))
+    result = asyncio.run(fuse(prompt, split_pool(args.pool), args.judge, args.mode, settings, store=store,
+                              policy=Policy.for_host()))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
     else:
