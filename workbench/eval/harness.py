@@ -134,7 +134,7 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
             return
         async with sem:
             rows = await _evaluate_item(item, plan, todo)
-        store.put_eval_rows(eval_id, [dict(r, eval_id=eval_id) for r in rows])
+        await asyncio.to_thread(store.put_eval_rows, eval_id, [dict(r, eval_id=eval_id) for r in rows])
         bar.update(1)
 
     try:  # registered as one run: a draining server waits for it, then stops it with nothing half-stored
@@ -152,12 +152,12 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
 async def _evaluate_item(item: Item, plan: _Plan, todo: list[str]) -> list[dict[str, Any]]:
     prompt = item.to_prompt()
     grader = plan.grader
-    cached = plan.store.eval_members(plan.cache_key, item.id)
+    cached = await asyncio.to_thread(plan.store.eval_members, plan.cache_key, item.id)
     if cached is None:  # the pool's answers: generated once per item, whatever judges and modes come later
         base = _finished(await fuse(prompt, plan.members, None, "vote", plan.settings, registry=plan.registry,
                                     store=plan.store, policy=plan.policy, owner=plan.owner))
         cached = [asdict(o) for o in base.rounds[0]]
-        plan.store.put_eval_members(plan.cache_key, item.id, cached)
+        await asyncio.to_thread(plan.store.put_eval_members, plan.cache_key, item.id, cached)
     round1 = [MemberOutput(**o) for o in cached]
     common = dict(item_id=item.id, reference=item.reference, answer_type=item.answer_type,
                   task=item.meta.get("task", ""))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 import time
 from dataclasses import dataclass
@@ -72,14 +73,14 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, sa
     async def rejudge_run(run_id, judge, mode, state, request: gr.Request = None):
         owner = owner_of(request, policy)
         try:
-            old = store.load((run_id or "").strip(), owner=owner)
+            old = await asyncio.to_thread(store.load, (run_id or "").strip(), owner)  # SQLite off the loop
             reg = policy.registry_with((state or {}).get("endpoints", []))
-            images = store.images(old.run_id, owner=owner)
+            images = await asyncio.to_thread(store.images, old.run_id, owner)
             new = await rejudge(old, policy.member(judge, reg) if MODES[mode].judged else None, mode,
                                 images=images, registry=reg)
         except WorkbenchError as exc:
             return f"⚠ {exc}", gr.update(), gr.update(), gr.update(), gr.update()
-        store.save(new, images, owner=owner)
+        await asyncio.to_thread(store.save, new, images, owner)
         rows, dd = refresh(request)
         return (f"Re-judged `{old.run_id}` as `{new.run_id}` ({mode}, no member regenerated).",
                 render.to_markdown(new), plots.run_timeline(new), rows,
