@@ -9,13 +9,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a Space runs from the repo without installing
 
+from workbench.policy import Policy  # noqa: E402
 from workbench.ui.gradio_app import CSS, build_demo  # noqa: E402
 from workbench.ui.serving import StopSignals, serve_until_signal  # noqa: E402
 
 # Spaces runs this file and restarts the container with SIGTERM: catch it from the start, drain, exit 0.
 stop = StopSignals() if __name__ == "__main__" else None
-demo = build_demo(os.environ.get("WORKBENCH_PRESET", "auto"))
+server_name = os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0")
+policy = Policy.for_host(bind_host=server_name)  # public unless it serves loopback only (or WORKBENCH_PUBLIC=0)
+print(policy.describe(), file=sys.stderr, flush=True)
+demo = build_demo(os.environ.get("WORKBENCH_PRESET", "auto"), policy=policy)
 
 if __name__ == "__main__":
-    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"), css=CSS, prevent_thread_lock=True)
+    demo.launch(server_name=server_name, css=CSS, prevent_thread_lock=True)
     serve_until_signal(demo, float(os.environ.get("WORKBENCH_GRACE_S", 25)), stop)

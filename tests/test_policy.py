@@ -91,3 +91,35 @@ async def test_fuse_applies_the_policy_when_asked(public, remote):
         await wb.fuse("q", ["org/some-model"], mode="vote", policy=public)
     with pytest.raises(PolicyError):  # a Member object does not get around it
         await wb.fuse("q", [Member(remote("reply=x", name="evil"))], mode="vote", policy=public)
+
+
+def test_a_persona_suffix_never_makes_a_public_name_touch_the_disk(public, tmp_path):
+    messages = set()
+    for name in (f"{tmp_path}:skeptic", f"{tmp_path / 'missing'}:skeptic", "/etc/passwd:skeptic", "~root:skeptic",
+                 "~nosuchuser:skeptic"):
+        with pytest.raises(PolicyError) as exc:
+            public.member(name)
+        messages.add(str(exc.value).split("'")[-1])
+    assert len(messages) == 1
+    with pytest.raises(PolicyError, match="no ':'"):
+        dataclasses.replace(public, allow_custom_endpoints=True).registry_with(
+            [{"name": "/etc:skeptic", "base_url": "https://example.com/v1", "model": "m"}])
+
+
+def test_serving_beyond_loopback_is_public_unless_the_host_says_otherwise(monkeypatch):
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.delenv("WORKBENCH_PUBLIC", raising=False)
+    assert Policy.for_host(bind_host="0.0.0.0").public and not Policy.for_host(bind_host="127.0.0.1").public
+    assert not Policy.for_host(public=False, bind_host="0.0.0.0").public
+    monkeypatch.setenv("WORKBENCH_PUBLIC", "true")
+    assert Policy.for_host(bind_host="127.0.0.1").public
+    monkeypatch.setenv("WORKBENCH_PUBLIC", "0")
+    assert not Policy.for_host(bind_host="0.0.0.0").public
+
+
+def test_member_overrides_count_against_the_limits(public):
+    tiny = public.registry.models["tiny-offline"]
+    with pytest.raises(PolicyError, match="temperature"):
+        public.check_run(wb.Prompt("hi"), [Member(tiny, temperature=1e9)], None, FusionSettings())
+    with pytest.raises(PolicyError, match="persona"):
+        public.check_run(wb.Prompt("hi"), [Member(tiny, persona="x" * 9000)], None, FusionSettings())

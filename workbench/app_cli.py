@@ -12,6 +12,8 @@ def register(sub) -> None:
     s.add_argument("--port", type=int)
     s.add_argument("--pool", help="starting pool, comma-separated members (default: the preset with personas)")
     s.add_argument("--share", action="store_true", help="a public gradio.live link (needs network); implies --public")
+    s.add_argument("--local", action="store_true",
+                   help="local mode even when --host is not loopback (only on a network you trust)")
     s.add_argument("--public", action="store_true",
                    help="public mode: visitors may name only this host's models, reach no private address, use "
                         "no key variable of their own, and see only their own runs (on by itself on Spaces)")
@@ -29,5 +31,5 @@ def cmd_demo(args) -> int:
     from .ui.gradio_app import launch
 
     launch(args.preset, args.host, args.port, pool=split_pool(args.pool) or None, share=args.share,
-           grace_s=args.grace_s, stop=stop, public=args.public or None)
+           grace_s=args.grace_s, stop=stop, public=True if args.public else (False if args.local else None))
     return 0

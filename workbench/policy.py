@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import socket
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Iterable
 from urllib.parse import urlparse
 
+from .backends.egress import public_addresses
 from .errors import PolicyError, WorkbenchError
 from .settings import FusionSettings
 from .specs import Member, ModelSpec, Registry, load_registry
@@ -56,6 +56,7 @@ PUBLIC_LIMITS = Limits(max_pool=6, max_rounds=3, max_new_tokens=1024, max_swap_k
                        max_images=4, max_image_pixels=2048 * 2048, runs_per_session=1, runs_total=8, queue_size=32)
 
 NOT_AVAILABLE = "is not available on this server; choose one of: "
+MAX_ENDPOINTS = 16  #: endpoints one browser may add
 
 
 @dataclass(frozen=True)
@@ -70,16 +71,24 @@ class Policy:
     limits: Limits = Limits()
 
     @classmethod
-    def for_host(cls, public: bool | None = None, registry: Registry | None = None) -> "Policy":
+    def for_host(cls, public: bool | None = None, registry: Registry | None = None,
+                 bind_host: str | None = None) -> "Policy":
         """The policy from the host's environment.
 
-        Public when ``public`` is True, or (when None) when ``SPACE_ID`` (Hugging Face Spaces) or
-        ``WORKBENCH_PUBLIC=1`` is set. ``WORKBENCH_ALLOW_CUSTOM_ENDPOINTS=1`` lets visitors add endpoints,
+        Public when ``public`` is True; when None: ``WORKBENCH_PUBLIC`` decides if set (1/true/yes or
+        0/false/no), else public on Hugging Face Spaces (``SPACE_ID``) or when serving on an address other
+        than loopback (``bind_host``): a server reachable by others fails closed. ``WORKBENCH_ALLOW_CUSTOM_ENDPOINTS=1`` lets visitors add endpoints,
         ``WORKBENCH_ALLOWED_HOSTS=a,b`` names hosts they may reach even if private, ``WORKBENCH_LIMITS``
         sets limits (``max_new_tokens=512,runs_total=4``).
         """
         if public is None:
-            public = bool(os.environ.get("SPACE_ID")) or os.environ.get("WORKBENCH_PUBLIC") == "1"
+            flag = os.environ.get("WORKBENCH_PUBLIC", "").strip().lower()
+            if flag in ("1", "true", "yes", "on"):
+                public = True
+            elif flag in ("0", "false", "no", "off"):
+                public = False
+            else:
+                public = bool(os.environ.get("SPACE_ID")) or (bind_host is not None and not _loopback(bind_host))
         base = PUBLIC_LIMITS if public else Limits()
         limits = Limits.parse(os.environ.get("WORKBENCH_LIMITS", ""), base)
         hosts = frozenset(h.strip().lower() for h in os.environ.get("WORKBENCH_ALLOWED_HOSTS", "").split(",")
@@ -106,12 +115,13 @@ class Policy:
         return member
 
     def _host_member(self, text: str, reg: Registry) -> Member:
+        """A registered model (with a known persona), looked up only: nothing is resolved, nothing touches disk."""
         text = text.strip()
+        if text in reg.models:
+            return Member(reg.models[text])
         head, sep, tail = text.rpartition(":")
         if sep and head in reg.models and tail in reg.personas:
-            return reg.member(text)
-        if text in reg.models:
-            return reg.member(text)
+            return Member(reg.models[head], persona=reg.personas[tail], persona_name=tail)
         # the same message whether or not a directory or a Hub repository of that name exists
         raise PolicyError(f"{text!r} {NOT_AVAILABLE}{', '.join(sorted(reg.models))}")
 
@@ -121,6 +131,8 @@ class Policy:
         if hosted is not None and hosted == spec:  # exactly the host's own model
             if self.public and spec.backend == "local":
                 self._check_cached(spec)
+            if self.public and spec.backend == "openai":  # e.g. a shipped preset on localhost: not for visitors
+                self.check_url(spec.base_url or "")
             return
         if spec.backend == "openai":
             self.check_url(spec.base_url or "")
@@ -133,6 +145,8 @@ class Policy:
         if spec.api_key_env:  # the host's keys go only where the host's models file sends them
             raise PolicyError(f"{spec.name}: an endpoint added here cannot use a server key variable "
                               f"({spec.api_key_env}); ask the host to add it to the models file")
+        if not spec.untrusted:  # built by registry_with, which marks it for the guarded HTTP client
+            raise PolicyError(f"{spec.name!r} {NOT_AVAILABLE}{self._choices()}")
 
     def _check_cached(self, spec: ModelSpec) -> None:
         """Public mode loads a host model only from this machine: a visitor never starts a download."""
@@ -144,34 +158,34 @@ class Policy:
             raise PolicyError(f"{spec.name} is not downloaded on this server; choose another model") from None
 
     def check_url(self, url: str) -> None:
-        """A custom endpoint's base URL: http(s), and a host this server may reach."""
-        parsed = urlparse(url)
+        """A custom endpoint's base URL: http(s), and a host this server may reach (checked again at connect)."""
+        try:
+            parsed = urlparse(url)
+            port = parsed.port
+        except ValueError:
+            raise PolicyError("the base URL is malformed") from None
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise PolicyError("the base URL must start with http:// or https:// and name a host")
-        host = parsed.hostname.lower()
-        if self.allow_private_hosts or host in self.allowed_hosts:
+        if self.allow_private_hosts:
             return
-        try:
-            addrs = {info[4][0] for info in socket.getaddrinfo(host, parsed.port or 443, proto=socket.IPPROTO_TCP)}
-        except (socket.gaierror, UnicodeError):
-            raise PolicyError(f"the endpoint host {host!r} does not resolve") from None
-        for addr in addrs:
-            ip = ipaddress.ip_address(addr.split("%")[0])
-            if not ip.is_global or ip.is_multicast:  # loopback, private, link-local (metadata), reserved
-                raise PolicyError(f"the endpoint host {host!r} is a local or private address, which this server "
-                                  f"does not reach (the host can allow it with WORKBENCH_ALLOWED_HOSTS)")
+        public_addresses(parsed.hostname, port or 443, self.allowed_hosts)
 
     def registry_with(self, endpoints: Iterable[dict[str, Any]]) -> Registry:
         """The host's registry plus endpoints a caller added (a browser's state), each checked."""
         reg = Registry(dict(self.registry.models), dict(self.registry.personas), list(self.registry.sources))
-        for ep in endpoints or ():
+        endpoints = list(endpoints or ())
+        if len(endpoints) > MAX_ENDPOINTS:
+            raise PolicyError(f"{len(endpoints)} saved endpoints; at most {MAX_ENDPOINTS}")
+        for ep in endpoints:
             if not isinstance(ep, dict) or not all(isinstance(ep.get(k), str) for k in ("name", "base_url", "model")):
                 raise PolicyError("a saved endpoint is malformed; remove it and add it again")
             if ep["name"] in self.registry.models:
                 raise PolicyError(f"an endpoint cannot take the name of the server's model {ep['name']!r}")
+            if ":" in ep["name"] or len(ep["name"]) > 64:
+                raise PolicyError("an endpoint name has no ':' and at most 64 characters")
             spec = ModelSpec(name=ep["name"], backend="openai", model=ep["model"], base_url=ep["base_url"],
                              api_key_env=(ep.get("api_key_env") or None), vision=bool(ep.get("vision", True)),
-                             description="added in the browser")
+                             description="added in the browser", untrusted=self.public)
             if spec.api_key_env and (self.public or not spec.api_key_env.replace("_", "").isalnum()):
                 raise PolicyError(f"{spec.name}: an endpoint added here cannot use a server key variable")
             if not self.allow_custom_endpoints:
@@ -195,6 +209,11 @@ class Policy:
                 (settings.judge_tokens, max(lim.max_new_tokens, 512), "judge tokens"),
                 (settings.swap_k, lim.max_swap_k, "judge orderings")]
         over += [(m.max_new_tokens or 0, lim.max_new_tokens, f"max new tokens of {m.label}") for m in members]
+        over += [(len(m.persona or ""), lim.max_prompt_chars, f"characters in the persona of {m.label}")
+                 for m in members + ([judge] if judge is not None else [])]
+        for m in members:
+            if m.temperature is not None and not 0 <= m.temperature <= 2:
+                raise PolicyError(f"{m.label}: temperature {m.temperature} is outside 0 to 2")
         for value, most, what in over:
             if value > most:
                 raise PolicyError(f"{value} {what} is over this server's limit of {most}")
@@ -221,3 +240,13 @@ class Policy:
                 f"{'allowed' if self.allow_private_hosts else 'refused'}"
                 + (f", except {', '.join(sorted(self.allowed_hosts))}" if self.allowed_hosts else "")
                 + f"). Key variables: only the host's ({', '.join(sorted(self.key_envs)) or 'none'}). Limits: {lim}")
+
+
+def _loopback(host: str) -> bool:
+    """Whether a bind address serves this machine only."""
+    if host.lower() in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -53,7 +53,7 @@ class RunTracker:
         """Register a running task; raises ShuttingDownError while draining, PolicyError over a limit.
 
         Args:
-            owner: whose run it is (a visitor's session); per_owner / total: runs in flight allowed.
+            owner: who the per-owner limit counts (a visitor); per_owner / total: runs in flight allowed.
         """
         with self._cond:
             if self.draining:
@@ -109,16 +109,17 @@ class RunTracker:
 RUNS = RunTracker()
 
 
-async def run_tracked(coro: Coroutine[Any, Any, T], what: str) -> T:
+async def run_tracked(coro: Coroutine[Any, Any, T], what: str, quota: str | None = None,
+                      per_owner: int | None = None, total: int | None = None) -> T:
     """Run ``coro`` as a task registered in RUNS (a re-judge, a whole evaluation).
 
     A draining server waits for it like any run, then cancels it; the caller then gets ShuttingDownError
-    naming ``what``, never a half-done result.
+    naming ``what``, never a half-done result. ``quota``, ``per_owner``, ``total``: as ``RunTracker.start``.
     """
     task = asyncio.ensure_future(coro)
     try:
-        token = RUNS.start(task)
-    except ShuttingDownError:
+        token = RUNS.start(task, quota, per_owner, total)
+    except WorkbenchError:
         task.cancel()
         raise
     task.add_done_callback(lambda _t: RUNS.end(token))

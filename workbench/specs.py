@@ -42,6 +42,7 @@ class ModelSpec:
     price_in_per_m: float | None = None  #: USD per million prompt tokens, for cost when the API reports none
     price_out_per_m: float | None = None  #: USD per million completion tokens
     description: str = ""  #: one line for listings
+    untrusted: bool = False  #: an endpoint a caller typed (public mode): called without redirects, host headers or private addresses
 
     @property
     def is_noise(self) -> bool:

@@ -136,7 +136,7 @@ class RunStore:
     def _row(self, run_id: str, owner: str | None, column: str) -> Any:
         row = self._conn.execute(f"SELECT {column}, owner FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None or (owner is not None and row[1] != owner):  # someone else's run reads as missing
-            raise ConfigError(f"no run {run_id!r} in {self.path}")
+            raise ConfigError(f"no run {run_id!r} in this store")  # no server path in a visitor's message
         return row[0]
 
     def load(self, run_id: str, owner: str | None = None) -> FusionResult:

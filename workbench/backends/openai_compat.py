@@ -11,7 +11,7 @@ import os
 import weakref
 from typing import Any, AsyncIterator
 
-from ..errors import BackendError, ConfigError, MissingDependencyError
+from ..errors import BackendError, ConfigError, MissingDependencyError, PolicyError
 from ..specs import ModelSpec
 from ..types import Chunk, GenerateConfig, ImagePart, Message, Usage
 from .base import ModelBackend, StreamEnd
@@ -80,8 +80,14 @@ class OpenAICompatModel(ModelBackend):
         key = self._api_key()
         client = self._clients.get(loop)
         if client is None or client.api_key != key:
+            timeout = httpx.Timeout(timeout_s, connect=self.connect_timeout_s)
+            extra = {}
+            if self.spec.untrusted:  # a visitor's URL: see workbench.backends.egress
+                from .egress import guarded_http_client
+
+                extra["http_client"] = guarded_http_client(timeout)
             client = AsyncOpenAI(base_url=self.spec.base_url, api_key=key, max_retries=self.max_retries,
-                                 timeout=httpx.Timeout(timeout_s, connect=self.connect_timeout_s))
+                                 timeout=timeout, **extra)
             self._clients[loop] = client
         return client.with_options(timeout=timeout_s)
 
@@ -120,6 +126,8 @@ class OpenAICompatModel(ModelBackend):
                         finish = choice.finish_reason
                     if choice.delta and choice.delta.content:
                         yield Chunk(choice.delta.content)
+        except PolicyError as exc:  # the guarded client refused the address (see egress)
+            raise BackendError(str(exc), kind="policy") from None
         except openai.AuthenticationError:
             var = self.spec.api_key_env or "the key variable"
             raise BackendError(f"{self.spec.base_url} rejected the API key: check {var}", kind="config") from None

@@ -67,7 +67,8 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
                          modes: Sequence[str] = MODE_NAMES, settings: FusionSettings | None = None, *,
                          limit: int | None = None, store: RunStore | None = None, inject: bool = False,
                          concurrency: int = 4, progress: bool = True, registry: Registry | None = None,
-                         policy: Policy | None = None, owner: str | None = None, **overrides):
+                         policy: Policy | None = None, owner: str | None = None, quota: str | None = None,
+                         **overrides):
     """Evaluate members, fusion modes and the oracle on ``dataset``; return a tidy DataFrame.
 
     Args:
@@ -112,7 +113,8 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
     store = store or RunStore()
     gen = dict(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, seed=settings.seed,
                member_timeout_s=settings.member_timeout_s)
-    cache_key = _key(ds.name, [m.to_dict() for m in members], gen)
+    # a visitor's cache and rows are their own (another's answers never show up in their runs)
+    cache_key = _key(ds.name, [m.to_dict() for m in members], gen, *([owner] if owner else []))
     eval_id = _key(cache_key, judge_member.to_dict() if judge_member else None, settings.rounds, settings.swap_k)
     done = {(r["item_id"], r["system"]) for r in store.eval_rows(eval_id)}
     systems = [f"member:{m.label}" for m in members] + ["oracle"] + [f"fusion:{m.name}" for m in mode_objs] + \
@@ -138,7 +140,9 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
         bar.update(1)
 
     try:  # registered as one run: a draining server waits for it, then stops it with nothing half-stored
-        await run_tracked(asyncio.gather(*(one(i) for i in ds.items)), f"the evaluation of {ds.name}")
+        lim = policy.limits if policy is not None else None
+        await run_tracked(asyncio.gather(*(one(i) for i in ds.items)), f"the evaluation of {ds.name}", quota,
+                          lim.runs_per_session if lim else None, lim.runs_total if lim else None)
     finally:
         bar.close()
     frame = pd.DataFrame(store.eval_rows(eval_id))

@@ -60,8 +60,8 @@ def _validate(prompt: Prompt | str, pool: Sequence[str | Member], judge: str | M
 async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge: str | Member | None = None,
                       mode: str | Mode = "best-of", settings: FusionSettings | None = None, *,
                       registry: Registry | None = None, store=None, policy: Policy | None = None,
-                      owner: str | None = None, reuse_rounds: list[list[MemberOutput]] | None = None,
-                      **overrides) -> AsyncIterator[Event]:
+                      owner: str | None = None, quota: str | None = None,
+                      reuse_rounds: list[list[MemberOutput]] | None = None, **overrides) -> AsyncIterator[Event]:
     """Run one fusion and yield its events; the last is RunDone with the FusionResult.
 
     Args:
@@ -75,6 +75,8 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
         store: a RunStore to save the finished run in (with its images).
         policy: what the caller may name, reach and spend (``workbench.policy``); None trusts the caller.
         owner: who the run belongs to (a public server's visitor session), stored with it.
+        quota: who the policy's runs-in-flight limit counts this run against (a visitor's address); None
+            counts it in the server's total only (a run inside an evaluation that is counted as a whole).
         reuse_rounds: rounds generated before (a stored run, an evaluation cache); they are reused, not
             regenerated, and a debate continues from the last of them.
 
@@ -88,7 +90,9 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
     settings = FusionSettings.build(settings, **overrides)
     if not mode.multi_round:
         settings = settings.replace(rounds=1)
-    prompt, members, judge_member = _validate(prompt, pool, judge, mode, settings, registry, policy)
+    # resolving names and checking hosts may wait on DNS: off the event loop
+    prompt, members, judge_member = await asyncio.to_thread(_validate, prompt, pool, judge, mode, settings, registry,
+                                                            policy)
     queue: asyncio.Queue = asyncio.Queue()
 
     def save(result: FusionResult) -> None:  # one transaction; run off the event loop when the run finishes
@@ -97,7 +101,7 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
     task = asyncio.ensure_future(_run(prompt, members, judge_member, mode, settings, queue.put_nowait, reuse_rounds,
                                       save if store is not None else None))
     try:  # a draining server refuses new runs; the policy caps runs in flight
-        token = RUNS.start(task, owner, policy.limits.runs_per_session if policy else None,
+        token = RUNS.start(task, quota, policy.limits.runs_per_session if policy else None,
                            policy.limits.runs_total if policy else None)
     except WorkbenchError:
         task.cancel()
@@ -342,7 +346,8 @@ def _finish(result: FusionResult, mode: Mode) -> None:
 
 async def rejudge(result: FusionResult, judge: str | Member | None = None, mode: str | Mode | None = None,
                   images: Sequence = (), swap_k: int | None = None, seed: int | None = None,
-                  registry: Registry | None = None) -> FusionResult:
+                  registry: Registry | None = None, policy: Policy | None = None,
+                  quota: str | None = None) -> FusionResult:
     """Judge a finished run again, with another judge or mode, without regenerating any member's answer.
 
     Args:
@@ -351,6 +356,7 @@ async def rejudge(result: FusionResult, judge: str | Member | None = None, mode:
         mode: "best-of", "merge" or "vote" (debate needs new rounds: run ``fuse`` again).
         images: the prompt's images (``RunStore.images(run_id)``), shown to the judge.
         swap_k, seed: change these settings for the new judging (default: the run's).
+        policy, quota: as for ``fuse_stream`` (the judge and the settings are checked; the run counts).
     """
     registry = registry or load_registry()
     mode = get_mode(mode or result.mode)
@@ -367,9 +373,13 @@ async def rejudge(result: FusionResult, judge: str | Member | None = None, mode:
                                        seed=seed if seed is not None else result.settings.seed)
     done: list[FusionResult] = []
     members = [Member.from_dict(p) for p in result.pool]
+    if policy is not None:
+        await asyncio.to_thread(policy.check_run, prompt, [], judge_member, settings)
+    lim = policy.limits if policy is not None else None
     await run_tracked(_run(prompt, members, judge_member, mode, settings,
                            lambda e: done.append(e.result) if isinstance(e, RunDone) else None,
-                           reuse_rounds=result.rounds), f"re-judging {result.run_id}")
+                           reuse_rounds=result.rounds), f"re-judging {result.run_id}", quota,
+                      lim.runs_per_session if lim else None, lim.runs_total if lim else None)
     new = done[0]
     new.prompt, new.parent_run_id, new.stopped_early = result.prompt, result.run_id, result.stopped_early
     new.pool_wall_s = result.pool_wall_s

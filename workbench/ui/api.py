@@ -8,14 +8,14 @@ import json
 import gradio as gr
 
 from ..answers import split_pool
-from ..errors import WorkbenchError
+from ..errors import PolicyError, WorkbenchError
 from ..fusion.engine import fuse_stream
 from ..render.html import transcript_html
 from ..settings import FusionSettings
 from ..policy import Policy
 from ..store import RunStore
 from ..types import Prompt
-from .fuse_tab import owner_of
+from .fuse_tab import owner_of, quota_of
 from .stream import view_updates
 
 
@@ -40,11 +40,14 @@ def add_fuse_api(store: RunStore, policy: Policy) -> None:
         """
         files = [f if isinstance(f, str) else getattr(f, "name", None) or f.get("path") for f in image_files or []]
         try:
+            if len(files) > policy.limits.max_images:  # before decoding any of them
+                raise PolicyError(f"{len(files)} images; this server takes at most {policy.limits.max_images}")
             prompt = await asyncio.to_thread(Prompt, prompt_text or "", files)  # image decoding off the loop
             members = [policy.member(p) for p in split_pool(pool)]
             settings = FusionSettings(rounds=int(rounds or 2), max_new_tokens=int(max_new_tokens or 256))
             events = fuse_stream(prompt, members, judge or None, mode or "best-of", settings, store=store,
-                                 registry=policy.registry, policy=policy, owner=owner_of(request, policy))
+                                 registry=policy.registry, policy=policy, owner=owner_of(request, policy),
+                                 quota=quota_of(request, policy))
             async for u in view_updates(events, len(members), every_s=0.1):
                 if u.result is not None:
                     yield {"event": "done", "result": json.loads(json.dumps(u.result.to_dict(), default=str)),

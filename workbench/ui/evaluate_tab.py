@@ -3,6 +3,8 @@ same figures the notebooks and `workbench eval` show."""
 
 from __future__ import annotations
 
+import asyncio
+
 import gradio as gr
 
 from ..errors import WorkbenchError
@@ -10,7 +12,7 @@ from ..fusion.modes import MODE_NAMES
 from ..settings import FusionSettings
 from ..store import RunStore
 from ..policy import Policy
-from .fuse_tab import owner_of
+from .fuse_tab import owner_of, quota_of
 from .pool import members_from_rows
 
 
@@ -45,7 +47,7 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
             from ..eval.harness import evaluate_async
 
             try:
-                reg = policy.registry_with((state or {}).get("endpoints", []))
+                reg = await asyncio.to_thread(policy.registry_with, (state or {}).get("endpoints", []))
                 members = members_from_rows(rows, reg, policy)
                 if not members:
                     raise WorkbenchError("the pool is empty: add members on the Fuse tab")
@@ -54,7 +56,8 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
                 settings = FusionSettings(seed=0, swap_k=2 if swap_on else 1, max_new_tokens=int(max_tokens))
                 df = await evaluate_async(ds, members, policy.member(judge, reg) if judge else None, chosen,
                                           settings, limit=int(n), inject=inject_on, store=store, registry=reg,
-                                          policy=policy, owner=owner_of(request, policy))
+                                          policy=policy, owner=owner_of(request, policy),
+                                          quota=quota_of(request, policy))
             except WorkbenchError as exc:
                 return f"⚠ {exc}", None, None, None, None, None
             s = metrics.summary(df)

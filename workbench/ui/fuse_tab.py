@@ -49,6 +49,14 @@ def owner_of(request: gr.Request | None, policy: Policy) -> str | None:
     return (getattr(request, "session_hash", None) or "anonymous") if policy.public else None
 
 
+def quota_of(request: gr.Request | None, policy: Policy) -> str | None:
+    """Who the runs-in-flight limit counts: the client's address (a session id is the client's to choose)."""
+    if not policy.public:
+        return None
+    client = getattr(request, "client", None)
+    return f"ip:{getattr(client, 'host', None) or 'unknown'}"
+
+
 def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, model_choices: list[str],
                    persona_choices: list[str], noise_md, policy: Policy) -> FuseTab:
     """Lay out the tab inside the current Blocks and wire its handlers (every call checked by ``policy``)."""
@@ -116,6 +124,9 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
         text = (mm or {}).get("text", "") if isinstance(mm, dict) else str(mm or "")
         files = (mm or {}).get("files", []) if isinstance(mm, dict) else []
         files = [f if isinstance(f, str) else f.get("path", "") for f in files]
+        if len(files) > policy.limits.max_images:  # before decoding any of them
+            yield {status: f"⚠ {len(files)} images; this server takes at most {policy.limits.max_images}"}
+            return
         # image decoding off the event loop; a bad image leaves the box, the text and the good ones stay
         errors = dict(zip(files, await asyncio.gather(*(asyncio.to_thread(_image_error, f) for f in files))))
         if any(errors.values()):
@@ -125,7 +136,8 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
             return
         try:
             prompt = await asyncio.to_thread(Prompt, text, files)
-            reg = policy.registry_with((state or {}).get("endpoints", []))  # browser state: checked every call
+            # browser state: checked on every call (host lookups off the event loop)
+            reg = await asyncio.to_thread(policy.registry_with, (state or {}).get("endpoints", []))
             members = members_from_rows(rows, reg, policy)
             if len(members) < 1:
                 raise WorkbenchError("the pool is empty: add at least one member")
@@ -149,7 +161,7 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
         yield first
         try:
             events = fuse_stream(prompt, members, judge_member, mode, settings, store=store, registry=reg,
-                                 policy=policy, owner=owner_of(request, policy))
+                                 policy=policy, owner=owner_of(request, policy), quota=quota_of(request, policy))
             async for u in view_updates(events, n):
                 upd: dict = {bodies[i]: t for i, t in u.bodies.items()}
                 upd.update({stats[i]: s for i, s in u.stats.items()})
@@ -181,7 +193,7 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
         problem = check_endpoint(name, url, model, key_var)
         new = {"name": name, "base_url": url, "model": model, "api_key_env": key_var, "vision": vision}
         try:
-            policy.registry_with([new]) if not problem else None
+            policy.registry_with([*(state or {}).get("endpoints", []), new]) if not problem else None
         except WorkbenchError as exc:
             problem = f"⚠ {exc}"
         if problem:

@@ -88,13 +88,14 @@ def launch(preset: str | None = None, host: str = "127.0.0.1", port: int | None 
            **kw) -> None:
     """Build and serve the app until SIGTERM or Ctrl-C, then drain (see ``serving.serve_until_signal``).
 
-    ``public`` (or ``share=True``, or a Space) puts the app in public mode (``workbench.policy``)."""
+    ``public=True`` (or ``share=True``, a Space, or a bind address other than loopback) puts the app in public
+    mode; ``public=False`` keeps local mode on any address (a trusted lab network). See ``workbench.policy``."""
     import sys
 
     from .serving import StopSignals, serve_until_signal
 
     stop = stop or StopSignals()
-    policy = Policy.for_host(True if (public or kw.get("share")) else None)
+    policy = Policy.for_host(True if (public or kw.get("share")) else public, bind_host=host)
     print(policy.describe(), file=sys.stderr, flush=True)
     demo = build_demo(preset, pool=pool, policy=policy)
     demo.launch(server_name=host, server_port=port, css=CSS, prevent_thread_lock=True, **kw)

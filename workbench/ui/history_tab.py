@@ -17,7 +17,7 @@ from ..fusion.engine import rejudge
 from ..fusion.modes import MODES
 from ..store import RunStore
 from ..policy import Policy
-from .fuse_tab import owner_of
+from .fuse_tab import owner_of, quota_of
 
 
 @dataclass
@@ -74,10 +74,10 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, sa
         owner = owner_of(request, policy)
         try:
             old = await asyncio.to_thread(store.load, (run_id or "").strip(), owner)  # SQLite off the loop
-            reg = policy.registry_with((state or {}).get("endpoints", []))
+            reg = await asyncio.to_thread(policy.registry_with, (state or {}).get("endpoints", []))
             images = await asyncio.to_thread(store.images, old.run_id, owner)
             new = await rejudge(old, policy.member(judge, reg) if MODES[mode].judged else None, mode,
-                                images=images, registry=reg)
+                                images=images, registry=reg, policy=policy, quota=quota_of(request, policy))
         except WorkbenchError as exc:
             return f"⚠ {exc}", gr.update(), gr.update(), gr.update(), gr.update()
         await asyncio.to_thread(store.save, new, images, owner)

@@ -30,7 +30,10 @@ def members_from_rows(rows: Any, reg: Registry, policy: Policy) -> list[Member]:
 
     Raises WorkbenchError (PolicyError) on a bad or refused row."""
     members = []
-    for n, row in enumerate(rows_of(rows), 1):
+    rows = [r for r in rows_of(rows) if r and str(r[0] if r[0] is not None else "").strip() not in ("", "nan")]
+    if len(rows) > MAX_MEMBERS:  # before resolving any of them
+        raise WorkbenchError(f"the pool has {len(rows)} members; the page shows at most {MAX_MEMBERS}")
+    for n, row in enumerate(rows, 1):
         row = [("" if c is None else str(c)).strip() for c in list(row) + [""] * 4][:4]
         model, persona, temp, name = row
         if not model or model.lower() == "nan":
