@@ -25,14 +25,19 @@ backend = "openai"
 model = "reply=quick answer"
 base_url = "{server.base_url}"
 """)
-    env = {**os.environ, "WORKBENCH_MODELS_FILE": str(models), "WORKBENCH_HOME": str(tmp_path / "home")}
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "demo", "--preset", "quick", "--port", str(port),
-                             "--pool", "slow,quick", "--grace-s", str(grace_s)], env=env,
+    proc, client = launch_demo(tmp_path, port, ["--preset", "quick", "--pool", "slow,quick", "--grace-s", str(grace_s)],
+                               WORKBENCH_MODELS_FILE=str(models))
+    return proc, client, RunStore(tmp_path / "home" / "runs.sqlite")
+
+
+def launch_demo(tmp_path, port: int, args: list[str], **env):
+    """`workbench demo ARGS` in a subprocess, once it serves: (process, gradio client)."""
+    env = {**os.environ, "WORKBENCH_HOME": str(tmp_path / "home"), **env}
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "demo", "--port", str(port), *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
     for _ in range(600):
         try:
-            return proc, Client(url, verbose=False), RunStore(tmp_path / "home" / "runs.sqlite")
+            return proc, Client(f"http://127.0.0.1:{port}/", verbose=False)
         except Exception:
             if proc.poll() is not None:
                 pytest.fail(proc.stdout.read())
@@ -76,16 +81,8 @@ def test_sigterm_during_a_run_drains_records_and_exits_0(tmp_path, server, port,
 
 
 def test_ctrl_c_on_an_idle_demo_with_a_local_model_exits_0(tmp_path, port):
-    env = {**os.environ, "WORKBENCH_HOME": str(tmp_path / "home")}
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "demo", "--preset", "tiny-offline", "--port",
-                             str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc, _ = launch_demo(tmp_path, port, ["--preset", "tiny-offline"])
     try:
-        for _ in range(600):  # served, and the preset loaded in the background
-            try:
-                Client(f"http://127.0.0.1:{port}/", verbose=False)
-                break
-            except Exception:
-                time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=90)
     finally:

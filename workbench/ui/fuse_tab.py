@@ -36,10 +36,10 @@ class FuseTab:
     endpoint_added: Any  #: the event of adding an endpoint (other tabs chain their model lists on it)
 
 
-def _image_error(path: str) -> str:
+def _load_image(path: str) -> ImageData | str:
+    """The image, decoded once, or why it cannot be read."""
     try:
-        ImageData.load(path)
-        return ""
+        return ImageData.load(path)
     except WorkbenchError as exc:
         return str(exc)
 
@@ -128,14 +128,15 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
             yield {status: f"⚠ {len(files)} images; this server takes at most {policy.limits.max_images}"}
             return
         # image decoding off the event loop; a bad image leaves the box, the text and the good ones stay
-        errors = dict(zip(files, await asyncio.gather(*(asyncio.to_thread(_image_error, f) for f in files))))
+        loaded = await asyncio.gather(*(asyncio.to_thread(_load_image, f) for f in files))
+        errors = {f: img if isinstance(img, str) else "" for f, img in zip(files, loaded)}
         if any(errors.values()):
             yield {status: "⚠ " + "; ".join(e for e in errors.values() if e)
                    + " (removed from the prompt; fix it and submit again)",
                    prompt_box: {"text": text, "files": [f for f, e in errors.items() if not e]}}
             return
         try:
-            prompt = await asyncio.to_thread(Prompt, text, files)
+            prompt = Prompt(text, images=loaded)  # already decoded: ImageData passes through
             # browser state: checked on every call (host lookups off the event loop)
             reg = await asyncio.to_thread(policy.registry_with, (state or {}).get("endpoints", []))
             members = members_from_rows(rows, reg, policy)
