@@ -69,7 +69,8 @@ def test_int4_quantizes_every_expert(tiny_int4):
 
 def test_int4_memory_is_smaller_and_outputs_track_bf16(tiny, tiny_int4, tiny_dir):
     assert tiny_int4.memory_report()["total_bytes"] < 0.7 * tiny.memory_report()["total_bytes"]
-    # A wrong expert split (gate/up swapped, missing transpose) would scramble the logits; NF4 only blurs them.
+    # NF4 blurs the logits only; this cannot tell a right expert split from a wrong one (the tiny model's experts
+    # barely weigh in): test_converter.py proves the split.
     proc = tiny.processor
     text = proc.apply_chat_template([{"role": "user", "content": [{"type": "text", "text": "count the circles"}]}],
                                     add_generation_prompt=True, tokenize=False)

@@ -16,7 +16,7 @@ import json
 import shutil
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 #: Bytes per parameter of an NF4 weight with double-quantized statistics (blocksize 64):
 #: 4 bits, one uint8 absmax per 64 values, one fp32 absmax per 256 of those.
@@ -183,8 +183,31 @@ def _quantize_tensor(weight, device: str) -> dict[str, Any]:
     return out
 
 
+def split_experts(leaf: str, fused) -> Iterator[tuple[int, str, Any]]:
+    """The per-expert ``nn.Linear`` weights (``[out_features, in_features]``) in one fused expert tensor.
+
+    ``Llama4TextExperts`` computes ``x @ gate_up_proj[e]`` then ``chunk(2)`` (gate first, then up), and
+    ``(up * act(gate)) @ down_proj[e]``; a Linear computes ``x @ W.T``. So:
+
+    - ``gate_up_proj`` ``[E, hidden, 2D]``: gate is ``[e, :, :D].T``, up is ``[e, :, D:].T`` (each ``[D, hidden]``);
+    - ``down_proj`` ``[E, D, hidden]``: ``[e].T`` (``[hidden, D]``).
+
+    Yields ``(expert index, "gate_proj" | "up_proj" | "down_proj", weight)``; ``tests/backends/test_converter.py``
+    proves it (logits equal the fused model's) and fails on each plausible mistake.
+    """
+    for e in range(fused.shape[0]):
+        if leaf == "gate_up_proj":
+            d = fused.shape[2] // 2
+            yield e, "gate_proj", fused[e, :, :d].T
+            yield e, "up_proj", fused[e, :, d:].T
+        elif leaf == "down_proj":
+            yield e, "down_proj", fused[e].T
+        else:
+            raise ValueError(f"not a fused expert tensor: {leaf}")
+
+
 def quantize_checkpoint(src: str | Path, dst: str | Path, skip_modules: Iterable[str],
-                        device: str | None = None, progress: bool = False) -> Path:
+                        device: str | None = None, progress: bool = False, quantize: bool = True) -> Path:
     """Write an NF4 pre-quantized copy of a Llama 4 (or any) safetensors checkpoint, one shard at a time.
 
     Args:
@@ -193,6 +216,8 @@ def quantize_checkpoint(src: str | Path, dst: str | Path, skip_modules: Iterable
         skip_modules: module names kept in bf16.
         device: where to quantize ("cuda" is much faster; default: cuda if available).
         progress: show a progress bar over shards.
+        quantize: False writes the same per-expert layout with nothing quantized and every tensor in its
+            source dtype (load it with ``load_split_checkpoint``): the split alone, to check it is exact.
     """
     import torch
     from safetensors import safe_open
@@ -218,29 +243,28 @@ def quantize_checkpoint(src: str | Path, dst: str | Path, skip_modules: Iterable
             for key in f.keys():
                 module, _, leaf = key.rpartition(".")
                 if module in experts and leaf in ("gate_up_proj", "down_proj"):
-                    fused = f.get_tensor(key)  # [E, hidden, 2D] or [E, D, hidden]
-                    for e in range(fused.shape[0]):
-                        if leaf == "gate_up_proj":
-                            d = fused.shape[2] // 2
-                            pieces = {"gate_proj": fused[e, :, :d].T, "up_proj": fused[e, :, d:].T}
-                        else:
-                            pieces = {"down_proj": fused[e].T}
-                        for proj, w in pieces.items():
+                    fused = f.get_tensor(key)
+                    for e, proj, w in split_experts(leaf, fused):
+                        if quantize:
                             for k, v in _quantize_tensor(w, device).items():
                                 out[f"{module}.{e}.{proj}.{k}"] = v
+                        else:
+                            out[f"{module}.{e}.{proj}.weight"] = w.contiguous()
                     del fused
-                elif key in linears:
+                elif key in linears and quantize:
                     for k, v in _quantize_tensor(f.get_tensor(key), device).items():
                         out[f"{module}.{k}"] = v
                 else:
                     t = f.get_tensor(key)
-                    out[key] = t.to(torch.bfloat16) if t.is_floating_point() and t.dtype == torch.float32 else t
+                    wide = quantize and t.is_floating_point() and t.dtype == torch.float32
+                    out[key] = t.to(torch.bfloat16) if wide else t
         save_file(out, str(tmp / shard.name), metadata={"format": "pt"})
         weight_map.update({k: shard.name for k in out})
         del out
     (tmp / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
     cfg = json.loads((src / "config.json").read_text())
-    cfg["quantization_config"] = bnb_config(skip_modules).to_dict()
+    if quantize:
+        cfg["quantization_config"] = bnb_config(skip_modules).to_dict()
     (tmp / "config.json").write_text(json.dumps(cfg, indent=2))
     for extra in src.iterdir():
         if extra.is_file() and extra.suffix != ".safetensors" and extra.name not in (
@@ -250,6 +274,42 @@ def quantize_checkpoint(src: str | Path, dst: str | Path, skip_modules: Iterable
         shutil.rmtree(dst)
     tmp.rename(dst)
     return dst
+
+
+def sequential_experts(model):
+    """Swap every fused ``Llama4TextExperts`` for transformers' ``SequentialLlama4TextExperts`` (one
+    ``Llama4TextMLP`` per expert): the swap its pre-quantized loader makes, done here without quantization."""
+    from transformers.quantizers.base import SequentialLlama4TextExperts
+
+    text_config = model.config.get_text_config()
+    for name, module in list(model.named_modules()):
+        if type(module).__name__ == "Llama4TextExperts":
+            parent, _, child = name.rpartition(".")
+            seq = SequentialLlama4TextExperts(text_config).to(module.gate_up_proj.dtype)
+            model.get_submodule(parent)._modules[child] = seq
+    return model
+
+
+def load_split_checkpoint(path: str | Path):
+    """A ``quantize_checkpoint(..., quantize=False)`` directory as an fp32 model with per-expert Linears,
+    loaded strictly (every tensor must match a parameter by name and shape). For checks on small models:
+    the model is first built with real (random) weights on the CPU."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM, Llama4ForConditionalGeneration
+
+    path = Path(path)
+    config = AutoConfig.from_pretrained(path)
+    if getattr(config, "model_type", "") == "llama4":
+        model = Llama4ForConditionalGeneration(config)
+    else:
+        model = AutoModelForCausalLM.from_config(config)
+    model = sequential_experts(model.float())
+    state: dict[str, Any] = {}
+    for shard in sorted(path.glob("*.safetensors")):
+        state.update(load_file(str(shard)))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
+    return model.eval()
 
 
 def unquantized_expert_weights(model) -> list[str]:

@@ -89,8 +89,13 @@ def _train_tokenizer(vocab_size: int):
     )
 
 
-def build_tiny_llama4(out_dir: str | Path, seed: int = 0) -> Path:
-    """Write a random-weight tiny Llama 4 checkpoint with processor to ``out_dir`` and return it."""
+def build_tiny_llama4(out_dir: str | Path, seed: int = 0, dtype: str = "bfloat16", expert_std: float | None = None,
+                      **text: int) -> Path:
+    """Write a random-weight tiny Llama 4 checkpoint with processor to ``out_dir`` and return it.
+
+    ``text`` overrides text-config sizes (``hidden_size=128, intermediate_size=64, num_local_experts=3``);
+    ``expert_std`` re-draws the routed experts' weights with that spread, so that they weigh in the output
+    (at the default init their share of the logits is tiny); ``dtype`` is what the weights are saved in."""
     import torch
     from transformers import Llama4Config, Llama4ForConditionalGeneration, Llama4Processor
     from transformers.models.llama4.image_processing_llama4 import Llama4ImageProcessor
@@ -99,9 +104,17 @@ def build_tiny_llama4(out_dir: str | Path, seed: int = 0) -> Path:
     out_dir = Path(out_dir)
     tokenizer = _train_tokenizer(TOKENIZER_VOCAB)
     vocab = padded_vocab(len(tokenizer))
-    config = Llama4Config(**tiny_config_kwargs(vocab))
+    kwargs = tiny_config_kwargs(vocab)
+    kwargs["text_config"].update(text)
+    config = Llama4Config(**kwargs)
     torch.manual_seed(seed)
-    model = Llama4ForConditionalGeneration(config).to(torch.bfloat16)
+    model = Llama4ForConditionalGeneration(config)
+    if expert_std is not None:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if ".experts." in name:
+                    p.normal_(0.0, expert_std)
+    model = model.to(getattr(torch, dtype))
     # `.to(bfloat16)` turns the vision rotary buffer real (FACTS.md); it is not saved, and loading with
     # `dtype=bfloat16` rebuilds it correctly.
     model.generation_config.pad_token_id = tokenizer.pad_token_id
