@@ -8,18 +8,27 @@ agree on what "the answer" of a reply is.
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from typing import Iterable, Mapping, TypeVar
 
 K = TypeVar("K")
 
-#: a number as written in prose: "-1,000.5", "42" (not part of a word or a longer number)
-NUMBER = r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?![\w])"
+#: a number as written in prose: "-1,000.5", "42", "3/4", "1 1/2" (not part of a word or a longer number).
+#: Commas count as thousands separators only in groups of three ("1,000"), so "1,2" is two numbers.
+NUMBER = (r"(?<![\w.,/])[-−]?(?:\d+\s+\d+\s*/\s*\d+|(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|\.\d+)"
+          r"(?![\w/]|[.,]\d)")
 
-_ANSWER_PATTERNS = [
-    r"final answer\s*(?:is|:)?\s*[:\-]?\s*(.+)",
-    r"\banswer\s*(?:is|:)\s*(.+)",
-    r"\\boxed\{([^}]*)\}",
-]
+_ONES = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen".split())}
+_TENS = {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
+_SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9}
+_FRACTION_WORDS = {"half": Fraction(1, 2), "halves": Fraction(1, 2), "third": Fraction(1, 3),
+                   "thirds": Fraction(1, 3), "quarter": Fraction(1, 4), "quarters": Fraction(1, 4)}
+
+#: "final answer: X", "the answer is X", "answer = X" (the last one in the text wins)
+_ANSWER_PHRASE = re.compile(r"\b(?:final\s+answer\b\s*(?:is\b|:|=)?|answer\b\s*(?:is\b|:|=))\s*(?::|-(?=\s))?[ \t]*",
+                            re.IGNORECASE)
 
 
 def letters(n: int) -> list[str]:
@@ -27,41 +36,159 @@ def letters(n: int) -> list[str]:
     return [chr(ord("A") + i) if i < 26 else f"C{i}" for i in range(n)]
 
 
-def last_number(text: str) -> float | None:
-    """The last number in ``text`` as a float (thousands separators dropped), or None."""
-    found = re.findall(r"-?\d[\d,]*(?:\.\d+)?", text)
-    if not found:
-        return None
+def parse_number(token: str) -> Fraction | None:
+    """A number token ("-1,000.5", "3/4", "1 1/2", "−2") as an exact Fraction, or None."""
+    t = token.strip().replace("−", "-").replace(",", "")
+    sign = -1 if t.startswith("-") else 1
+    t = t.lstrip("-").strip()
     try:
-        return float(found[-1].replace(",", ""))
-    except ValueError:
+        mixed = re.fullmatch(r"(\d+)\s+(\d+)\s*/\s*(\d+)", t)
+        if mixed:
+            whole, num, den = (int(g) for g in mixed.groups())
+            return sign * (whole + Fraction(num, den))
+        frac = re.fullmatch(r"(\d+(?:\.\d+)?)\s*/\s*(\d+)", t)
+        if frac:
+            return sign * Fraction(frac.group(1)) / int(frac.group(2))
+        return sign * Fraction(t)
+    except (ValueError, ZeroDivisionError):
         return None
+
+
+def words_to_number(text: str) -> Fraction | None:
+    """"five", "twenty-one", "one hundred and five", "a half", "three quarters" as a number, else None."""
+    words = [w for w in re.split(r"[\s-]+", text.strip().lower()) if w and w != "and"]
+    if not words:
+        return None
+    if len(words) <= 2 and words[-1] in _FRACTION_WORDS:
+        count = 1 if len(words) == 1 or words[0] in ("a", "one", "an") else _ONES.get(words[0])
+        return None if count is None else count * _FRACTION_WORDS[words[-1]]
+    total, current, seen = 0, 0, False
+    for w in words:
+        if w in _ONES:
+            current += _ONES[w]
+        elif w in _TENS:
+            current += _TENS[w]
+        elif w in _SCALES and seen:
+            if _SCALES[w] == 100:
+                current *= 100
+            else:
+                total, current = total + current * _SCALES[w], 0
+        else:
+            return None
+        seen = True
+    return Fraction(total + current)
+
+
+def format_number(value: Fraction) -> str:
+    """One canonical string per value: "3", "-0.25", "1/3" (a decimal when the value has a finite one)."""
+    if value.denominator == 1:
+        return str(value.numerator)
+    for k in range(1, 19):
+        if (10**k) % value.denominator == 0:
+            digits = str(abs(value.numerator) * (10**k // value.denominator)).rjust(k + 1, "0")
+            return ("-" if value < 0 else "") + (digits[:-k] + "." + digits[-k:]).rstrip("0")
+    return f"{value.numerator}/{value.denominator}"
+
+
+def last_number(text: str) -> float | None:
+    """The last number in ``text`` as a float (fractions and thousands separators understood), or None."""
+    for token in reversed(re.findall(NUMBER, text)):
+        value = parse_number(token)
+        if value is not None:
+            return float(value)
+    return None
+
+
+def answer_value(answer: str) -> Fraction | None:
+    """The number a normalised answer stands for ("1/2", "-3", "0.25"), or None when it is not one."""
+    return parse_number(answer) if re.fullmatch(NUMBER, answer.strip()) else None
+
+
+def _braced(text: str, start: int) -> tuple[str, int] | None:
+    """The contents of the ``{...}`` that opens at ``text[start]`` (nested braces allowed), and its end."""
+    if start >= len(text) or text[start] != "{":
+        return None
+    depth = 0
+    for i in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[start + 1:i], i + 1
+    return None
+
+
+def boxed(text: str) -> list[str]:
+    r"""Every ``\boxed{...}`` / ``\fbox{...}`` content in ``text``, in order (nested braces kept whole)."""
+    out = []
+    for m in re.finditer(r"\\(?:boxed|fbox)\s*", text):
+        got = _braced(text, m.end())
+        if got is not None:
+            out.append(got[0])
+    return out
+
+
+def _strip_latex(a: str) -> str:
+    for _ in range(3):  # \frac{\frac..}: a few passes
+        a = re.sub(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}", r"\1/\2", a)
+    a = re.sub(r"\\(?:text|textbf|mathrm|mathbf|boxed)\s*\{([^{}]*)\}", r"\1", a)
+    a = re.sub(r"\\(?:left|right|,|;|!|\(|\)|\[|\])", " ", a)
+    return a.replace("\\%", "%").replace("\\$", "$")
+
+
+def _unit_free_number(a: str) -> Fraction | None:
+    """A lone number with an optional currency sign before it and up to two unit words after it
+    ("$1,000", "3 apples", "12 cm", "50%", "5 million"), as a value; else None."""
+    m = re.fullmatch(rf"(?:[$£€¥]\s*)?({NUMBER})\s*(%|°\s*[a-z]?|[a-z]+(?:\s+[a-z]+)?)?", a)
+    if not m:
+        return None
+    value = parse_number(m.group(1))
+    scale = _SCALES.get((m.group(2) or "").split(" ")[0]) if value is not None else None
+    return value * scale if scale and value is not None else value
 
 
 def normalise(answer: str) -> str:
-    """Lower-case, strip punctuation and markup; numbers in one canonical form ("1,000.0" -> "1000")."""
-    a = answer.strip().lower()
-    a = re.sub(r"[*_`$]", "", a)
-    nums = re.findall(NUMBER, a)
-    if nums and re.fullmatch(rf"\s*{NUMBER}\s*[.!]?\s*(?:[a-z%]+)?\s*", a):
-        n = nums[0].replace(",", "")
-        try:
-            f = float(n)
-            return str(int(f)) if f == int(f) else repr(f)
-        except ValueError:
-            return n
-    return re.sub(r"[^\w\s-]", "", a).strip().rstrip(".")
+    """One canonical form per answer, so equal answers compare equal in a vote and a scorer: lower case,
+    no markup or trailing punctuation; a number (digits, a fraction, words, with a currency sign or
+    units) as one canonical string ("1,000.0" -> "1000", "1/2" and "0.5" -> "0.5", "five apples" -> "5")."""
+    a = _strip_latex(answer.strip())
+    a = a.lower().replace("−", "-")
+    a = re.sub(r"[*_`$]", "", a) if not re.search(r"\$\s*\d", a) else re.sub(r"[*_`]", "", a)
+    a = re.sub(r"\s+", " ", a).strip().strip("\"'“”‘’").strip()
+    a = re.sub(r"[.!?,;:]+$", "", a).strip()
+    a = re.sub(r"^\((\w)\)$", r"\1", a)  # "(b)" -> "b"
+    a = re.sub(r"^[a-z]\s*=\s*(?=[-−$£€\d.])", "", a)  # "x = 5" -> "5"
+    value = _unit_free_number(a)
+    if value is None:
+        words = a.split(" ")
+        for cut in range(len(words), max(0, len(words) - 3), -1):  # number words, then up to two unit words
+            value = words_to_number(" ".join(words[:cut]))
+            if value is not None:
+                break
+    if value is not None:
+        return format_number(value)
+    return re.sub(r"\s+", " ", re.sub(r"[^\w\s/.%-]", "", a)).strip().rstrip(".")
 
 
 def extract_answer(text: str) -> str:
-    """The short final answer in a free-text reply: an "answer:" phrase, else the last number, else the last line."""
-    for pat in _ANSWER_PATTERNS:
-        found = re.findall(pat, text, flags=re.IGNORECASE)
-        if found:
-            first_line = found[-1].strip().splitlines()[0] if found[-1].strip() else ""
-            if first_line:
-                num = re.match(rf"\s*({NUMBER})", first_line)
-                return normalise(num.group(1) if num else first_line)
+    r"""The short final answer in a free-text reply, normalised.
+
+    In order: the last ``\boxed{}``; else the last answer phrase ("final answer: X", "the answer is X"),
+    where a number at the start of the phrase is the answer; else the last number; else the last line.
+    """
+    box = boxed(text)
+    if box:
+        return normalise(box[-1])
+    # what follows each answer phrase, to the end of its line (a later phrase on the same line wins)
+    phrases = [text[m.end():].split("\n", 1)[0].strip() for m in _ANSWER_PHRASE.finditer(text)]
+    phrases = [p for p in phrases if p]
+    if phrases:
+        line = phrases[-1]
+        lead = re.match(rf"\s*(?:[$£€¥]\s*)?{NUMBER}(?:\s*%)?", line)
+        if lead:
+            return normalise(lead.group(0))
+        word_lead = re.match(r"\s*([a-z]+(?:[\s-][a-z]+){0,3})", line, flags=re.IGNORECASE)
+        if word_lead and words_to_number(word_lead.group(1)) is not None and len(line.split()) <= 4:
+            return normalise(line)
+        return normalise(re.split(r"(?<=[\w)])[.;](?:\s|$)", line)[0])
     nums = re.findall(NUMBER, text)
     if nums:
         return normalise(nums[-1])

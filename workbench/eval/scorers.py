@@ -10,7 +10,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from ..answers import extract_answer, last_number, letters, normalise
+from ..answers import answer_value, extract_answer, last_number, letters, normalise
 from .datasets import Item
 
 
@@ -30,9 +30,15 @@ def score_exact(text: str, reference: str) -> Score:
     return Score(ok, float(ok), got, f"extracted {got!r} {'==' if ok else '!='} reference {normalise(reference)!r}")
 
 
+def _number(answer: str) -> float | None:
+    """A normalised answer's number ("0.5", "1/3"), else the last number in it."""
+    value = answer_value(answer)
+    return float(value) if value is not None else last_number(answer)
+
+
 def score_numeric(text: str, reference: str, rel_tol: float = 1e-6) -> Score:
     got = extract_answer(text)
-    value, ref = last_number(got), last_number(reference)
+    value, ref = _number(got), _number(normalise(reference))
     if ref is None:
         return Score(None, None, got, f"the reference {reference!r} is not a number")
     if value is None:
