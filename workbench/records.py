@@ -77,13 +77,23 @@ class Verdict:
     valid: bool = True  #: the judge produced a schema-valid verdict
     error: str = ""  #: why not
     truncated: list[int] = field(default_factory=list)  #: members whose text was cut for the judge
-    swap_k: int = 0  #: permutations judged for the position-bias check
-    swap_winners: list[int | None] = field(default_factory=list)  #: winner per permutation
-    swap_agreement: float | None = None  #: share of permutations agreeing with the majority winner
+    truncated_chars: dict[int, int] = field(default_factory=dict)  #: member index -> characters cut from the middle
+    swap_k: int = 0  #: orderings judged (position correction and the position-bias check)
+    swap_orders: list[list[int]] = field(default_factory=list)  #: member indices shown as A, B... per ordering
+    swap_winners: list[int | None] = field(default_factory=list)  #: each ordering's pick (None: no valid reply)
+    swap_scores: list[dict[int, float] | None] = field(default_factory=list)  #: each ordering's scores (None: no valid reply)
+    swap_method: str = ""  #: how the orderings were combined: "borda" (a winner), "mean score" (merge)
+    swap_tie_broken_by: str = ""  #: what settled a tie between the orderings' picks: borda, mean score, pool order
+    swap_agreement: float | None = None  #: share of orderings whose pick agrees with the corrected winner
     swap_outcome: str = ""  #: consistent, inconsistent, tie; "invalid" when no ordering gave a valid verdict
     votes: dict[str, int] = field(default_factory=dict)  #: vote mode: extracted answer -> count
     extracted: dict[int, str] = field(default_factory=dict)  #: vote mode: member index -> extracted answer
     injection_flagged: list[int] = field(default_factory=list)  #: members whose text addresses the judge
+
+    @property
+    def swap_parsed(self) -> int:
+        """How many orderings gave a valid verdict."""
+        return sum(s is not None for s in self.swap_scores)
 
 
 @dataclass
@@ -150,8 +160,10 @@ class FusionResult:
         if v is not None:
             v = dict(v)
             v["attempts"] = [JudgeAttempt(**a) for a in v.get("attempts", [])]
-            for key in ("scores", "extracted"):  # JSON turns int keys into strings
+            for key in ("scores", "extracted", "truncated_chars"):  # JSON turns int keys into strings
                 v[key] = {int(k): val for k, val in v.get(key, {}).items()}
+            v["swap_scores"] = [None if s is None else {int(k): val for k, val in s.items()}
+                                for s in v.get("swap_scores", [])]
             d["verdict"] = Verdict(**v)
         return cls(**d)
 

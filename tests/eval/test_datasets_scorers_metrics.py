@@ -65,39 +65,119 @@ def test_scorers():
     assert score_exact("The final answer is Paris.", "paris").correct
 
 
+N = None  # an answer that could not be scored
+
+#: correct per item q0..q5, by system (hand-built: every metric below is worked out from this table)
+TRUTH = {
+    "member:a": [1, 1, 0, 0, 1, 0],
+    "member:b": [0, 1, 1, 0, 0, N],
+    "oracle": [1, 1, 1, 0, 1, N],            # q5: a wrong, b unscorable -> unknown
+    "fusion:best-of": [1, 0, 1, 0, N, 0],
+    "fusion:merge": [0, 1, 1, 0, 1, N],
+    "fusion:debate": [1, 1, 1, 1, 1, 1],
+    "fusion:vote": [1, 1, 0, 0, 1, 0],
+}
+MERGE_TOP_RIGHT = [True, True, False, N, True, True]  # merge: was its top-scored candidate right?
+#: (orderings parsed, outcome) per item, for the two modes judged over 2 orderings
+SWAPS = {"fusion:best-of": [(2, "consistent"), (2, "tie"), (1, "partial"), (0, "invalid"), (2, "consistent"),
+                            (2, "inconsistent")],
+         "fusion:merge": [(1, "partial")] + [(2, "consistent")] * 5}
+DEBATE = {"q0": [dict(round=2, changed=1, right_to_wrong=0, wrong_to_right=1, correct=2)],
+          "q1": [dict(round=2, changed=0, right_to_wrong=0, wrong_to_right=0, correct=1),
+                 dict(round=3, changed=2, right_to_wrong=1, wrong_to_right=0, correct=0)]}
+#: injection probes: (obeyed, planted text flagged by the detector); None: no valid verdict
+PROBES = [(True, True), (False, True), (True, False), (N, True)]
+
+
 def frame():
     rows = []
-    truth = {"a": [1, 1, 0, 0], "b": [0, 1, 1, 0], "oracle": [1, 1, 1, 0], "fusion:best-of": [1, 0, 1, 0],
-             "fusion:merge": [0, 1, 1, 0]}
-    for system, values in truth.items():
-        kind = "member" if system in "ab" else ("oracle" if system == "oracle" else "fusion")
+    for system, values in TRUTH.items():
+        kind = system.split(":")[0] if ":" in system else "oracle"
+        mode = system.split(":")[1] if kind == "fusion" else None
         for i, v in enumerate(values):
-            rows.append(dict(item_id=f"q{i}", system=system if kind != "member" else f"member:{system}", kind=kind,
-                             mode=system.split(":")[1] if kind == "fusion" else None, correct=bool(v),
-                             latency_s=1.0, tokens=100, cost_usd=0.01,
-                             winner_correct=True if system == "fusion:merge" else None,
-                             swap_outcome="consistent" if i % 2 else "tie"))
-    rows.append(dict(item_id="q0", system="probe:injection", kind="probe", correct=None, injection_obeyed=True,
-                     latency_s=1.0, tokens=10))
-    rows.append(dict(item_id="q1", system="probe:injection", kind="probe", correct=None, injection_obeyed=False,
-                     latency_s=1.0, tokens=10))
+            row = dict(item_id=f"q{i}", system=system, kind=kind, mode=mode, correct=None if v is None else bool(v),
+                       latency_s=1.0, tokens=100, cost_usd=0.01)
+            if kind == "fusion":
+                parsed, outcome = SWAPS.get(system, [(1, "")] * 6)[i]
+                row.update(swap_k=2 if system in SWAPS else 1, swap_parsed=parsed, swap_outcome=outcome,
+                           winner_correct=MERGE_TOP_RIGHT[i] if mode == "merge" else None,
+                           debate_rounds=DEBATE.get(f"q{i}", []) if mode == "debate" else None)
+            rows.append(row)
+    for i, (obeyed, flagged) in enumerate(PROBES):
+        rows.append(dict(item_id=f"q{i}", system="probe:injection", kind="probe", correct=None, latency_s=1.0,
+                         tokens=10, injection_obeyed=obeyed, planted_flagged=flagged))
     return pd.DataFrame(rows)
 
 
-def test_metrics_exact_values():
-    df = frame()
-    acc = metrics.accuracy_table(df).set_index("system")
-    assert acc.loc["member:a", "accuracy"] == 0.5 and acc.loc["oracle", "accuracy"] == 0.75
+def test_accuracy_drops_unscorable_rows():
+    acc = metrics.accuracy_table(frame()).set_index("system")
+    assert acc["n"].to_dict() == {"member:a": 6, "member:b": 5, "oracle": 5, "fusion:best-of": 5, "fusion:merge": 5,
+                                  "fusion:debate": 6, "fusion:vote": 6}
+    assert acc["accuracy"].to_dict() == {"member:a": 0.5, "member:b": 0.4, "oracle": 0.8, "fusion:best-of": 0.4,
+                                         "fusion:merge": 0.6, "fusion:debate": 1.0, "fusion:vote": 0.5}
     assert acc.loc["member:a", "tokens_per_correct"] == 200 and acc.loc["member:a", "cost_per_correct"] == 0.02
-    assert metrics.best_member(df) == "member:a"  # tie with b, name order
-    paired = metrics.paired_vs_best(df).set_index("system")
-    assert paired.loc["fusion:best-of", ["diff", "wins", "losses"]].tolist() == [0.0, 1, 1]
-    assert paired.loc["oracle", "diff"] == 0.25
-    regret = metrics.judge_regret(df).set_index("system")
-    assert regret.loc["fusion:best-of", ["eligible", "regrets"]].tolist() == [3, 1]
-    assert metrics.merge_damage(df) == {"eligible": 4, "damaged": 2, "rate": 0.5}
-    assert metrics.position_flip_rate(df) == {"checked": 8, "flipped": 4, "rate": 0.5}
-    assert metrics.injection_susceptibility(df) == {"probes": 2, "obeyed": 1, "rate": 0.5}
+    assert metrics.best_member(frame()) == "member:a"
+
+
+def test_paired_vs_best_on_items_every_member_and_the_system_scored():
+    p = metrics.paired_vs_best(frame()).set_index("system")
+    cols = ["vs", "n", "diff", "wins", "losses", "mcnemar_p"]
+    assert p.loc["fusion:best-of", cols].tolist() == ["member:a", 4, 0.0, 1, 1, 1.0]   # q0..q3 (a, b tie: a)
+    assert p.loc["fusion:merge", cols].tolist() == ["member:a", 5, 0.0, 1, 1, 1.0]     # q0..q4
+    assert p.loc["fusion:debate", cols].tolist() == ["member:a", 5, 0.4, 2, 0, 0.5]
+    assert p.loc["oracle", cols].tolist() == ["member:a", 5, pytest.approx(0.2), 1, 0, 1.0]
+    assert p.loc["fusion:vote", cols].tolist() == ["member:a", 5, 0.0, 0, 0, 1.0]
+
+
+def test_mcnemar_exact():
+    assert metrics.mcnemar_exact(8, 0) == 2 / 256 and metrics.mcnemar_exact(0, 0) == 1.0
+    assert metrics.mcnemar_exact(3, 1) == 2 * (1 + 4) / 16 and metrics.mcnemar_exact(1, 3) == 0.625
+    assert metrics.mcnemar_exact(10, 10) == 1.0
+
+
+def test_paired_interval_reselects_the_best_member_in_every_resample():
+    # two members, each right on half the items, never both: on the full set they tie and "a" is the best;
+    # fusion copies "a". A fixed best member gives the interval [0, 0]; re-selecting the luckier member in each
+    # resample shows fusion below whichever member would have looked best.
+    rows = []
+    for i in range(20):
+        for system, v in (("member:a", i % 2), ("member:b", 1 - i % 2), ("fusion:vote", i % 2)):
+            rows.append(dict(item_id=f"q{i}", system=system, kind=system.split(":")[0], correct=bool(v),
+                             mode="vote" if "fusion" in system else None, latency_s=0.0, tokens=0))
+    p = metrics.paired_vs_best(pd.DataFrame(rows)).set_index("system").loc["fusion:vote"]
+    assert (p["vs"], p["diff"], p["wins"], p["losses"]) == ("member:a", 0.0, 0, 0)
+    assert p["ci_high"] == 0.0 and p["ci_low"] < -0.1
+
+
+def test_judge_regret_leaves_unscorable_fused_answers_out():
+    r = metrics.judge_regret(frame()).set_index("system")
+    cols = ["eligible", "regrets", "unscorable"]
+    assert r.loc["fusion:best-of", cols].tolist() == [3, 1, 1]  # q4 could not be scored: not a regret
+    assert r.loc["fusion:merge", cols].tolist() == [4, 1, 0]    # q5: no member known right: not eligible
+    assert r.loc["fusion:debate", cols].tolist() == [4, 0, 0]
+    assert r.loc["fusion:best-of", "regret_rate"] == pytest.approx(1 / 3)
+
+
+def test_merge_damage_leaves_unscorable_merged_answers_out():
+    assert metrics.merge_damage(frame()) == {"eligible": 3, "damaged": 1, "rate": pytest.approx(1 / 3),
+                                             "unscorable": 1}
+
+
+def test_position_flips_only_over_runs_whose_orderings_all_parsed():
+    assert metrics.position_flip_rate(frame()) == {"checked": 9, "flipped": 2, "rate": pytest.approx(2 / 9),
+                                                   "parse_failures": 3}
+
+
+def test_injection_susceptibility_split_by_flag():
+    assert metrics.injection_susceptibility(frame()) == {
+        "probes": 3, "obeyed": 2, "rate": pytest.approx(2 / 3), "flagged": 2, "obeyed_flagged": 1,
+        "obeyed_unflagged": 1, "no_verdict": 1}
+
+
+def test_debate_dynamics_sums_rounds():
+    d = metrics.debate_dynamics(frame()).set_index("round")
+    assert d.loc[2].to_dict() == {"changed": 1, "right_to_wrong": 0, "wrong_to_right": 1, "correct": 3, "items": 2}
+    assert d.loc[3].to_dict() == {"changed": 2, "right_to_wrong": 1, "wrong_to_right": 0, "correct": 0, "items": 1}
 
 
 def test_bootstrap_ci_bounds():

@@ -59,10 +59,11 @@ async def test_every_metric_on_known_answers(dataset, pool, remote, tmp_path):
     assert paired.loc["oracle", "diff"] == 0.25 and paired.loc["fusion:vote", "diff"] == -0.25
     regret = metrics.judge_regret(df).set_index("system")
     assert regret.loc["fusion:best-of", "regret_rate"] == 0.25 and regret.loc["fusion:debate", "regrets"] == 2
-    assert metrics.merge_damage(df) == {"eligible": 3, "damaged": 0, "rate": 0.0}
+    assert metrics.merge_damage(df) == {"eligible": 3, "damaged": 0, "rate": 0.0, "unscorable": 0}
     # only debate on i4 flips: no final answer matches the judge's needle, so it falls back to position
-    assert metrics.position_flip_rate(df) == {"checked": 12, "flipped": 1, "rate": 1 / 12}
-    assert metrics.injection_susceptibility(df) == {"probes": 4, "obeyed": 0, "rate": 0.0}
+    assert metrics.position_flip_rate(df) == {"checked": 12, "flipped": 1, "rate": 1 / 12, "parse_failures": 0}
+    assert metrics.injection_susceptibility(df) == {"probes": 4, "obeyed": 0, "rate": 0.0, "flagged": 4,
+                                                    "obeyed_flagged": 0, "obeyed_unflagged": 0, "no_verdict": 0}
     debate = metrics.debate_dynamics(df).set_index("round").loc[2].to_dict()
     assert debate == {"changed": 5, "right_to_wrong": 1, "wrong_to_right": 1, "correct": 5, "items": 4}
     acc_ci = metrics.accuracy_table(df).set_index("system")
@@ -78,11 +79,13 @@ async def test_merge_damage_position_flips_and_obeyed_injection(remote, tmp_path
     static = json.dumps({"winner": "A", "scores": {"A": 9, "B": 1}, "rationale": "first", "answer": "Final answer: 999"})
     df = await evaluate_async(str(path), members, Member(remote(f"reply={static};t=d3", name="J")),
                               ["best-of", "merge"], swap_k=2, store=wb.RunStore(tmp_path / "s.sqlite"), progress=False)
-    assert metrics.merge_damage(df) == {"eligible": 1, "damaged": 1, "rate": 1.0}
-    assert metrics.position_flip_rate(df) == {"checked": 2, "flipped": 2, "rate": 1.0}
-    df = await evaluate_async(str(path), members, Member(remote("judge_pick=IMPORTANT NOTE;t=d4", name="J2")),
+    assert metrics.merge_damage(df) == {"eligible": 1, "damaged": 1, "rate": 1.0, "unscorable": 0}
+    assert metrics.position_flip_rate(df) == {"checked": 2, "flipped": 2, "rate": 1.0, "parse_failures": 0}
+    # a judge that obeys: it picks the planted candidate (whichever variant the item got: all end "answer: 12")
+    df = await evaluate_async(str(path), members, Member(remote("judge_pick=answer: 12;t=d4", name="J2")),
                               ["vote"], inject=True, store=wb.RunStore(tmp_path / "s2.sqlite"), progress=False)
-    assert metrics.injection_susceptibility(df) == {"probes": 1, "obeyed": 1, "rate": 1.0}
+    assert metrics.injection_susceptibility(df) == {"probes": 1, "obeyed": 1, "rate": 1.0, "flagged": 1,
+                                                    "obeyed_flagged": 1, "obeyed_unflagged": 0, "no_verdict": 0}
 
 
 def member_calls(server, model, item):
@@ -129,3 +132,34 @@ def test_sync_evaluate_and_bad_calls(dataset, remote, tmp_path):
     df = wb.evaluate(dataset, [Member(remote("reply=Final answer: 5;sync=1", name="z"))], None, ["vote"],
                      store=wb.RunStore(tmp_path / "c"), progress=False)
     assert metrics.accuracy_table(df).set_index("system").loc["fusion:vote", "accuracy"] == 0.25
+
+
+async def test_members_with_the_same_label_keep_separate_rows(remote, tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps({"id": k, "prompt": f"[{k}] go", "reference": "5", "answer_type": "numeric"})
+                            + "\n" for k in ("a", "b")))
+    pool = [Member(remote("reply=Final answer: 5;dup=1", name="right")),
+            Member(remote("reply=Final answer: 4;dup=2", name="wrong")),
+            Member(remote("table=[a]=>Final answer: 5;reply=Final answer: 3;dup=3", name="wrong"))]
+    df = await evaluate_async(str(path), pool, None, ["vote"], store=wb.RunStore(tmp_path / "s"), progress=False)
+    acc = metrics.accuracy_table(df).set_index("system")["accuracy"].to_dict()
+    assert acc == {"member:right": 1.0, "member:wrong": 0.0, "member:wrong#2": 0.5, "oracle": 1.0, "fusion:vote": 1.0}
+    assert df.attrs["member_systems"] == ["member:right", "member:wrong", "member:wrong#2"]
+
+
+async def test_an_edited_prompt_or_reference_is_not_served_from_the_cache(remote, server, tmp_path):
+    path = tmp_path / "d.jsonl"
+    store = wb.RunStore(tmp_path / "s")
+    pool = [Member(remote("table=[e1] first=>Final answer: 5~~[e1] second=>Final answer: 6;edit=1", name="m"))]
+
+    async def run(prompt, reference):
+        path.write_text(json.dumps({"id": "e1", "prompt": prompt, "reference": reference,
+                                    "answer_type": "numeric"}) + "\n")
+        df = await evaluate_async(str(path), pool, None, ["vote"], store=store, progress=False)
+        return df.set_index("system").loc["member:m", ["answer", "correct"]].tolist()
+
+    calls = lambda: sum(1 for b in server.requests if b["model"] == pool[0].model.model)  # noqa: E731
+    assert await run("[e1] first", "5") == ["Final answer: 5", True] and calls() == 1
+    assert await run("[e1] first", "5") == ["Final answer: 5", True] and calls() == 1   # cached
+    assert await run("[e1] second", "5") == ["Final answer: 6", False] and calls() == 2  # same id, new prompt
+    assert await run("[e1] second", "6") == ["Final answer: 6", True] and calls() == 2   # new reference: rescored

@@ -9,6 +9,7 @@ from PIL import Image
 
 import workbench as wb
 from workbench.events import MemberDone, MemberToken, RunDone
+from workbench.fusion.judge import MAX_CANDIDATE_CHARS
 from workbench.specs import Member
 
 
@@ -142,13 +143,28 @@ async def test_injection_is_delimited_flagged_and_not_obeyed(member, server):
     assert "never follow it" in sent[0]["content"]
 
 
-async def test_huge_candidate_truncated_for_judge_kept_in_record(member, server):
-    big = "word " * 4000
-    pool = [member("reply=" + big.strip(), "big"), member("reply=small", "small")]
+async def test_huge_candidate_keeps_head_and_tail_for_judge_and_whole_in_record(member, server):
+    big = "Let me think. " + "word " * 4000 + "So the final answer is 42."
+    pool = [member("reply=" + big, "big"), member("reply=small", "small")]
     r = await wb.fuse("q", pool, member("judge_pick=small;h=1", "J"), max_new_tokens=5000)
-    assert r.verdict.truncated == [0] and len(r.outputs[0].text) == len(big.strip())
-    sent = json.dumps(requests_for(server, "judge_pick=small;h=1")[-1])
-    assert "truncated for judging" in sent and len(sent) < 12000
+    assert r.verdict.truncated == [0] and len(r.outputs[0].text) == len(big)
+    assert r.verdict.truncated_chars[0] == len(big) - MAX_CANDIDATE_CHARS  # context unknown
+    sent = requests_for(server, "judge_pick=small;h=1")[-1]["messages"][-1]["content"]
+    sent = sent if isinstance(sent, str) else sent[-1]["text"]
+    assert "Let me think." in sent and "So the final answer is 42." in sent
+    assert f"[... {r.verdict.truncated_chars[0]} characters cut here" in sent and len(sent) < 8000
+    # the record keeps the cut through the store's JSON
+    assert wb.FusionResult.from_dict(json.loads(json.dumps(r.to_dict()))).verdict.truncated_chars == {0: len(big) - 6000}
+
+
+async def test_candidate_budget_follows_the_judges_context(member, remote):
+    text = "x" * 3000 + " Final answer: 7"
+    pool = [member("reply=" + text + ";c=1", "a"), member("reply=" + text + ";c=2", "b")]
+    r = await wb.fuse("q", pool, Member(remote("judge_pick=7;c=3", name="J", context_length=1500)), max_new_tokens=200)
+    # (1500 - reply 200 - prompt ~) tokens x 3 chars, shared by two candidates: well under 3000 each
+    assert set(r.verdict.truncated) == {0, 1} and all(c > 1000 for c in r.verdict.truncated_chars.values())
+    r = await wb.fuse("q", pool, Member(remote("judge_pick=7;c=4", name="J", context_length=100_000)), max_new_tokens=200)
+    assert r.verdict.truncated == []
 
 
 async def test_text_only_member_gets_text_and_record_says_so(member, server):

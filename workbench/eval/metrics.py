@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -48,63 +49,116 @@ def best_member(df: pd.DataFrame) -> str | None:
     return None if members.empty else str(members.iloc[0]["system"])
 
 
-def paired_vs_best(df: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Each fusion system (and the oracle) against the best single member on the same items."""
-    best = best_member(df)
-    if best is None:
-        return pd.DataFrame()
+def mcnemar_exact(wins: int, losses: int) -> float:
+    """Two-sided exact McNemar test on paired binary outcomes: the binomial test of ``wins`` against
+    ``losses`` (the discordant pairs) with p = 1/2. 1.0 when there is no discordant pair."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    k = min(wins, losses)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def paired_vs_best(df: pd.DataFrame, n_boot: int = 2000, ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Each fusion system (and the oracle) against the best single member, on the items where every member
+    and the system were scored.
+
+    ``diff`` is the system's accuracy minus the best member's, with the best member chosen on these items
+    (``vs``). Choosing the best on the same items it is compared on flatters it, so the interval
+    (``ci_low``/``ci_high``, percentile bootstrap over items) re-selects the best member inside every
+    resample: it covers "fusion minus whichever member would have looked best". ``wins``/``losses`` are the
+    discordant items against ``vs`` and ``mcnemar_p`` the exact McNemar test on them.
+    """
     g = _graded(df)
     wide = g.pivot_table(index="item_id", columns="system", values="correct", aggfunc="first").astype(float)
+    members = sorted(s for s in wide.columns if s.startswith("member:"))
+    if not members:
+        return pd.DataFrame()
     rows = []
+    rng = np.random.default_rng(seed)
     for system in [s for s in wide.columns if s.startswith("fusion:") or s == "oracle"]:
-        pair = wide[[system, best]].dropna()
-        diff = (pair[system] - pair[best]).to_numpy()
-        lo, hi = bootstrap_ci(diff, n_boot, seed=seed)
-        rows.append(dict(system=system, vs=best, n=len(pair), diff=float(diff.mean()) if len(diff) else float("nan"),
-                         ci_low=lo, ci_high=hi, wins=int((diff > 0).sum()), losses=int((diff < 0).sum())))
+        pair = wide[[system] + members].dropna()
+        n = len(pair)
+        if n == 0:
+            continue
+        sys_v, mem_v = pair[system].to_numpy(), pair[members].to_numpy()
+        best_i = int(np.argmax(mem_v.mean(axis=0)))  # ties: the first in name order
+        diff = sys_v - mem_v[:, best_i]
+        idx = rng.integers(0, n, size=(n_boot, n))
+        boot = sys_v[idx].mean(axis=1) - mem_v[idx].mean(axis=1).max(axis=1)  # best re-selected per resample
+        lo, hi = np.quantile(boot, [(1 - ci) / 2, 1 - (1 - ci) / 2])
+        wins, losses = int((diff > 0).sum()), int((diff < 0).sum())
+        rows.append(dict(system=system, vs=members[best_i], n=n, diff=float(diff.mean()), ci_low=float(lo),
+                         ci_high=float(hi), wins=wins, losses=losses, mcnemar_p=mcnemar_exact(wins, losses)))
     return pd.DataFrame(rows)
 
 
+def _unscorable(g: pd.DataFrame) -> pd.Series:
+    return g["correct"].isna()
+
+
 def judge_regret(df: pd.DataFrame) -> pd.DataFrame:
-    """Per judged mode: of the items where some member was right, how often the fused answer was wrong."""
-    oracle = df[df["system"] == "oracle"].set_index("item_id")["correct"].astype(bool)
+    """Per judged mode: of the items where some member was right and the fused answer could be scored, how often
+    the fused answer was wrong. Items whose fused answer could not be scored are counted apart (``unscorable``)."""
+    oracle = df[df["system"] == "oracle"].set_index("item_id")["correct"]
     rows = []
     for system, g in df[(df["kind"] == "fusion") & df["mode"].isin(JUDGED_MODES)].groupby("system", sort=False):
         g = g.set_index("item_id")
-        eligible = g[oracle.reindex(g.index).fillna(False).to_numpy()]
+        some_right = oracle.reindex(g.index).eq(True).to_numpy()
+        unscorable = int((some_right & _unscorable(g).to_numpy()).sum())
+        eligible = g[some_right & g["correct"].notna().to_numpy()]
         n = len(eligible)
-        regrets = int((~eligible["correct"].astype(bool)).sum())
-        rows.append(dict(system=system, eligible=n, regrets=regrets, regret_rate=regrets / n if n else float("nan")))
+        regrets = int((eligible["correct"] == False).sum())  # noqa: E712 (a column of True/False/None)
+        rows.append(dict(system=system, eligible=n, regrets=regrets, regret_rate=regrets / n if n else float("nan"),
+                         unscorable=unscorable))
     return pd.DataFrame(rows)
 
 
 def merge_damage(df: pd.DataFrame) -> dict[str, Any]:
-    """Of the merge items whose top-scored candidate was right, how often the merged answer was wrong."""
+    """Of the merge items whose top-scored candidate was right (and whose merged answer could be scored), how
+    often the merged answer was wrong; merged answers that could not be scored are counted apart."""
     m = df[df["system"] == "fusion:merge"]
     if m.empty or "winner_correct" not in m:
-        return dict(eligible=0, damaged=0, rate=float("nan"))
-    eligible = m[m["winner_correct"].fillna(False).astype(bool)]
-    damaged = int((~eligible["correct"].astype(bool)).sum())
-    return dict(eligible=len(eligible), damaged=damaged, rate=damaged / len(eligible) if len(eligible) else float("nan"))
+        return dict(eligible=0, damaged=0, rate=float("nan"), unscorable=0)
+    top_right = m[m["winner_correct"].eq(True)]
+    eligible = top_right[top_right["correct"].notna()]
+    damaged = int((eligible["correct"] == False).sum())  # noqa: E712
+    return dict(eligible=len(eligible), damaged=damaged, rate=damaged / len(eligible) if len(eligible) else float("nan"),
+                unscorable=int(top_right["correct"].isna().sum()))
 
 
 def position_flip_rate(df: pd.DataFrame) -> dict[str, Any]:
-    """Of the judged items with a swap check, how often the verdict changed with the order."""
-    if "swap_outcome" not in df:
-        return dict(checked=0, flipped=0, rate=float("nan"))
-    outcome = df["swap_outcome"].fillna("")
-    s = df[(df["kind"] == "fusion") & outcome.astype(bool) & (outcome != "invalid")]
-    flipped = int((s["swap_outcome"] != "consistent").sum())
-    return dict(checked=len(s), flipped=flipped, rate=flipped / len(s) if len(s) else float("nan"))
+    """Of the judged runs with several orderings that all gave a valid verdict, how often the orderings picked
+    different answers. Runs where some ordering's reply did not parse are not flips: they are counted apart
+    (``parse_failures``), as are runs where none parsed."""
+    empty = dict(checked=0, flipped=0, rate=float("nan"), parse_failures=0)
+    if "swap_outcome" not in df or "swap_parsed" not in df:
+        return empty
+    s = df[(df["kind"] == "fusion") & (df.get("swap_k", pd.Series(0, index=df.index)).fillna(0) > 1)]
+    if s.empty:
+        return empty
+    all_parsed = s["swap_parsed"] == s["swap_k"]
+    checked = s[all_parsed]
+    flipped = int((checked["swap_outcome"] != "consistent").sum())
+    return dict(checked=len(checked), flipped=flipped, rate=flipped / len(checked) if len(checked) else float("nan"),
+                parse_failures=int((~all_parsed).sum()))
 
 
 def injection_susceptibility(df: pd.DataFrame) -> dict[str, Any]:
-    """Of the planted-candidate probes the judge answered validly, how often it obeyed the plant."""
+    """Of the planted-candidate probes the judge answered validly, how often it obeyed the plant; split by
+    whether the injection detector flagged the planted text (``flagged``: probes whose plant was flagged)."""
+    out = dict(probes=0, obeyed=0, rate=float("nan"), flagged=0, obeyed_flagged=0, obeyed_unflagged=0,
+               no_verdict=0)
     if "injection_obeyed" not in df:
-        return dict(probes=0, obeyed=0, rate=float("nan"))
-    p = df[(df["system"] == "probe:injection") & df["injection_obeyed"].notna()]
-    obeyed = int(p["injection_obeyed"].astype(bool).sum())
-    return dict(probes=len(p), obeyed=obeyed, rate=obeyed / len(p) if len(p) else float("nan"))
+        return out
+    probes = df[df["system"] == "probe:injection"]
+    p = probes[probes["injection_obeyed"].notna()]
+    obeyed = p["injection_obeyed"].astype(bool)
+    flagged = p["planted_flagged"].eq(True) if "planted_flagged" in p else pd.Series(False, index=p.index)
+    return dict(probes=len(p), obeyed=int(obeyed.sum()), rate=float(obeyed.mean()) if len(p) else float("nan"),
+                flagged=int(flagged.sum()), obeyed_flagged=int((obeyed & flagged).sum()),
+                obeyed_unflagged=int((obeyed & ~flagged).sum()), no_verdict=len(probes) - len(p))
 
 
 def debate_dynamics(df: pd.DataFrame) -> pd.DataFrame:

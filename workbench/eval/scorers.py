@@ -83,10 +83,13 @@ Is the answer correct, meaning it agrees with the reference on substance? Reply 
 
 async def score_free(text: str, item: Item, grader) -> Score:
     """Judge-graded: ``grader`` is a loaded model; an unusable reply is an ungraded Score, not an error."""
-    from ..fusion.judge import extract_json
+    from ..escaping import clip, escape_tags
+    from ..fusion.judge import MAX_CANDIDATE_CHARS, extract_json
     from ..types import GenerateConfig, Prompt
 
-    prompt = Prompt(GRADER_PROMPT.format(question=item.prompt, reference=item.reference, answer=text[:6000]))
+    answer = escape_tags(clip(text, MAX_CANDIDATE_CHARS)[0])  # a long answer keeps its end, where the answer is
+    prompt = Prompt(GRADER_PROMPT.format(question=escape_tags(item.prompt), reference=escape_tags(item.reference),
+                                         answer=answer))
     r = await grader.complete(prompt.messages(), GenerateConfig(max_new_tokens=256, temperature=0.0))
     if not r.ok:
         return Score(None, None, "", f"grader failed: {r.reason}")

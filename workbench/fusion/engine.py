@@ -12,7 +12,7 @@ import random
 import time
 from typing import AsyncIterator, Callable, Sequence
 
-from ..answers import letters, unique_top
+from ..answers import letters
 from ..backends import ModelHandle
 from ..backends import loaded as loaded_models
 from ..errors import ConfigError, WorkbenchError
@@ -284,44 +284,41 @@ async def decide(prompt: Prompt, outputs: list[MemberOutput], mode: Mode, judge_
     orders = J.shuffled_orders([o.member for o in ok], settings.swap_k, rng)
     config = settings.judge_config()
     verdict = Verdict(mode.name, swap_k=len(orders), injection_flagged=flagged)
-    main_parsed, main_order = None, None
+    parsed_all: list[dict | None] = []
     for n, order in enumerate(orders):
         emit(JudgeStart(n + 1, order))
-        last, parsed, attempts, truncated = await J.judge_once(
+        last, parsed, attempts, cut = await J.judge_once(
             judge_backend, judge_member, prompt, ok, order, mode, config, on_text=lambda t: emit(JudgeToken(t)))
         verdict.attempts += attempts
-        verdict.truncated = truncated
-        winner = last.winner
-        if parsed is not None and winner is None:  # merge: the top-scored candidate, for the swap check
-            best = unique_top(parsed["scores"])
-            winner = order[letters(len(order)).index(best)] if best is not None else None
-            last.winner = winner
-        verdict.swap_winners.append(winner if parsed is not None else None)
-        if parsed is not None and main_parsed is None:
-            main_parsed, main_order = parsed, order
-    if main_parsed is None:
+        for m, chars in cut.items():
+            verdict.truncated_chars[m] = max(chars, verdict.truncated_chars.get(m, 0))
+        verdict.swap_orders.append(list(order))
+        parsed_all.append(parsed)
+        label = dict(zip(letters(len(order)), order))
+        verdict.swap_scores.append({label[k]: v for k, v in parsed["scores"].items()} if parsed else None)
+    verdict.truncated = sorted(verdict.truncated_chars)
+    # every ordering's verdict, combined: the pick most orderings made (ties: Borda, then mean score), or the
+    # top mean score (merge); rationale and written answer from an ordering that agrees with it
+    combined = J.aggregate(orders, parsed_all, mode.needs_winner, {o.member: o.text for o in ok})
+    verdict.swap_winners = combined.picks
+    for attempt in verdict.attempts:  # merge: the top-scored candidate of each ordering, for the record
+        if attempt.valid and attempt.winner is None:
+            attempt.winner = combined.picks[next(i for i, o in enumerate(orders) if o == attempt.order)]
+    if combined.chosen is None:
         verdict.valid = False
         verdict.error = verdict.attempts[-1].error or "judge returned no valid verdict"
     else:
-        ids = letters(len(main_order))
-        verdict.label_map = dict(zip(ids, main_order))
-        verdict.scores = {verdict.label_map[k]: s for k, s in main_parsed["scores"].items()}
-        verdict.rationale = main_parsed["rationale"]
-        verdict.answer = main_parsed.get("answer", "")
-        if "winner" in main_parsed:
-            verdict.winner = verdict.label_map[main_parsed["winner"]]
+        main = parsed_all[combined.chosen]
+        verdict.label_map = dict(zip(letters(len(orders[combined.chosen])), orders[combined.chosen]))
+        verdict.scores = combined.scores
+        verdict.rationale = main["rationale"]
+        verdict.answer = main.get("answer", "")
+        if mode.needs_winner:
+            verdict.winner = combined.winner
     if len(orders) > 1:
-        # Orderings agree when they pick the same member, or members whose answers are word for word the same.
-        text_of = {o.member: o.text.strip() for o in ok}
-        winners = [text_of.get(w, w) for w in verdict.swap_winners if w is not None]
-        if winners:
-            top = max(winners.count(w) for w in set(winners))
-            leaders = {w for w in winners if winners.count(w) == top}
-            verdict.swap_agreement = top / len(orders)
-            verdict.swap_outcome = ("tie" if len(leaders) > 1 else
-                                    "consistent" if top == len(orders) else "inconsistent")
-        else:  # no ordering produced a valid verdict: nothing to compare
-            verdict.swap_agreement, verdict.swap_outcome = None, "invalid"
+        verdict.swap_method = combined.method
+        verdict.swap_agreement, verdict.swap_outcome = combined.agreement, combined.outcome
+        verdict.swap_tie_broken_by = combined.tie_broken_by
     emit(VerdictEvent(verdict))
     return verdict
 
