@@ -129,6 +129,9 @@ async def test_swap_consistency(member):
     biased = await wb.fuse("q", pool, member(f"reply={first}", "biased"), swap_k=2, seed=3)
     assert biased.verdict.swap_winners[0] != biased.verdict.swap_winners[1]
     assert biased.verdict.swap_outcome == "tie" and biased.verdict.swap_agreement == 0.5
+    # corrected for position: one pick each, equal Borda points and mean scores, so pool order decides (not "A")
+    assert biased.verdict.winner == 0 and biased.verdict.swap_tie_broken_by == "pool order"
+    assert biased.verdict.scores == {0: 5.0, 1: 5.0} and biased.final_answer == "right answer"
 
 
 async def test_injection_is_delimited_flagged_and_not_obeyed(member, server):

@@ -16,13 +16,21 @@ def result(**kw):
 
 def test_verdict_maps_labels_back_and_escapes():
     r = result(verdict=Verdict("best-of", winner=1, scores={0: 3, 1: 9}, rationale="beta <script>",
-                               label_map={"A": 1, "B": 0}, swap_k=2, swap_agreement=0.5, swap_outcome="tie"),
+                               label_map={"A": 1, "B": 0}, swap_k=2, swap_agreement=0.5, swap_outcome="tie",
+                               swap_orders=[[1, 0], [0, 1]], swap_winners=[1, 0], swap_scores=[{1: 9, 0: 3}, {0: 3, 1: 9}],
+                               swap_method="borda", swap_tie_broken_by="mean score", truncated_chars={0: 1200}),
                final_answer="B 2")
     html = verdict_html(r)
-    assert "Winner: <strong>beta</strong>" in html
+    assert "Winner (position-corrected over 2 orderings): <strong>beta</strong>" in html
     assert "<td>beta</td><td>9</td><td>A</td>" in html and "<td>alpha</td><td>3</td><td>B</td>" in html
     assert "&lt;script&gt;" in html and "<script>" not in html
-    assert "tie" in html and "50%" in html
+    assert "tie, agreement 50%, 2 of 2 replies valid" in html and "tie broken by mean score" in html
+    assert "ordering 1 (A=beta, B=alpha): picked beta" in html and "ordering 2 (A=alpha, B=beta): picked alpha" in html
+    assert "alpha: 1200 characters from the middle not shown to the judge" in html
+    from workbench.render import to_markdown
+
+    md = to_markdown(r)
+    assert "winner (position-corrected over 2 orderings): **beta**" in md and "ordering 2 (A=alpha, B=beta)" in md
 
 
 def test_transcript_marks_changes_and_early_stop():

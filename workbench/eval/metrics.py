@@ -174,6 +174,32 @@ def debate_dynamics(df: pd.DataFrame) -> pd.DataFrame:
     return per
 
 
+def metric_lines(s: dict) -> list[str]:
+    """The evaluation's headline numbers as Markdown lines, each with what it is computed over."""
+    lines = []
+    for _, r in s["paired"].iterrows():
+        lines.append(f"- {r['system']} vs {r['vs']}: {r['diff']:+.2f} over {r['n']} items (95% CI {r['ci_low']:+.2f} "
+                     f"to {r['ci_high']:+.2f}, best member re-selected per resample; wins {r['wins']}, losses "
+                     f"{r['losses']}, exact McNemar p = {r['mcnemar_p']:.3g})")
+    for _, r in s["regret"].iterrows():
+        lines.append(f"- judge regret, {r['system']}: {r['regrets']} of {r['eligible']} items some member got right"
+                     + (f" ({r['unscorable']} fused answers could not be scored: left out)" if r["unscorable"] else ""))
+    md = s["merge_damage"]
+    if md["eligible"] or md["unscorable"]:
+        lines.append(f"- merge damage: {md['damaged']} of {md['eligible']} items whose top candidate was right"
+                     + (f" ({md['unscorable']} unscorable, left out)" if md["unscorable"] else ""))
+    pf = s["position_flips"]
+    if pf["checked"] or pf["parse_failures"]:
+        lines.append(f"- position flips: {pf['flipped']} of {pf['checked']} runs whose orderings all parsed; "
+                     f"{pf['parse_failures']} runs with a judge reply that did not parse (not counted as flips)")
+    inj = s["injection"]
+    if inj["probes"] or inj["no_verdict"]:
+        lines.append(f"- injection: the judge obeyed {inj['obeyed']} of {inj['probes']} planted candidates "
+                     f"({inj['obeyed_flagged']} of {inj['flagged']} the detector flagged, {inj['obeyed_unflagged']} "
+                     f"of {inj['probes'] - inj['flagged']} it did not)")
+    return lines
+
+
 def summary(df: pd.DataFrame) -> dict[str, Any]:
     """Every metric at once (what the CLI report and the Evaluate tab show)."""
     return dict(accuracy=accuracy_table(df), paired=paired_vs_best(df), regret=judge_regret(df),

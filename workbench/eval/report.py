@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .. import plots
 from . import metrics
+from .metrics import metric_lines
 
 
 def figures(df) -> dict:
@@ -41,8 +42,7 @@ def write(df, out_dir: str | Path) -> dict[str, Path]:
              "<h2>Fused vs the best single member (paired)</h2>",
              s["paired"].to_html(index=False, float_format=lambda x: f"{x:.3f}"),
              "<h2>Judge</h2>", s["regret"].to_html(index=False, float_format=lambda x: f"{x:.3f}"),
-             f"<p>merge damage: {s['merge_damage']}; position flips: {s['position_flips']}; "
-             f"injection: {s['injection']}</p>"]
+             "<ul>" + "".join(f"<li>{html.escape(x[2:])}</li>" for x in metric_lines(s)) + "</ul>"]
     first = True
     for name, fig in figures(df).items():
         parts.append(fig.to_html(full_html=False, include_plotlyjs=True if first else False, div_id=f"fig-{name}"))

@@ -6,6 +6,7 @@ import difflib
 import html
 
 from ..records import FusionResult, MemberOutput
+from .markdown import position_lines
 
 NOISE_NOTICE = ("**The tiny offline model has random weights: its output below is noise.** It is here so the "
                 "workbench runs with no GPU or network; pick a real model or endpoint for meaningful answers.")
@@ -77,18 +78,20 @@ def verdict_html(result: FusionResult) -> str:
     out.append(f"<p>Mode <strong>{esc(result.mode)}</strong> · judge <strong>{esc(judge)}</strong>"
                + (" (also a member)" if result.judge_is_member else "") + "</p>")
     if v.winner is not None:
-        out.append(f'<p class="wb-winner">Winner: <strong>{esc(names.get(v.winner, str(v.winner)))}</strong></p>')
+        corrected = f" (position-corrected over {v.swap_k} orderings)" if v.swap_k > 1 else ""
+        out.append(f'<p class="wb-winner">Winner{corrected}: <strong>{esc(names.get(v.winner, str(v.winner)))}</strong></p>')
     if v.scores:
         rows = "".join(f"<tr><td>{esc(names.get(m, str(m)))}</td><td>{s:g}</td><td>{esc(lbl)}</td></tr>"
                        for lbl, m in v.label_map.items() for mm, s in v.scores.items() if mm == m)
-        out.append('<table class="wb-scores"><tr><th>member</th><th>score</th><th>shown to judge as</th></tr>'
+        score = "mean score" if v.swap_k > 1 else "score"
+        shown = "shown to judge as (in the ordering quoted)" if v.swap_k > 1 else "shown to judge as"
+        out.append(f'<table class="wb-scores"><tr><th>member</th><th>{score}</th><th>{shown}</th></tr>'
                    + rows + "</table>")
     if v.votes:
         out.append("<p>Votes: " + esc(", ".join(f"{a!r} × {c}" for a, c in v.votes.items())) + "</p>")
-    if v.swap_k > 1:
-        agree = "–" if v.swap_agreement is None else f"{v.swap_agreement:.0%}"
-        out.append(f'<p class="wb-swap">Position check over {v.swap_k} orderings: <strong>{esc(v.swap_outcome)}'
-                   f"</strong> (agreement {agree})</p>")
+    lines = position_lines(v, names)
+    if lines:
+        out.append('<ul class="wb-swap">' + "".join(f"<li>{esc(x)}</li>" for x in lines) + "</ul>")
     if v.rationale:
         out.append(f'<details open><summary>Rationale</summary><pre class="wb-pre">{esc(v.rationale)}</pre></details>')
     if v.injection_flagged:

@@ -2,7 +2,28 @@
 
 from __future__ import annotations
 
-from ..records import FusionResult
+from ..answers import letters
+from ..records import FusionResult, Verdict
+
+
+def position_lines(v: Verdict, names: dict[int, str]) -> list[str]:
+    """Plain-text lines on a verdict over several orderings: the corrected winner, how it was combined, each
+    ordering's pick, and what the judge did not see in full. Shared by the Markdown and HTML renderers."""
+    out = []
+    if v.swap_k > 1:
+        agree = "–" if v.swap_agreement is None else f"{v.swap_agreement:.0%}"
+        how = {"borda": "the pick most orderings made", "mean score": "the top mean score"}.get(v.swap_method, "")
+        tie = f"; tie broken by {v.swap_tie_broken_by}" if v.swap_tie_broken_by else ""
+        out.append(f"position-corrected over {v.swap_k} orderings ({how}{tie}): {v.swap_outcome}, "
+                   f"agreement {agree}, {v.swap_parsed} of {v.swap_k} replies valid")
+        for n, (order, pick) in enumerate(zip(v.swap_orders, v.swap_winners), 1):
+            shown = ", ".join(f"{lbl}={names.get(m, m)}" for lbl, m in zip(letters(len(order)), order))
+            said = "no valid reply" if v.swap_scores[n - 1] is None else \
+                f"picked {names.get(pick, pick)}" if pick is not None else "no single top"
+            out.append(f"ordering {n} ({shown}): {said}")
+    for m, chars in v.truncated_chars.items():
+        out.append(f"{names.get(m, m)}: {chars} characters from the middle not shown to the judge (head and tail were)")
+    return out
 
 
 def _fmt(x: float | None, unit: str = "s") -> str:
@@ -44,15 +65,15 @@ def to_markdown(r: FusionResult) -> str:
     else:
         names = {o.member: o.label for o in r.outputs}
         if v.winner is not None:
-            out.append(f"- winner: **{names.get(v.winner, v.winner)}**")
+            corrected = f" (position-corrected over {v.swap_k} orderings)" if v.swap_k > 1 else ""
+            out.append(f"- winner{corrected}: **{names.get(v.winner, v.winner)}**")
         if v.scores:
-            out.append("- scores: " + ", ".join(f"{names.get(m, m)} {s:g}" for m, s in v.scores.items()))
+            out.append(("- mean scores over the orderings: " if v.swap_k > 1 else "- scores: ") + ", ".join(f"{names.get(m, m)} {s:g}" for m, s in v.scores.items()))
         if v.label_map:
             out.append("- labels shown to the judge: " + ", ".join(f"{k}={names.get(m, m)}" for k, m in v.label_map.items()))
         if v.votes:
             out.append("- votes: " + ", ".join(f"{a!r}: {c}" for a, c in v.votes.items()))
-        if v.swap_k > 1:
-            out.append(f"- swap check over {v.swap_k} orderings: {v.swap_outcome} (agreement {_fmt(v.swap_agreement, '')})")
+        out += [f"- {line}" for line in position_lines(v, names)]
         if v.rationale:
             out += ["", "**Rationale.** " + v.rationale]
         if not v.valid:

@@ -8,6 +8,7 @@ import asyncio
 import gradio as gr
 
 from ..errors import WorkbenchError
+from ..eval.metrics import metric_lines
 from ..fusion.modes import MODE_NAMES
 from ..settings import FusionSettings
 from ..store import RunStore
@@ -65,9 +66,7 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
             shown = acc[["system", "n", "accuracy", "ci_low", "ci_high", "tokens_per_correct", "mean_latency_s"]].round(3)
             paired = s["paired"]
             lines = [f"**{len(df['item_id'].unique())} items** · best single member: **{s['best_member']}**"]
-            for _, r in paired.iterrows():
-                lines.append(f"- {r['system']} vs best member: {r['diff']:+.2f} (95% CI {r['ci_low']:+.2f} to "
-                             f"{r['ci_high']:+.2f}; wins {r['wins']}, losses {r['losses']})")
+            lines += metric_lines(s)
             if any(m.model.is_noise for m in members):
                 lines.append("\n_The tiny offline model's answers are noise: these numbers exercise the pipeline only._")
             debate = plots.debate_flips(s["debate"]) if len(s["debate"]) else None
