@@ -210,3 +210,14 @@ async def test_free_text_is_judge_graded(remote):
     s = await score("Because of scattering.", item, prose)
     assert s.correct is None and "unusable" in s.explanation
     assert (await score("x", item, None)).correct is None
+
+
+def test_consistency_checks_pass_on_a_sound_frame_and_catch_broken_ones():
+    assert metrics.consistency_problems(frame()) == []
+    broken = frame()
+    broken.loc[(broken["system"] == "oracle") & (broken["item_id"] == "q3"), "correct"] = True  # no member was right
+    assert any("oracle disagrees" in p for p in metrics.consistency_problems(broken))
+    doubled = pd.concat([frame(), frame()[frame()["system"] == "member:a"]])  # colliding member rows
+    assert any("share an (item, system) pair" in p for p in metrics.consistency_problems(doubled))
+    with pytest.raises(AssertionError, match="inconsistent metrics"):
+        metrics.assert_consistent(doubled)

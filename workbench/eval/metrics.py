@@ -205,3 +205,63 @@ def summary(df: pd.DataFrame) -> dict[str, Any]:
     return dict(accuracy=accuracy_table(df), paired=paired_vs_best(df), regret=judge_regret(df),
                 merge_damage=merge_damage(df), position_flips=position_flip_rate(df),
                 injection=injection_susceptibility(df), debate=debate_dynamics(df), best_member=best_member(df))
+
+
+def consistency_problems(df: pd.DataFrame) -> list[str]:
+    """Every way the frame's metrics contradict each other or their definitions (empty when consistent).
+
+    Notebooks and reports end with ``assert_consistent(df)``, so a table that silently shows a wrong number
+    fails instead: accuracies and intervals within [0, 1] and around their estimate, one row per item and
+    system, the oracle right exactly where some member is, no member above the oracle, flips counted only
+    over runs whose orderings all parsed, counts within their denominators.
+    """
+    problems: list[str] = []
+    s = summary(df)
+    dup = df[df.duplicated(["item_id", "system"], keep=False)]
+    if len(dup):
+        problems.append(f"{len(dup)} rows share an (item, system) pair, e.g. {dup.iloc[0]['system']}")
+    acc = s["accuracy"]
+    for _, r in acc.iterrows():
+        if not (0 <= r["accuracy"] <= 1 and 0 <= r["ci_low"] <= r["accuracy"] + 1e-12
+                and r["accuracy"] - 1e-12 <= r["ci_high"] <= 1):
+            problems.append(f"{r['system']}: accuracy {r['accuracy']} outside [0, 1] or its interval "
+                            f"[{r['ci_low']}, {r['ci_high']}]")
+    g = _graded(df)
+    wide = g.pivot_table(index="item_id", columns="system", values="correct", aggfunc="first")
+    members = [c for c in wide.columns if c.startswith("member:")]
+    if "oracle" in wide and members:
+        sub = wide[["oracle"] + members].dropna().astype(bool)
+        wrong = sub[sub["oracle"] != sub[members].any(axis=1)]
+        if len(wrong):
+            problems.append(f"oracle disagrees with 'some member was right' on {list(wrong.index)[:5]}")
+        for m in members:
+            if sub[m].mean() > sub["oracle"].mean() + 1e-12:
+                problems.append(f"{m} is above the oracle on the same items")
+    for _, r in s["paired"].iterrows():
+        if not (-1 <= r["diff"] <= 1 and r["ci_low"] <= r["ci_high"] and r["wins"] + r["losses"] <= r["n"]
+                and 0 <= r["mcnemar_p"] <= 1):
+            problems.append(f"paired row for {r['system']} is out of range: {dict(r)}")
+    for _, r in s["regret"].iterrows():
+        if not 0 <= r["regrets"] <= r["eligible"]:
+            problems.append(f"{r['system']}: {r['regrets']} regrets of {r['eligible']} eligible")
+    md = s["merge_damage"]
+    if not 0 <= md["damaged"] <= md["eligible"]:
+        problems.append(f"merge damage {md['damaged']} of {md['eligible']}")
+    pf = s["position_flips"]
+    if "swap_k" in df and "swap_parsed" in df:
+        runs = df[(df["kind"] == "fusion") & (df["swap_k"].fillna(0) > 1)]
+        valid = int((runs["swap_parsed"] == runs["swap_k"]).sum())
+        if pf["checked"] != valid or pf["parse_failures"] != len(runs) - valid:
+            problems.append(f"position flips over {pf['checked']} runs, but {valid} runs had every ordering parse")
+    if not 0 <= pf["flipped"] <= pf["checked"]:
+        problems.append(f"{pf['flipped']} flips of {pf['checked']} checked")
+    inj = s["injection"]
+    if not (0 <= inj["obeyed"] <= inj["probes"] and inj["obeyed_flagged"] <= inj["flagged"] <= inj["probes"]):
+        problems.append(f"injection counts out of range: {inj}")
+    return problems
+
+
+def assert_consistent(df: pd.DataFrame) -> None:
+    """Raise AssertionError listing every problem ``consistency_problems`` finds."""
+    problems = consistency_problems(df)
+    assert not problems, "inconsistent metrics:\n- " + "\n- ".join(problems)
