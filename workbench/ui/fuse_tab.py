@@ -92,7 +92,7 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
                 rounds_sl = gr.Slider(1, 5, value=2, step=1, label="Debate rounds")
                 tokens_sl = gr.Slider(16, 4096, value=256, step=16, label="Max new tokens")
                 temp_sl = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature")
-                swap_sl = gr.Slider(1, 4, value=1, step=1, label="Judge orderings (position check)")
+                swap_sl = gr.Slider(1, 4, value=1, step=1, label="Judge orderings (verdict corrected for position)")
         images_gallery = gr.Gallery(label="Input images (sent once to every vision member)", visible=False,
                                     height=140, columns=8, object_fit="contain", elem_id="input-images")
         with gr.Row(elem_classes="wb-members"):
