@@ -43,6 +43,18 @@ EXTRACT = [
     ("\\boxed{1} first, then \\boxed{2}", "2"),
     ("\\boxed{\\text{Paris}}", "paris"),
     ("\\boxed{x = 7}", "7"),
+    # cases a review found
+    ("Final answer: 5 million", "5000000"),
+    ("The answer is 1.5 billion dollars", "1500000000"),
+    ("\\boxed{10^{6}}", "1000000"),
+    ("\\boxed{\\frac12}", "0.5"),
+    ("The answer is 1\\frac{1}{2}", "1.5"),
+    ("The answer is 3 + 4 = 7", "7"),
+    ("Answer: 2^10 = 1024", "1024"),
+    ("The answer is one of them.", "one of them"),
+    ("The answer is (B) Paris.", "b"),
+    ("Answer: 3:00 PM", "3:00 pm"),
+    ("The answer is 1,5", "1,5"),
     # no answer phrase: the last number
     ("1,000.0", "1000"),
     ("x = 3 and y = 4", "4"),

@@ -16,7 +16,7 @@ K = TypeVar("K")
 #: a number as written in prose: "-1,000.5", "42", "3/4", "1 1/2" (not part of a word or a longer number).
 #: Commas count as thousands separators only in groups of three ("1,000"), so "1,2" is two numbers.
 NUMBER = (r"(?<![\w.,/])[-−]?(?:\d+\s+\d+\s*/\s*\d+|(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|\.\d+)"
-          r"(?![\w/]|[.,]\d)")
+          r"(?![\w/^]|[.,:]\d)")
 
 _ONES = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
@@ -25,6 +25,10 @@ _TENS = {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty 
 _SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9}
 _FRACTION_WORDS = {"half": Fraction(1, 2), "halves": Fraction(1, 2), "third": Fraction(1, 3),
                    "thirds": Fraction(1, 3), "quarter": Fraction(1, 4), "quarters": Fraction(1, 4)}
+
+#: words that cannot be the unit after a number word ("one of them" is not 1)
+_NOT_UNITS = set("of them the a an is are was to in on for and or but it this that these those than as at by "
+                 "with from if so".split())
 
 #: "final answer: X", "the answer is X", "answer = X" (the last one in the text wins)
 _ANSWER_PHRASE = re.compile(r"\b(?:final\s+answer\b\s*(?:is\b|:|=)?|answer\b\s*(?:is\b|:|=))\s*(?::|-(?=\s))?[ \t]*",
@@ -127,6 +131,9 @@ def boxed(text: str) -> list[str]:
 
 
 def _strip_latex(a: str) -> str:
+    a = re.sub(r"(\d)\s*\\([dt]?frac)", r"\1 \\\2", a)  # 1\frac{1}{2}: a mixed number
+    a = re.sub(r"\\[dt]?frac\s*(\d)\s*(\d)", r"\1/\2", a)  # \frac12
+    a = re.sub(r"\^\s*\{([^{}]*)\}", r"^\1", a)  # 10^{6} -> 10^6
     for _ in range(3):  # \frac{\frac..}: a few passes
         a = re.sub(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}", r"\1/\2", a)
     a = re.sub(r"\\(?:text|textbf|mathrm|mathbf|boxed)\s*\{([^{}]*)\}", r"\1", a)
@@ -137,6 +144,9 @@ def _strip_latex(a: str) -> str:
 def _unit_free_number(a: str) -> Fraction | None:
     """A lone number with an optional currency sign before it and up to two unit words after it
     ("$1,000", "3 apples", "12 cm", "50%", "5 million"), as a value; else None."""
+    power = re.fullmatch(r"(-?\d+)\s*\^\s*(\d{1,3})", a)
+    if power:
+        return Fraction(int(power.group(1)) ** int(power.group(2)))
     m = re.fullmatch(rf"(?:[$£€¥]\s*)?({NUMBER})\s*(%|°\s*[a-z]?|[a-z]+(?:\s+[a-z]+)?)?", a)
     if not m:
         return None
@@ -154,18 +164,20 @@ def normalise(answer: str) -> str:
     a = re.sub(r"[*_`$]", "", a) if not re.search(r"\$\s*\d", a) else re.sub(r"[*_`]", "", a)
     a = re.sub(r"\s+", " ", a).strip().strip("\"'“”‘’").strip()
     a = re.sub(r"[.!?,;:]+$", "", a).strip()
-    a = re.sub(r"^\((\w)\)$", r"\1", a)  # "(b)" -> "b"
+    a = re.sub(r"^\(?([a-z])\)(?:\s.*)?$", r"\1", a)  # "(b)", "b) paris" -> "b"
     a = re.sub(r"^[a-z]\s*=\s*(?=[-−$£€\d.])", "", a)  # "x = 5" -> "5"
     value = _unit_free_number(a)
     if value is None:
         words = a.split(" ")
         for cut in range(len(words), max(0, len(words) - 3), -1):  # number words, then up to two unit words
+            if any(w in _NOT_UNITS for w in words[cut:]):
+                break
             value = words_to_number(" ".join(words[:cut]))
             if value is not None:
                 break
     if value is not None:
         return format_number(value)
-    return re.sub(r"\s+", " ", re.sub(r"[^\w\s/.%-]", "", a)).strip().rstrip(".")
+    return re.sub(r"\s+", " ", re.sub(r"[^\w\s/.,:^%-]", "", a)).strip().rstrip(".,:")
 
 
 def extract_answer(text: str) -> str:
@@ -177,13 +189,16 @@ def extract_answer(text: str) -> str:
     box = boxed(text)
     if box:
         return normalise(box[-1])
+    text = _strip_latex(text)
     # what follows each answer phrase, to the end of its line (a later phrase on the same line wins)
     phrases = [text[m.end():].split("\n", 1)[0].strip() for m in _ANSWER_PHRASE.finditer(text)]
     phrases = [p for p in phrases if p]
     if phrases:
         line = phrases[-1]
-        lead = re.match(rf"\s*(?:[$£€¥]\s*)?{NUMBER}(?:\s*%)?", line)
-        if lead:
+        if re.search(r"(?<![<>!=])=(?!=)", line):  # "3 + 4 = 7", "x = 5": what comes after the last "="
+            line = re.split(r"(?<![<>!=])=(?!=)", line)[-1].strip() or line
+        lead = re.match(rf"\s*(?:[$£€¥]\s*)?{NUMBER}(?:\s*%|\s+(?:hundred|thousand|million|billion)\b)?", line)
+        if lead and not re.match(r"\s*[-+*/×÷^]\s*\d", line[lead.end():]):
             return normalise(lead.group(0))
         word_lead = re.match(r"\s*([a-z]+(?:[\s-][a-z]+){0,3})", line, flags=re.IGNORECASE)
         if word_lead and words_to_number(word_lead.group(1)) is not None and len(line.split()) <= 4:

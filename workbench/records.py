@@ -92,7 +92,9 @@ class Verdict:
 
     @property
     def swap_parsed(self) -> int:
-        """How many orderings gave a valid verdict."""
+        """How many orderings gave a valid verdict (records from before scores were kept: orderings with a pick)."""
+        if not self.swap_scores:
+            return sum(w is not None for w in self.swap_winners)
         return sum(s is not None for s in self.swap_scores)
 
 

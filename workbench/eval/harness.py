@@ -69,11 +69,13 @@ def item_hash(item: Item) -> str:
 
 def system_names(members: Sequence[Member]) -> list[str]:
     """Each member's system name, "member:LABEL"; a label that repeats gets "#2", "#3"... so rows never collide."""
-    seen: dict[str, int] = {}
-    out = []
+    out: list[str] = []
     for m in members:
-        seen[m.label] = seen.get(m.label, 0) + 1
-        out.append(f"member:{m.label}" + (f"#{seen[m.label]}" if seen[m.label] > 1 else ""))
+        name, n = f"member:{m.label}", 1
+        while name in out:  # "wrong", "wrong#2"; a label that is itself "wrong#2" moves on to "#3"
+            n += 1
+            name = f"member:{m.label}#{n}"
+        out.append(name)
     return out
 
 
@@ -192,6 +194,8 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
     finally:
         bar.close()
     frame = pd.DataFrame([r for r in store.eval_rows(eval_id) if r.get("item_hash") == hashes.get(r["item_id"])])
+    if frame.empty:  # no items (an empty dataset, a limit of 0)
+        frame = pd.DataFrame(columns=["item_id", "system", "kind", "mode", "correct", "latency_s", "tokens"])
     frame = frame[frame["system"].isin(systems)].reset_index(drop=True)
     frame.attrs.update(eval_id=eval_id, dataset=ds.name, pool=[m.label for m in members],
                        member_systems=member_systems,

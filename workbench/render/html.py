@@ -78,7 +78,7 @@ def verdict_html(result: FusionResult) -> str:
     out.append(f"<p>Mode <strong>{esc(result.mode)}</strong> · judge <strong>{esc(judge)}</strong>"
                + (" (also a member)" if result.judge_is_member else "") + "</p>")
     if v.winner is not None:
-        corrected = f" (position-corrected over {v.swap_k} orderings)" if v.swap_k > 1 else ""
+        corrected = f" (position-corrected over {v.swap_k} orderings)" if v.swap_method else ""
         out.append(f'<p class="wb-winner">Winner{corrected}: <strong>{esc(names.get(v.winner, str(v.winner)))}</strong></p>')
     if v.scores:
         rows = "".join(f"<tr><td>{esc(names.get(m, str(m)))}</td><td>{s:g}</td><td>{esc(lbl)}</td></tr>"

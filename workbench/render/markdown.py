@@ -10,7 +10,11 @@ def position_lines(v: Verdict, names: dict[int, str]) -> list[str]:
     """Plain-text lines on a verdict over several orderings: the corrected winner, how it was combined, each
     ordering's pick, and what the judge did not see in full. Shared by the Markdown and HTML renderers."""
     out = []
-    if v.swap_k > 1:
+    if v.swap_k > 1 and not v.swap_method:  # a record from before verdicts were corrected for position
+        agree = "–" if v.swap_agreement is None else f"{v.swap_agreement:.0%}"
+        out.append(f"swap check over {v.swap_k} orderings (verdict from the first valid one, not corrected for "
+                   f"position): {v.swap_outcome}, agreement {agree}")
+    elif v.swap_k > 1:
         agree = "–" if v.swap_agreement is None else f"{v.swap_agreement:.0%}"
         how = {"borda": "the pick most orderings made", "mean score": "the top mean score"}.get(v.swap_method, "")
         tie = f"; tie broken by {v.swap_tie_broken_by}" if v.swap_tie_broken_by else ""
@@ -65,7 +69,7 @@ def to_markdown(r: FusionResult) -> str:
     else:
         names = {o.member: o.label for o in r.outputs}
         if v.winner is not None:
-            corrected = f" (position-corrected over {v.swap_k} orderings)" if v.swap_k > 1 else ""
+            corrected = f" (position-corrected over {v.swap_k} orderings)" if v.swap_method else ""
             out.append(f"- winner{corrected}: **{names.get(v.winner, v.winner)}**")
         if v.scores:
             out.append(("- mean scores over the orderings: " if v.swap_k > 1 else "- scores: ") + ", ".join(f"{names.get(m, m)} {s:g}" for m, s in v.scores.items()))

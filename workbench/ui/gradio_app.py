@@ -72,7 +72,7 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
                 msg = f"⚠ {loader.error}"
                 if preset != TINY and pool == start_pool:  # fall back to what can run
                     pool, judge = default_pool(TINY), gr.update(choices=judge["choices"], value=TINY)
-                    msg += " Falling back to the tiny offline model."
+                    msg += " Falling back to the tiny offline model (random weights: its answers are noise)."
             return (pool, with_endpoints(state), judge, msg) + history.refresh(request)
 
         demo.load(restore, fuse.saved, [fuse.pool_df, fuse.add_model, fuse.judge_dd, fuse.status, history.table,

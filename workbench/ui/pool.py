@@ -21,8 +21,9 @@ def rows_of(table: Any) -> list[list[Any]]:
 
 
 def default_pool(preset: str) -> list[list[Any]]:
-    """The starting pool: the preset three times, plain and with two personas."""
-    return [[preset, "", "", ""], [preset, "skeptic", "", ""], [preset, "analyst", "", ""]]
+    """The starting pool: the preset three times, plain and with two personas, at three temperatures (members
+    of one local model are batched together; each row samples its own tokens)."""
+    return [[preset, "", 0.7, ""], [preset, "skeptic", 1.0, ""], [preset, "analyst", 0.3, ""]]
 
 
 def members_from_rows(rows: Any, reg: Registry, policy: Policy) -> list[Member]:

