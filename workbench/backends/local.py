@@ -233,13 +233,23 @@ class LocalModel(ModelBackend):
             stopping_criteria=[make_stopping_criteria(requests)],
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=sorted(self.eos_ids),
         )
+        processors = []
         if sample:
             temps = [r.config.temperature for r in requests]
             if len(set(temps)) == 1:
                 gen_kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p)
             else:
-                gen_kwargs.update(temperature=1.0, top_p=cfg.top_p,
-                                  logits_processor=[row_temperature_processor(temps)])
+                gen_kwargs.update(temperature=1.0, top_p=cfg.top_p)
+                processors.append(row_temperature_processor(temps))
+        if any(r.config.json_schema for r in requests):  # e.g. a judge's verdict: decode under its JSON schema
+            from .constrained import schema_processor
+
+            constrained = schema_processor(self.tokenizer, self.hf_model.get_output_embeddings().weight.shape[0],
+                                           sorted(self.eos_ids), [r.config.json_schema for r in requests])
+            if constrained is not None:
+                processors.append(constrained)
+        if processors:
+            gen_kwargs["logits_processor"] = processors
         try:
             with torch.inference_mode():
                 self.hf_model.generate(**inputs, **gen_kwargs)

@@ -34,6 +34,17 @@ def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
     return out
 
 
+def portable_schema(schema: Any) -> Any:
+    """``schema`` without the length and range keywords that many endpoints' structured output refuses
+    (OpenAI's strict mode among them); the judge's validation still checks ranges."""
+    if isinstance(schema, dict):
+        return {k: portable_schema(v) for k, v in schema.items()
+                if k not in ("minLength", "maxLength", "minimum", "maximum")}
+    if isinstance(schema, list):
+        return [portable_schema(v) for v in schema]
+    return schema
+
+
 class OpenAICompatModel(ModelBackend):
     """A model behind an OpenAI-compatible ``/chat/completions`` endpoint."""
 
@@ -54,6 +65,7 @@ class OpenAICompatModel(ModelBackend):
         # One client per event loop: httpx connection pools belong to the loop that opened them.
         self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._no_stream_options = False  #: the server refused stream_options once; stop sending it
+        self._no_response_format = False  #: the server refused response_format (a JSON schema) once
 
     @property
     def supports_images(self) -> bool:
@@ -103,17 +115,29 @@ class OpenAICompatModel(ModelBackend):
             params["seed"] = config.seed
         if self._no_stream_options:
             params.pop("stream_options")
+        if config.json_schema is not None and not self._no_response_format:
+            params["response_format"] = {"type": "json_schema",
+                                         "json_schema": {"name": "reply", "schema": portable_schema(config.json_schema),
+                                                         "strict": True}}
         usage, finish = Usage(), "stop"
         try:
-            try:
-                stream = await client.chat.completions.create(**params)
-            except openai.BadRequestError as exc:
-                if "stream_options" not in str(exc) or "stream_options" not in params:
-                    raise
-                # some servers reject the usage option: ask again without it (usage then may be unknown)
-                self._no_stream_options = True
-                params.pop("stream_options")
-                stream = await client.chat.completions.create(**params)
+            while True:
+                try:
+                    stream = await client.chat.completions.create(**params)
+                    break
+                except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+                    text = str(exc).lower()
+                    if "stream_options" in params and "stream_options" in text:
+                        # some servers reject the usage option: ask again without it (usage then may be unknown)
+                        self._no_stream_options = True
+                        params.pop("stream_options")
+                    elif "response_format" in params and any(w in text for w in (
+                            "response_format", "json_schema", "schema", "guided", "grammar")):
+                        # no structured output here: the judge's prompt + validation + retry carry on alone
+                        self._no_response_format = True
+                        params.pop("response_format")
+                    else:
+                        raise
             async for event in stream:
                 if event.usage is not None:
                     u = event.usage

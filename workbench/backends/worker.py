@@ -12,6 +12,8 @@ without an active exception``, status 134). ``workbench.backends.lifetime`` clos
 
 from __future__ import annotations
 
+import json
+
 import asyncio
 import queue
 import threading
@@ -49,7 +51,7 @@ class GenRequest:
         c = self.config
         # temperature is applied per row (see row_temperature_processor); greedy and sampled rows don't mix
         return (c.max_new_tokens, c.min_new_tokens, c.temperature > 0, c.top_p, c.seed,
-                any(m.images for m in self.messages))
+                any(m.images for m in self.messages), json.dumps(c.json_schema, sort_keys=True) if c.json_schema else None)
 
 
 class BatchWorker:

@@ -288,7 +288,8 @@ async def decide(prompt: Prompt, outputs: list[MemberOutput], mode: Mode, judge_
     for n, order in enumerate(orders):
         emit(JudgeStart(n + 1, order))
         last, parsed, attempts, cut = await J.judge_once(
-            judge_backend, judge_member, prompt, ok, order, mode, config, on_text=lambda t: emit(JudgeToken(t)))
+            judge_backend, judge_member, prompt, ok, order, mode, config, on_text=lambda t: emit(JudgeToken(t)),
+            constrain=settings.judge_schema)
         verdict.attempts += attempts
         for m, chars in cut.items():
             verdict.truncated_chars[m] = max(chars, verdict.truncated_chars.get(m, 0))

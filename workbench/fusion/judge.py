@@ -130,19 +130,55 @@ def extract_json(text: str) -> dict[str, Any]:
                 depth -= 1
                 if depth == 0:
                     try:
-                        obj = json.loads(text[start:i + 1])
+                        obj = json.loads(text[start:i + 1], strict=False)  # control characters in strings
                     except json.JSONDecodeError:
                         break
                     if isinstance(obj, dict):
                         return obj
                     break
         start = text.find("{", start + 1)
+    closed = close_truncated_json(text)
+    if closed is not None:
+        return closed
     raise ValueError("no JSON object found in the reply")
+
+
+def close_truncated_json(text: str) -> dict[str, Any] | None:
+    """A reply that is a JSON object cut off by the token limit (what constrained decoding leaves when the limit
+    falls inside it), closed: the open string ended, open arrays and objects closed. None if that does not parse.
+    Whatever is missing then fails the mode's validation, so a cut verdict is accepted only when complete enough."""
+    body = text.strip()
+    if not body.startswith("{"):
+        return None
+    stack, in_str, esc = [], False, False
+    for ch in body:
+        if in_str:
+            esc = (ch == "\\") and not esc
+            if ch == '"' and not esc:
+                in_str = False
+            continue
+        if ch == '"':
+            in_str = True
+        elif ch in "{[":
+            stack.append("}" if ch == "{" else "]")
+        elif ch in "}]" and stack:
+            stack.pop()
+    tail = ('"' if in_str else "") + "".join(reversed(stack))
+    for candidate in (body + tail, re.sub(r",\s*\"[^\"]*\"?\s*:?\s*$", "", body + ('"' if in_str else "")) +
+                      "".join(reversed(stack))):
+        try:
+            obj = json.loads(candidate, strict=False)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            return obj
+    return None
 
 
 async def judge_once(judge: ModelHandle, judge_member: Member, prompt: Prompt, candidates: list[MemberOutput],
                      order: list[int], mode: Mode, config: GenerateConfig,
-                     on_text: Callable[[str], None] | None = None) -> tuple[JudgeAttempt, dict[str, Any] | None,
+                     on_text: Callable[[str], None] | None = None,
+                     constrain: bool = True) -> tuple[JudgeAttempt, dict[str, Any] | None,
                                                                            list[JudgeAttempt], dict[int, int]]:
     """Judge one ordering, retrying once on an invalid reply. Returns (last attempt, parsed, all attempts,
     characters cut per member)."""
@@ -155,6 +191,8 @@ async def judge_once(judge: ModelHandle, judge_member: Member, prompt: Prompt, c
     reserved = config.max_new_tokens + images + 256 + (len(SYSTEM) + persona + len(prompt.text) + len(mode.task)
                                                        + len(mode.schema)) // CHARS_PER_TOKEN
     budget = candidate_budget(context, len(order), reserved)
+    if constrain:  # the reply can only be a schema-valid verdict (where the backend can enforce it)
+        config = config.replace(json_schema=mode.json_schema(letters(len(order)), config.max_new_tokens))
     messages, truncated = build_messages(prompt, candidates, order, mode, budget, with_images=judge.supports_images)
     if judge_member.persona:
         messages[0] = Message("system", (TextPart(judge_member.persona + "\n\n" + SYSTEM),))

@@ -55,6 +55,27 @@ class Mode:
             out["answer"] = answer
         return out
 
+    def json_schema(self, ids: list[str], max_new_tokens: int) -> dict[str, Any]:
+        """The reply ``validate`` accepts, as a JSON schema (constrained decoding and ``response_format``).
+
+        The rationale comes first (reasoning before the decision), then scores and the winner, then a written
+        answer. Free text is capped at one character per token left after the fixed parts, so a whole verdict
+        fits in ``max_new_tokens`` even for a tokenizer of single characters; a limit too small for the
+        shortest verdict ends in an incomplete reply, which is a recorded judge failure, not a hang."""
+        fixed = 24 + 8 * len(ids) + (8 if self.needs_winner else 0)  # keys, braces, scores, winner
+        text_chars = max(16, max_new_tokens - fixed)
+        rationale = text_chars // 3 if self.needs_answer else text_chars
+        props: dict[str, Any] = {
+            "rationale": {"type": "string", "minLength": 1, "maxLength": rationale},
+            "scores": {"type": "object", "additionalProperties": False, "required": list(ids),
+                       "properties": {i: {"type": "integer", "minimum": 0, "maximum": 10} for i in ids}},
+        }
+        if self.needs_winner:
+            props["winner"] = {"enum": list(ids)}
+        if self.needs_answer:
+            props["answer"] = {"type": "string", "minLength": 1, "maxLength": text_chars - rationale}
+        return {"type": "object", "additionalProperties": False, "required": list(props), "properties": props}
+
     def final_answer(self, verdict: Verdict, outputs: list[MemberOutput]) -> str:
         """The run's answer from a valid verdict: the answer the judge wrote (merge, debate, vote)."""
         return verdict.answer
