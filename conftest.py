@@ -9,5 +9,9 @@ os.environ.setdefault("WORKBENCH_CACHE", tempfile.mkdtemp(prefix="wb-test-cache-
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["WORKBENCH_MODELS_FILE"] = str(Path(os.environ["WORKBENCH_CACHE"]) / "no-user-models.toml")
 os.environ["WORKBENCH_HOME"] = tempfile.mkdtemp(prefix="wb-test-home-")  # run stores of the app and notebooks
-os.environ.setdefault("WORKBENCH_PRESET", "tiny-offline")  # notebooks run on the offline preset in tests
+# Notebooks run on the offline preset in tests: SmolLM2-135M (real answers), on few items and short answers.
+os.environ.setdefault("WORKBENCH_PRESET", "smol-offline")
+os.environ.setdefault("WORKBENCH_NB_ITEMS", "8")
+os.environ.setdefault("WORKBENCH_NB_TOKENS", "40")
+os.environ.setdefault("WORKBENCH_NB_JUDGE_TOKENS", "128")
 

@@ -240,3 +240,16 @@ def test_member_names_never_collide():
 
     members = [Member(ModelSpec("m", "openai", "x"), display_name=n) for n in ("wrong", "wrong", "wrong#2", "wrong")]
     assert system_names(members) == ["member:wrong", "member:wrong#2", "member:wrong#2#2", "member:wrong#3"]
+
+
+def test_arithmetic_levels():
+    easy = load_dataset("builtin:arithmetic:easy", limit=5)
+    assert easy.name == "builtin:arithmetic:easy" and len(easy.items) == 5
+    assert all(i.prompt.startswith("What is ") and int(i.reference) <= 18 for i in easy.items)
+    medium = load_dataset("builtin:arithmetic:medium", limit=4)
+    assert all(i.meta["level"] == "medium" for i in medium.items)
+    assert load_dataset("builtin:arithmetic", limit=3).name == "builtin:arithmetic"  # hard, as before
+    with pytest.raises(DatasetError, match="easy"):
+        load_dataset("builtin:arithmetic:impossible")
+    with pytest.raises(DatasetError):
+        load_dataset("builtin:shapes:easy")

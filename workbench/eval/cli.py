@@ -7,7 +7,7 @@ from ..fusion.modes import MODE_NAMES
 
 def register(sub) -> None:
     s = sub.add_parser("eval", help="evaluate members, fusion modes and the oracle on a dataset")
-    s.add_argument("--dataset", required=True, help="builtin:arithmetic, builtin:shapes or PATH.jsonl")
+    s.add_argument("--dataset", required=True, help="builtin:arithmetic[:easy|medium|hard], builtin:shapes or PATH.jsonl")
     s.add_argument("--pool", required=True, help="comma-separated members")
     s.add_argument("--judge")
     s.add_argument("--modes", default=",".join(MODE_NAMES), help="comma-separated: " + ", ".join(MODE_NAMES))

@@ -8,7 +8,8 @@ JSONL, one item a line::
 
 ``answer_type`` is exact, numeric, choice or free (judge-graded). Image paths are relative to the file;
 http(s) URLs are refused offline with a clear message. GSM8K's own JSONL (question / "#### answer") loads too.
-Built-in tasks are generated from a seed and need no download: ``builtin:arithmetic``, ``builtin:shapes``.
+Built-in tasks are generated from a seed and need no download: ``builtin:arithmetic`` (also at a level:
+``builtin:arithmetic:easy|medium|hard``), ``builtin:shapes``.
 """
 
 from __future__ import annotations
@@ -149,8 +150,17 @@ NAMES = ["Ana", "Ben", "Chen", "Dara", "Eli", "Farah", "Gus", "Hana"]
 THINGS = ["apples", "marbles", "stamps", "books", "shells", "coins"]
 
 
-def arithmetic(n: int = 20, seed: int = 0) -> Dataset:
-    """Multi-step arithmetic word problems with numeric ground truth."""
+#: ``builtin:arithmetic:LEVEL``: easy (one single-digit sum), medium (one step in words), hard (several steps in
+#: words; plain ``builtin:arithmetic``). Easy sits above zero and below ceiling for SmolLM2-135M.
+ARITHMETIC_LEVELS = ("easy", "medium", "hard")
+
+
+def arithmetic(n: int = 20, seed: int = 0, level: str = "hard") -> Dataset:
+    """Arithmetic with numeric ground truth, at a difficulty ``level`` (see ``ARITHMETIC_LEVELS``)."""
+    if level not in ARITHMETIC_LEVELS:
+        raise DatasetError(f"unknown arithmetic level {level!r}: choose one of {', '.join(ARITHMETIC_LEVELS)}")
+    if level != "hard":
+        return _arithmetic_simple(n, seed, level)
     rng = random.Random(seed)
     items = []
     for i in range(n):
@@ -167,8 +177,28 @@ def arithmetic(n: int = 20, seed: int = 0) -> Dataset:
             total = (a + b) * c
             text = f"{c} friends share {total} {thing} equally, and each then gets {d} more. How many does each have?"
             ans = a + b + d
-        items.append(Item(f"arith-{seed}-{i}", text, str(ans), "numeric", meta={"task": "arithmetic", "kind": kind}))
+        items.append(Item(f"arith-{seed}-{i}", text, str(ans), "numeric",
+                          meta={"task": "arithmetic", "kind": kind, "level": "hard"}))
     return Dataset("builtin:arithmetic", items)
+
+
+def _arithmetic_simple(n: int, seed: int, level: str) -> Dataset:
+    rng = random.Random(f"{seed}-{level}")
+    items = []
+    for i in range(n):
+        if level == "easy":  # one sum of two single digits
+            a, b = rng.randint(1, 9), rng.randint(1, 9)
+            text, ans = f"What is {a} + {b}?", a + b
+        else:  # one step, in words
+            who, thing = rng.choice(NAMES), rng.choice(THINGS)
+            a, b = rng.randint(2, 20), rng.randint(2, 9)
+            if i % 2:
+                text, ans = f"{who} has {a + b} {thing} and gives away {b}. How many {thing} are left?", a
+            else:
+                text, ans = f"{who} has {a} {thing} and buys {b} more. How many {thing} now?", a + b
+        items.append(Item(f"arith-{level}-{seed}-{i}", text, str(ans), "numeric",
+                          meta={"task": "arithmetic", "level": level}))
+    return Dataset(f"builtin:arithmetic:{level}", items)
 
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 170, 60), "blue": (40, 70, 220), "yellow": (235, 200, 20),
@@ -236,12 +266,14 @@ def load_dataset(spec: str | Dataset, limit: int | None = None, seed: int = 0) -
     if isinstance(spec, Dataset):
         ds = spec
     elif spec.startswith("builtin:"):
-        name = spec.split(":", 1)[1]
+        name, _, level = spec.split(":", 1)[1].partition(":")
         makers = {"arithmetic": arithmetic, "shapes": shapes}
-        if name not in makers:
+        if name not in makers or (level and name != "arithmetic"):
             raise DatasetError(f"unknown built-in dataset {spec!r}; built in: "
-                               + ", ".join(f"builtin:{k}" for k in makers))
-        ds = makers[name](n=max(limit or 20, 1), seed=seed)
+                               + ", ".join(f"builtin:{k}" for k in makers)
+                               + ", builtin:arithmetic:" + "|".join(ARITHMETIC_LEVELS))
+        extra = {"level": level} if level else {}
+        ds = makers[name](n=max(limit or 20, 1), seed=seed, **extra)
     else:
         ds = load_jsonl(spec)
     if limit is not None:

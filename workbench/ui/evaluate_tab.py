@@ -24,7 +24,8 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
                     "each fusion mode, and the oracle (is any member right?). Member answers are cached, so adding "
                     "a mode later does not regenerate them.")
         with gr.Row():
-            dataset = gr.Dropdown(["builtin:arithmetic", "builtin:shapes"], value="builtin:arithmetic",
+            dataset = gr.Dropdown(["builtin:arithmetic:easy", "builtin:arithmetic:medium", "builtin:arithmetic",
+                                   "builtin:shapes"], value="builtin:arithmetic:easy",
                                   label="Dataset", elem_id="eval-dataset")
             limit = gr.Slider(1, 50, value=4, step=1, label="Items")
             modes = gr.CheckboxGroup(list(MODE_NAMES), value=["best-of", "vote"], label="Modes")

