@@ -76,3 +76,17 @@ async def test_endpoints_get_response_format_or_fall_back_when_refused(remote, s
     off = remote(f"reply={good};rf=5", name="J3")
     await wb.fuse("2+3?", pool, Member(off), seed=0, judge_schema=False)
     assert "response_format" not in [b for b in server.requests if b["model"] == off.model][-1]
+
+
+async def test_constrained_rows_that_finish_at_different_steps_share_a_batch(tiny_judge):
+    """One judge, several orderings at once: rows end at different steps; the others go on under the grammar."""
+    import asyncio
+
+    cfgs = [GenerateConfig(max_new_tokens=160, temperature=0.0) for _ in range(4)]
+    orders = [[0, 1, 2], [2, 0, 1], [1, 2, 0], [0, 2, 1]]
+    prompts = [Prompt("2+3?"), Prompt("What is 9 + 9? Think about it for a long while."), Prompt("x"), Prompt("Hi")]
+    results = await asyncio.gather(*(J.judge_once(tiny_judge, Member(tiny_judge.spec), p, CANDIDATES, o,
+                                                  MODES["best-of"], c) for p, o, c in zip(prompts, orders, cfgs)))
+    assert all(parsed is not None for _, parsed, _, _ in results), [r[0].error for r in results]
+    lengths = {r[0].completion_tokens for r in results}
+    assert len(lengths) > 1  # they did end at different steps

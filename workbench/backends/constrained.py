@@ -87,7 +87,8 @@ def schema_processor(tokenizer, vocab_size: int, eos_ids: list[int], schemas: li
                         continue
                     if not m.accept_token(int(input_ids[i, -1])):
                         self.off.add(i)
-            live = [i for i in rows if i not in self.off]
+            # a row whose JSON is complete has accepted end-of-text: it is done (padding follows), no mask
+            live = [i for i in rows if i not in self.off and not matchers[i].is_terminated()]
             if not live:
                 return scores
             for i in live:
