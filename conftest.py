@@ -11,7 +11,7 @@ os.environ["WORKBENCH_MODELS_FILE"] = str(Path(os.environ["WORKBENCH_CACHE"]) / 
 os.environ["WORKBENCH_HOME"] = tempfile.mkdtemp(prefix="wb-test-home-")  # run stores of the app and notebooks
 # Notebooks run on the offline preset in tests: SmolLM2-135M (real answers), on few items and short answers.
 os.environ.setdefault("WORKBENCH_PRESET", "smol-offline")
-os.environ.setdefault("WORKBENCH_NB_ITEMS", "8")
+os.environ.setdefault("WORKBENCH_NB_ITEMS", "6")
 os.environ.setdefault("WORKBENCH_NB_TOKENS", "40")
 os.environ.setdefault("WORKBENCH_NB_JUDGE_TOKENS", "128")
 
