@@ -224,7 +224,14 @@ class LocalModel(ModelBackend):
         inputs = {k: v.to(device) for k, v in inputs.items()}
         if "pixel_values" in inputs:  # the image processor emits bf16; match the model
             inputs["pixel_values"] = inputs["pixel_values"].to(self.hf_model.dtype)
-        streamer = BatchStreamer(self.tokenizer, requests, self.eos_ids)
+        ended: set[int] = set()
+
+        def row_ended(i: int) -> None:  # a row that reached end-of-text answers now, not when the batch ends
+            ended.add(i)
+            self.worker.finish_reasons.append("stop")
+            requests[i].emit(StreamEnd(streamer.usage(i, int(prompt_lens[i])), "stop"))
+
+        streamer = BatchStreamer(self.tokenizer, requests, self.eos_ids, on_eos=row_ended)
         sample = cfg.temperature > 0
         if cfg.seed is not None:
             torch.manual_seed(cfg.seed)
@@ -259,6 +266,8 @@ class LocalModel(ModelBackend):
         streamer.end()
         now = time.monotonic()
         for i, r in enumerate(requests):
+            if i in ended:
+                continue
             if r.cancel.is_set() and self.worker.closing and not streamer.hit_eos[i]:  # cut by the unload
                 r.emit(BackendError(f"{self.spec.name} was unloaded while generating", kind="closed"))
                 continue

@@ -200,10 +200,12 @@ def _as_backend_error(exc: Exception) -> Exception:
 class BatchStreamer:
     """A transformers streamer for a batch: decodes each row incrementally and emits its new text."""
 
-    def __init__(self, tokenizer, requests: list[GenRequest], eos_ids: set[int]):
+    def __init__(self, tokenizer, requests: list[GenRequest], eos_ids: set[int],
+                 on_eos: Callable[[int], None] | None = None):
         self.tokenizer = tokenizer
         self.requests = requests
         self.eos_ids = eos_ids
+        self.on_eos = on_eos  #: called with a row's index when it ends its text (its caller need not wait for the batch)
         self.tokens: list[list[int]] = [[] for _ in requests]
         self.sent: list[str] = ["" for _ in requests]
         self.done = [False] * len(requests)
@@ -220,6 +222,9 @@ class BatchStreamer:
                 continue
             if tok in self.eos_ids:
                 self.done[i] = self.hit_eos[i] = True
+                self._flush(i)
+                if self.on_eos is not None:
+                    self.on_eos(i)
                 continue
             self.tokens[i].append(tok)
             text = self.tokenizer.decode(self.tokens[i], skip_special_tokens=True)
@@ -230,12 +235,16 @@ class BatchStreamer:
                 self.sent[i] = text
                 self.requests[i].emit(Chunk(delta))
 
+    def _flush(self, i: int) -> None:
+        text = self.tokenizer.decode(self.tokens[i], skip_special_tokens=True)
+        if text != self.sent[i] and text.startswith(self.sent[i]):
+            self.requests[i].emit(Chunk(text[len(self.sent[i]):]))
+            self.sent[i] = text
+
     def end(self) -> None:
-        for i, r in enumerate(self.requests):
-            text = self.tokenizer.decode(self.tokens[i], skip_special_tokens=True)
-            if text != self.sent[i] and text.startswith(self.sent[i]):
-                r.emit(Chunk(text[len(self.sent[i]):]))
-                self.sent[i] = text
+        for i in range(len(self.requests)):
+            if not self.hit_eos[i]:
+                self._flush(i)
 
     def usage(self, i: int, prompt_tokens: int) -> Usage:
         return Usage(prompt_tokens=prompt_tokens, completion_tokens=len(self.tokens[i]) + int(self.hit_eos[i]))

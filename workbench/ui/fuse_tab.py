@@ -20,6 +20,7 @@ from ..settings import FusionSettings
 from ..store import RunStore
 from ..types import ImageData, Prompt
 from .pool import MAX_MEMBERS, POOL_HEADERS, add_member_row, check_endpoint, members_from_rows, remember_pool
+from .startup import SMOL, TINY
 from .stream import view_updates
 
 
@@ -90,7 +91,9 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
                                        elem_id="judge")
                 mode_radio = gr.Radio(list(MODE_NAMES), value="best-of", label="Mode", elem_id="mode")
                 rounds_sl = gr.Slider(1, 5, value=2, step=1, label="Debate rounds")
-                tokens_sl = gr.Slider(16, 4096, value=256, step=16, label="Max new tokens")
+                # CPU presets write ~10 tokens/s: a shorter default keeps the first run under a minute
+                tokens_sl = gr.Slider(16, 4096, value=128 if preset in (SMOL, TINY) else 256, step=16,
+                                      label="Max new tokens")
                 temp_sl = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature")
                 swap_sl = gr.Slider(1, 4, value=1, step=1, label="Judge orderings (verdict corrected for position)")
         images_gallery = gr.Gallery(label="Input images (sent once to every vision member)", visible=False,
