@@ -1,5 +1,5 @@
 # Two commands do all the set-up themselves on a fresh machine:
-#   make demo   -> creates .venv if missing, launches the Gradio workbench (tiny offline preset without a GPU)
+#   make demo   -> creates .venv if missing, launches the Gradio workbench (SmolLM2 offline preset without a GPU)
 #   make test   -> creates .venv if missing, installs test needs (Chromium for browser tests), runs pytest
 PYTHON ?= python3
 VENV ?= .venv
