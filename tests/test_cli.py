@@ -46,9 +46,12 @@ def test_bad_inputs_are_clear_errors(tmp_path):
 @pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_mid_generation_exits_with_its_status_and_no_abort(sig, status):
     """Ctrl-C and SIGTERM while a local model generates: the row is cancelled, the worker joined, no SIGABRT."""
+    # as in a terminal: Ctrl-C not ignored (a shell's background job, like CI started with `&`, passes SIGINT
+    # on ignored, and Python then keeps ignoring it)
     p = subprocess.Popen([sys.executable, "-m", "workbench.cli", "generate", "--model", "tiny-offline",
                           "--max-new-tokens", "1900", "--min-new-tokens", "1900", "hello"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert p.stdout.read(1), "no token streamed"  # generation has started
         p.send_signal(sig)
