@@ -109,22 +109,31 @@ def build_messages(prompt: Prompt, candidates: list[MemberOutput], order: list[i
     return [Message("system", (TextPart(SYSTEM),)), Message("user", tuple(parts))], cut
 
 
+def _scan(text: str, start: int = 0):
+    """(index, character, inside a string afterwards) for each character of ``text`` from ``start``: JSON's
+    string and escape rules, shared by ``extract_json`` and ``close_truncated_json``."""
+    in_str = esc = False
+    for i in range(start, len(text)):
+        ch = text[i]
+        if in_str:
+            esc = (ch == "\\") and not esc
+            if ch == '"' and not esc:
+                in_str = False
+                yield i, "", False  # a closing quote is not structure
+                continue
+        elif ch == '"':
+            in_str = True
+        yield i, ("" if in_str else ch), in_str
+
+
 def extract_json(text: str) -> dict[str, Any]:
     """The first JSON object in ``text`` (code fences and surrounding prose allowed)."""
     text = re.sub(r"```(?:json)?", "", text)
     start = text.find("{")
     while start != -1:
-        depth, in_str, esc = 0, False, False
-        for i in range(start, len(text)):
-            ch = text[i]
-            if in_str:
-                esc = (ch == "\\") and not esc
-                if ch == '"' and not esc:
-                    in_str = False
-                continue
-            if ch == '"':
-                in_str = True
-            elif ch == "{":
+        depth = 0
+        for i, ch, _ in _scan(text, start):
+            if ch == "{":
                 depth += 1
             elif ch == "}":
                 depth -= 1
@@ -150,18 +159,11 @@ def close_truncated_json(text: str) -> dict[str, Any] | None:
     body = text.strip()
     if not body.startswith("{"):
         return None
-    stack, in_str, esc = [], False, False
-    for ch in body:
-        if in_str:
-            esc = (ch == "\\") and not esc
-            if ch == '"' and not esc:
-                in_str = False
-            continue
-        if ch == '"':
-            in_str = True
-        elif ch in "{[":
+    stack, in_str = [], False
+    for _, ch, in_str in _scan(body):
+        if ch and ch in "{[":
             stack.append("}" if ch == "{" else "]")
-        elif ch in "}]" and stack:
+        elif ch and ch in "}]" and stack:
             stack.pop()
     tail = ('"' if in_str else "") + "".join(reversed(stack))
     for candidate in (body + tail, re.sub(r",\s*\"[^\"]*\"?\s*:?\s*$", "", body + ('"' if in_str else "")) +
