@@ -17,6 +17,8 @@ def register(sub) -> None:
     s.add_argument("--public", action="store_true",
                    help="public mode: visitors may name only this host's models, reach no private address, use "
                         "no key variable of their own, and see only their own runs (on by itself on Spaces)")
+    s.add_argument("--api-key-env", metavar="NAME",
+                   help="the OpenAI-compatible API at /v1 requires the bearer token in this environment variable")
     s.add_argument("--grace-s", type=float, default=float(os.environ.get("WORKBENCH_GRACE_S", 25)),
                    help="on SIGTERM / Ctrl-C, seconds that runs in flight get to finish before they are recorded "
                         "as interrupted (default 25, or $WORKBENCH_GRACE_S)")
@@ -31,5 +33,6 @@ def cmd_demo(args) -> int:
     from .ui.gradio_app import launch
 
     launch(args.preset, args.host, args.port, pool=split_pool(args.pool) or None, share=args.share,
-           grace_s=args.grace_s, stop=stop, public=True if args.public else (False if args.local else None))
+           grace_s=args.grace_s, stop=stop, public=True if args.public else (False if args.local else None),
+           api_key_env=args.api_key_env)
     return 0

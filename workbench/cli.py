@@ -14,6 +14,7 @@ from . import app_cli
 from .errors import WorkbenchError
 from .eval import cli as eval_cli
 from .fusion import cli as fusion_cli
+from .serve import cli as serve_cli
 
 
 def _print_json(data: Any) -> None:
@@ -129,7 +130,7 @@ def register(sub) -> None:
 
 
 #: every subcommand group, registered in this order (each module adds its parsers next to the code it drives)
-COMMANDS = [register, fusion_cli.register, eval_cli.register, app_cli.register]
+COMMANDS = [register, fusion_cli.register, eval_cli.register, app_cli.register, serve_cli.register]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     lifetime = sys.modules.get("workbench.backends.lifetime")
     before = lifetime.loaded_keys() if lifetime else set()
     previous = None
-    if threading.current_thread() is threading.main_thread() and args.command != "demo":  # demo drains itself
+    if threading.current_thread() is threading.main_thread() and args.command not in ("demo", "serve"):  # servers drain themselves
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)

@@ -52,3 +52,11 @@ class JudgeError(WorkbenchError):
 
 class PolicyError(WorkbenchError):
     """The call asks for something this server does not allow (a model, a host, a key, a limit)."""
+
+
+class TooLargeError(PolicyError):
+    """The input is over a host-set size limit: prompt characters, images, pixels, request bytes."""
+
+
+class BusyError(PolicyError):
+    """Over a host-set limit on runs in flight (the caller's or the server's); trying again later may help."""

@@ -12,7 +12,7 @@ import re
 #: Share of a cut text's budget kept from its beginning; the rest comes from its end.
 HEAD_SHARE = 0.4
 #: Tags that wrap untrusted text in the workbench's prompts (judge, debate, grader).
-WRAPPER_TAGS = ("candidate", "prompt", "answer")
+WRAPPER_TAGS = ("candidate", "prompt", "answer", "conversation")
 
 
 def escape_tags(text: str, tags: tuple[str, ...] = WRAPPER_TAGS) -> str:

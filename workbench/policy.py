@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from urllib.parse import urlparse
 
 from .backends.egress import public_addresses
-from .errors import PolicyError, WorkbenchError
+from .errors import PolicyError, TooLargeError, WorkbenchError
 from .settings import FusionSettings
 from .specs import Member, ModelSpec, Registry, load_registry
 from .types import Prompt
@@ -37,6 +37,7 @@ class Limits:
     runs_per_session: int = 8  #: runs one visitor may have in flight
     runs_total: int = 64  #: runs in flight on the server
     queue_size: int = 128  #: requests waiting in the web server's queue
+    max_request_bytes: int = 256_000_000  #: one API request's body (``workbench serve``), images included
 
     @classmethod
     def parse(cls, text: str, base: "Limits") -> "Limits":
@@ -53,7 +54,8 @@ class Limits:
 
 #: the limits of a public server unless the host sets others
 PUBLIC_LIMITS = Limits(max_pool=6, max_rounds=3, max_new_tokens=1024, max_swap_k=2, max_prompt_chars=8000,
-                       max_images=4, max_image_pixels=2048 * 2048, runs_per_session=1, runs_total=8, queue_size=32)
+                       max_images=4, max_image_pixels=2048 * 2048, runs_per_session=1, runs_total=8, queue_size=32,
+                       max_request_bytes=24_000_000)
 
 NOT_AVAILABLE = "is not available on this server; choose one of: "
 MAX_ENDPOINTS = 16  #: endpoints one browser may add
@@ -68,6 +70,7 @@ class Policy:
     allow_custom_endpoints: bool = True  #: callers may add OpenAI-compatible endpoints by URL
     allow_private_hosts: bool = True  #: such endpoints may reach loopback / private / link-local addresses
     allowed_hosts: frozenset[str] = frozenset()  #: hosts a custom endpoint may always reach
+    allow_image_urls: bool = True  #: API clients may send images as http(s) URLs, which the server fetches
     limits: Limits = Limits()
 
     @classmethod
@@ -78,7 +81,9 @@ class Policy:
         Public when ``public`` is True; when None: ``WORKBENCH_PUBLIC`` decides if set (1/true/yes or
         0/false/no), else public on Hugging Face Spaces (``SPACE_ID``) or when serving on an address other
         than loopback (``bind_host``): a server reachable by others fails closed. ``WORKBENCH_ALLOW_CUSTOM_ENDPOINTS=1`` lets visitors add endpoints,
-        ``WORKBENCH_ALLOWED_HOSTS=a,b`` names hosts they may reach even if private, ``WORKBENCH_LIMITS``
+        ``WORKBENCH_ALLOWED_HOSTS=a,b`` names hosts they may reach even if private,
+        ``WORKBENCH_ALLOW_IMAGE_URLS=1`` lets API clients send images by http(s) URL (fetched from public
+        addresses only), ``WORKBENCH_LIMITS``
         sets limits (``max_new_tokens=512,runs_total=4``).
         """
         if public is None:
@@ -94,8 +99,9 @@ class Policy:
         hosts = frozenset(h.strip().lower() for h in os.environ.get("WORKBENCH_ALLOWED_HOSTS", "").split(",")
                           if h.strip())
         custom = not public or os.environ.get("WORKBENCH_ALLOW_CUSTOM_ENDPOINTS") == "1"
+        urls = not public or os.environ.get("WORKBENCH_ALLOW_IMAGE_URLS") == "1"
         return cls(public=public, registry=registry or load_registry(), allow_custom_endpoints=custom,
-                   allow_private_hosts=not public, allowed_hosts=hosts, limits=limits)
+                   allow_private_hosts=not public, allowed_hosts=hosts, limits=limits, allow_image_urls=urls)
 
     # ---- models -------------------------------------------------------------------------------------
 
@@ -172,7 +178,8 @@ class Policy:
 
     def registry_with(self, endpoints: Iterable[dict[str, Any]]) -> Registry:
         """The host's registry plus endpoints a caller added (a browser's state), each checked."""
-        reg = Registry(dict(self.registry.models), dict(self.registry.personas), list(self.registry.sources))
+        reg = Registry(dict(self.registry.models), dict(self.registry.personas), list(self.registry.sources),
+                       dict(self.registry.fusions))
         endpoints = list(endpoints or ())
         if len(endpoints) > MAX_ENDPOINTS:
             raise PolicyError(f"{len(endpoints)} saved endpoints; at most {MAX_ENDPOINTS}")
@@ -220,15 +227,15 @@ class Policy:
 
     def check_prompt(self, prompt: Prompt) -> None:
         lim = self.limits
-        if len(prompt.text) > lim.max_prompt_chars:
-            raise PolicyError(f"the prompt has {len(prompt.text):,} characters; this server takes at most "
-                              f"{lim.max_prompt_chars:,}")
+        if prompt.chars > lim.max_prompt_chars:
+            raise TooLargeError(f"the prompt has {prompt.chars:,} characters; this server takes at most "
+                                f"{lim.max_prompt_chars:,}")
         if len(prompt.images) > lim.max_images:
-            raise PolicyError(f"{len(prompt.images)} images; this server takes at most {lim.max_images}")
+            raise TooLargeError(f"{len(prompt.images)} images; this server takes at most {lim.max_images}")
         for img in prompt.images:
             if img.width * img.height > lim.max_image_pixels:
-                raise PolicyError(f"an image of {img.width}x{img.height} pixels is over this server's limit of "
-                                  f"{lim.max_image_pixels:,} pixels")
+                raise TooLargeError(f"an image of {img.width}x{img.height} pixels is over this server's limit of "
+                                    f"{lim.max_image_pixels:,} pixels")
 
     def describe(self) -> str:
         """One paragraph for the console: the mode, what may be named and reached, the limits."""
@@ -239,7 +246,8 @@ class Policy:
                 f"{'allowed' if self.allow_custom_endpoints else 'off'} (private hosts "
                 f"{'allowed' if self.allow_private_hosts else 'refused'}"
                 + (f", except {', '.join(sorted(self.allowed_hosts))}" if self.allowed_hosts else "")
-                + f"). Key variables: only the host's ({', '.join(sorted(self.key_envs)) or 'none'}). Limits: {lim}")
+                + f"). Image URLs from API clients: {'fetched' if self.allow_image_urls else 'refused'}"
+                + f". Key variables: only the host's ({', '.join(sorted(self.key_envs)) or 'none'}). Limits: {lim}")
 
 
 def _loopback(host: str) -> bool:

@@ -124,6 +124,7 @@ class FusionResult:
     parent_run_id: str | None = None  #: set when this run re-judged another
     noise: bool = False  #: a random-weight model took part: the text means nothing
     interrupted: str = ""  #: why the run stopped before it finished (server shutdown, cancelled); "" if it finished
+    origin: str = ""  #: where the run came from: "page", "api", "cli", "notebook"... ("" for older records)
     version: int = RECORD_VERSION
 
     @property

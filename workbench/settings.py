@@ -26,12 +26,17 @@ class FusionSettings:
     rounds: int = 2  #: debate rounds (1 = no exchange); other modes run one round
     member_timeout_s: float = 300.0  #: per member, per round
     judge_timeout_s: float = 300.0  #: per judge call
+    timeout_s: float | None = None  #: the whole run; past it the run stops and is recorded as timed out (None: none)
     quorum: int = 1  #: members that must answer for the run to go on to judging
     swap_k: int = 1  #: judge k orderings of the candidates (position-bias check); 1 = one ordering
     judge_max_new_tokens: int | None = None  #: the judge's limit (None: max(512, max_new_tokens))
     #: the judge's reply is constrained to the verdict's JSON schema (local judges decode under it; endpoints get
     #: ``response_format`` where they accept it); False: prompt, validate and retry only
     judge_schema: bool = True
+    #: the final answer must be JSON matching this schema (an API client's ``response_format``): members decode
+    #: under it where they can (their answers are the candidates), a judge that writes the answer is told so,
+    #: and a final answer that is not JSON is noted on the run; None: free text
+    answer_schema: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         checks = [(self.max_new_tokens >= 1, "max_new_tokens must be at least 1"),
@@ -39,11 +44,14 @@ class FusionSettings:
                   (self.temperature >= 0, "temperature cannot be negative"),
                   (0 < self.top_p <= 1, "top_p must be in (0, 1]"),
                   (self.rounds >= 1, "rounds must be at least 1"),
-                  (self.member_timeout_s > 0 and self.judge_timeout_s > 0, "timeouts must be positive"),
+                  (self.member_timeout_s > 0 and self.judge_timeout_s > 0 and (self.timeout_s or 1) > 0,
+                   "timeouts must be positive"),
                   (self.quorum >= 1, "quorum must be at least 1"),
                   (self.swap_k >= 1, "swap_k must be at least 1"),
                   (self.judge_max_new_tokens is None or self.judge_max_new_tokens >= 1,
-                   "judge_max_new_tokens must be at least 1")]
+                   "judge_max_new_tokens must be at least 1"),
+                  (self.answer_schema is None or isinstance(self.answer_schema, dict),
+                   "answer_schema must be a JSON schema (a dict)")]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"{message} (got {self!r})")
@@ -64,7 +72,8 @@ class FusionSettings:
     def member_config(self) -> GenerateConfig:
         """Members' generation settings (each member may override its own)."""
         return GenerateConfig(max_new_tokens=self.max_new_tokens, min_new_tokens=self.min_new_tokens,
-                              temperature=self.temperature, top_p=self.top_p, seed=self.seed)
+                              temperature=self.temperature, top_p=self.top_p, seed=self.seed,
+                              json_schema=self.answer_schema)
 
     def judge_config(self) -> GenerateConfig:
         """The judge's: greedy, its own limit and timeout."""

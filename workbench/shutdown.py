@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Coroutine, TypeVar
 
-from .errors import PolicyError, WorkbenchError
+from .errors import BusyError, WorkbenchError
 
 T = TypeVar("T")
 
@@ -59,11 +59,11 @@ class RunTracker:
             if self.draining:
                 raise ShuttingDownError("the server is shutting down and takes no new runs; try again in a moment")
             if total is not None and len(self._runs) >= total:
-                raise PolicyError(f"the server is busy ({len(self._runs)} runs in flight, its limit is {total}); "
+                raise BusyError(f"the server is busy ({len(self._runs)} runs in flight, its limit is {total}); "
                                   f"try again in a moment")
             mine = sum(1 for o in self._owners.values() if o == owner) if owner is not None else 0
             if per_owner is not None and owner is not None and mine >= per_owner:
-                raise PolicyError(f"you already have {mine} run(s) in flight, this server's limit; wait for it "
+                raise BusyError(f"you already have {mine} run(s) in flight, this server's limit; wait for it "
                                   f"to finish or stop it")
             self._next += 1
             self._runs[self._next] = (task.get_loop(), task)

@@ -91,13 +91,41 @@ class Member:
         return cls(ModelSpec(**{k: v for k, v in model.items() if k in ModelSpec.__dataclass_fields__}), **fields)
 
 
+#: The settings a ``[fusions.NAME]`` table may fix (``FusionSettings`` fields), beside pool / judge / mode / limits.
+FUSION_SETTINGS = ("rounds", "swap_k", "quorum", "temperature", "top_p", "max_new_tokens", "judge_max_new_tokens",
+                   "member_timeout_s", "judge_timeout_s", "judge_schema")
+
+
+@dataclass(frozen=True)
+class FusionSpec:
+    """A fused model served as one name by ``workbench serve``: a ``[fusions.NAME]`` table of the models file.
+
+    A request's ``max_tokens``, ``temperature`` and ``seed`` apply on top of ``settings``, within the limits.
+    """
+
+    name: str  #: the model name clients ask for
+    pool: tuple[str, ...]  #: members as ``model[:persona]``
+    judge: str | None = None  #: the judge model (None only for mode "vote")
+    mode: str = "best-of"  #: best-of, merge, debate, vote
+    settings: dict[str, Any] = field(default_factory=dict)  #: FusionSettings fields the host fixes (rounds, swap_k...)
+    max_tokens: int | None = None  #: limit: the most ``max_tokens`` a request may ask for (None: the server's limit)
+    timeout_s: float | None = None  #: limit: seconds a whole request may take before it is cancelled (504)
+    description: str = ""  #: one line for ``/v1/models``
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (as ``/v1/models`` shows it)."""
+        return {"pool": list(self.pool), "judge": self.judge, "mode": self.mode, "settings": dict(self.settings),
+                "max_tokens": self.max_tokens, "timeout_s": self.timeout_s, "description": self.description}
+
+
 @dataclass
 class Registry:
-    """Every model and persona known: shipped presets, then the user file on top."""
+    """Every model, persona and fused model known: shipped presets, then the user file on top."""
 
     models: dict[str, ModelSpec] = field(default_factory=dict)
     personas: dict[str, str] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
+    fusions: dict[str, FusionSpec] = field(default_factory=dict)
 
     def add_toml(self, text: str, source: str) -> None:
         """Merge a TOML document of ``[models.NAME]`` and ``[personas]`` tables."""
@@ -111,7 +139,31 @@ class Registry:
             if not isinstance(text_, str):
                 raise ConfigError(f"{source}: persona {name!r} must be a string")
             self.personas[name] = text_
+        for name, table in (data.get("fusions") or {}).items():
+            self.fusions[name] = _fusion_from_table(name, table, source)
         self.sources.append(source)
+
+    def check_fusions(self) -> None:
+        """Every fused model's members and judge resolve and its settings are valid (a server checks at start).
+
+        Raises:
+            ConfigError: naming the fused model and what is wrong with it.
+        """
+        from .fusion.modes import get_mode
+        from .settings import FusionSettings
+
+        for f in self.fusions.values():
+            try:
+                mode = get_mode(f.mode)
+                for m in f.pool:
+                    self.member(m)
+                if mode.judged and not f.judge:
+                    raise ConfigError(f"mode {f.mode} needs a judge")
+                if f.judge:
+                    self.member(f.judge)
+                FusionSettings(**f.settings)
+            except ConfigError as exc:
+                raise ConfigError(f"fused model {f.name!r}: {exc}") from None
 
     def resolve(self, name: str) -> ModelSpec:
         """A ModelSpec for a preset name, ``scheme:model``, a local checkpoint directory or an HF id.
@@ -167,6 +219,30 @@ def _spec_from_table(name: str, table: dict[str, Any], source: str) -> ModelSpec
     if "skip_modules" in table:
         table = {**table, "skip_modules": tuple(table["skip_modules"])}
     return ModelSpec(name=name, **table)
+
+
+def _fusion_from_table(name: str, table: dict[str, Any], source: str) -> FusionSpec:
+    where = f"{source}: fused model {name!r}"
+    allowed = {"pool", "judge", "mode", "max_tokens", "timeout_s", "description", *FUSION_SETTINGS}
+    unknown = set(table) - allowed
+    if unknown:
+        raise ConfigError(f"{where} has unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+    pool = table.get("pool")
+    if not isinstance(pool, list) or not pool or not all(isinstance(p, str) and p.strip() for p in pool):
+        raise ConfigError(f"{where} needs pool = [\"model[:persona]\", ...] with at least one member")
+    if ":" in name or "/" in name or not name.strip():
+        raise ConfigError(f"{where}: a fused model's name has no ':' or '/'")
+    judge = table.get("judge")
+    if judge is not None and (not isinstance(judge, str) or not judge.strip()):
+        raise ConfigError(f"{where}: judge must be a model name")
+    for key in ("max_tokens", "timeout_s"):
+        v = table.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
+            raise ConfigError(f"{where}: {key} must be a positive number")
+    return FusionSpec(name=name, pool=tuple(p.strip() for p in pool), judge=judge, mode=table.get("mode", "best-of"),
+                      settings={k: table[k] for k in FUSION_SETTINGS if k in table},
+                      max_tokens=table.get("max_tokens"), timeout_s=table.get("timeout_s"),
+                      description=table.get("description", ""))
 
 
 def user_models_file() -> Path:

@@ -138,15 +138,19 @@ class Prompt:
         text: the question or instruction.
         images: paths, bytes, PIL images or ImageData; each is validated now.
         system: an optional system prompt (a member's persona is added by the member, not here).
+        history: earlier turns of a conversation, oldest first, as ``{"role": "user"|"assistant", "text": ...}``
+            dicts or text-only Messages; the prompt is the turn that answers them (a chat client's request).
 
     Raises:
         InputError: no text and no image, or an image that cannot be read.
     """
 
-    def __init__(self, text: str = "", images: list[Any] | tuple[Any, ...] = (), system: str | None = None):
+    def __init__(self, text: str = "", images: list[Any] | tuple[Any, ...] = (), system: str | None = None,
+                 history: list[Any] | tuple[Any, ...] = ()):
         self.text = (text or "").strip()
         self.images: tuple[ImageData, ...] = tuple(ImageData.load(i) for i in (images or ()))
         self.system = system
+        self.history: tuple[Message, ...] = tuple(_turn(h) for h in (history or ()))
         if not self.text and not self.images:
             raise InputError("the prompt is empty: give some text or at least one image")
 
@@ -156,6 +160,7 @@ class Prompt:
         out: list[Message] = []
         if system:
             out.append(Message("system", (TextPart(system),)))
+        out.extend(self.history)
         parts: list[ContentPart] = [ImagePart(i) for i in self.images] if include_images else []
         if self.text:
             parts.append(TextPart(self.text))
@@ -164,16 +169,41 @@ class Prompt:
         out.append(Message("user", tuple(parts)))
         return out
 
+    @property
+    def chars(self) -> int:
+        """Characters of text sent: the prompt, the system prompt and the earlier turns."""
+        return len(self.text) + len(self.system or "") + sum(len(m.text) for m in self.history)
+
+    def transcript(self) -> str:
+        """The earlier turns as ``User: ...`` / ``Assistant: ...`` lines ("" without history)."""
+        return "\n\n".join(f"{m.role.capitalize()}: {m.text}" for m in self.history)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able record; images by hash and size only."""
-        return {
+        d = {
             "text": self.text,
             "system": self.system,
             "images": [{"sha256": i.sha256, "width": i.width, "height": i.height} for i in self.images],
         }
+        if self.history:
+            d["history"] = [{"role": m.role, "text": m.text} for m in self.history]
+        return d
 
     def __repr__(self) -> str:
         return f"Prompt({self.text[:40]!r}, images={len(self.images)})"
+
+
+def _turn(turn: Any) -> Message:
+    """An earlier turn of a conversation: a text-only user or assistant Message."""
+    if isinstance(turn, Message):
+        role, text = turn.role, turn.text
+    elif isinstance(turn, dict):
+        role, text = turn.get("role"), turn.get("text")
+    else:
+        raise InputError(f"a conversation turn must be a Message or a dict, not {type(turn).__name__}")
+    if role not in ("user", "assistant") or not isinstance(text, str):
+        raise InputError("a conversation turn needs role 'user' or 'assistant' and text")
+    return Message(role, (TextPart(text),))
 
 
 @dataclass

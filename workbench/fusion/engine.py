@@ -29,6 +29,8 @@ from .fanout import Emit, fan_out, load_members
 from .modes import Mode, agreed, debate_messages, get_mode, vote_verdict
 
 _DONE = object()
+#: how a run stopped by ``FusionSettings.timeout_s`` is recorded (``FusionResult.interrupted`` starts with it)
+TIMED_OUT = "timed out: the run's time limit passed"
 
 
 def _member(x: str | Member, registry: Registry) -> Member:
@@ -61,7 +63,8 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
                       mode: str | Mode = "best-of", settings: FusionSettings | None = None, *,
                       registry: Registry | None = None, store=None, policy: Policy | None = None,
                       owner: str | None = None, quota: str | None = None,
-                      reuse_rounds: list[list[MemberOutput]] | None = None, **overrides) -> AsyncIterator[Event]:
+                      reuse_rounds: list[list[MemberOutput]] | None = None, origin: str = "",
+                      **overrides) -> AsyncIterator[Event]:
     """Run one fusion and yield its events; the last is RunDone with the FusionResult.
 
     Args:
@@ -79,6 +82,7 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
             counts it in the server's total only (a run inside an evaluation that is counted as a whole).
         reuse_rounds: rounds generated before (a stored run, an evaluation cache); they are reused, not
             regenerated, and a debate continues from the last of them.
+        origin: where the run came from ("page", "api", "cli"...), stored with it.
 
     Raises:
         ConfigError, InputError, UnknownModelError: the call itself is wrong (before anything runs).
@@ -99,7 +103,7 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
         store.save(result, prompt.images, owner=owner)
 
     task = asyncio.ensure_future(_run(prompt, members, judge_member, mode, settings, queue.put_nowait, reuse_rounds,
-                                      save if store is not None else None))
+                                      save if store is not None else None, origin))
     try:  # a draining server refuses new runs; the policy caps runs in flight
         token = RUNS.start(task, quota, policy.limits.runs_per_session if policy else None,
                            policy.limits.runs_total if policy else None)
@@ -135,16 +139,21 @@ async def fuse(prompt: Prompt | str, pool: Sequence[str | Member], judge: str | 
 
 async def _run(prompt: Prompt, members: list[Member], judge_member: Member | None, mode: Mode,
                settings: FusionSettings, emit: Emit, reuse_rounds: list[list[MemberOutput]] | None = None,
-               save: Callable[[FusionResult], None] | None = None) -> None:
+               save: Callable[[FusionResult], None] | None = None, origin: str = "") -> None:
     """One run, start to RunDone. Cancelled midway, it still ends with RunDone: the run marked interrupted,
     with every finished round and what each member of the round in progress had written so far."""
     t_start = time.perf_counter()
     result = FusionResult(new_run_id(), mode.name, prompt.to_dict(), [m.to_dict() for m in members],
-                          judge_member.to_dict() if judge_member else None, settings)
+                          judge_member.to_dict() if judge_member else None, settings, origin=origin)
     progress = _Progress(result, emit, save)
     try:
-        await _run_steps(result, prompt, members, judge_member, mode, settings, progress.emit, reuse_rounds or [],
-                         t_start)
+        try:
+            async with asyncio.timeout(settings.timeout_s):
+                await _run_steps(result, prompt, members, judge_member, mode, settings, progress.emit,
+                                 reuse_rounds or [], t_start)
+        except TimeoutError:  # the whole run's limit: recorded as interrupted, what it had kept
+            progress.interrupt(f"{TIMED_OUT} ({settings.timeout_s:g} s)", time.perf_counter() - t_start)
+            return
         progress.steps_done = True
         if save is not None:
             await asyncio.to_thread(save, result)  # SQLite off the event loop
@@ -289,7 +298,7 @@ async def decide(prompt: Prompt, outputs: list[MemberOutput], mode: Mode, judge_
         emit(JudgeStart(n + 1, order))
         last, parsed, attempts, cut = await J.judge_once(
             judge_backend, judge_member, prompt, ok, order, mode, config, on_text=lambda t: emit(JudgeToken(t)),
-            constrain=settings.judge_schema)
+            constrain=settings.judge_schema, answer_schema=settings.answer_schema)
         verdict.attempts += attempts
         for m, chars in cut.items():
             verdict.truncated_chars[m] = max(chars, verdict.truncated_chars.get(m, 0))
@@ -334,12 +343,26 @@ def _finish(result: FusionResult, mode: Mode) -> None:
     v = result.verdict
     if v is not None and v.valid:
         result.final_answer = mode.final_answer(v, result.outputs)
+        _check_answer_format(result)
         return
     first_ok = next(o for o in result.outputs if o.ok)
     result.final_answer = first_ok.text
     result.degraded = True
     result.failure_reasons.append(f"{v.error if v else 'no verdict'}; fell back to the first answer "
                                   f"({first_ok.label})")
+
+
+def _check_answer_format(result: FusionResult) -> None:
+    """Note a final answer that is not the JSON the run's ``answer_schema`` asked for (what it says is kept)."""
+    if result.settings.answer_schema is None:
+        return
+    import json
+
+    try:
+        json.loads(result.final_answer)
+    except ValueError:
+        result.notes.append("the final answer is not valid JSON, though the request asked for JSON "
+                            "(response_format)")
 
 
 async def rejudge(result: FusionResult, judge: str | Member | None = None, mode: str | Mode | None = None,
@@ -362,7 +385,8 @@ async def rejudge(result: FusionResult, judge: str | Member | None = None, mode:
         raise ConfigError(f"re-judging as {mode.name} needs new rounds of answers: run fuse with mode={mode.name!r}")
     if judge is None and result.judge:
         judge = Member.from_dict(result.judge)
-    prompt = Prompt(result.prompt["text"], images=list(images), system=result.prompt.get("system"))
+    prompt = Prompt(result.prompt["text"], images=list(images), system=result.prompt.get("system"),
+                    history=result.prompt.get("history") or ())
     judge_member = _member(judge, registry) if mode.judged and judge is not None else None
     if mode.judged and judge_member is None:
         raise ConfigError(f"mode {mode.name} needs a judge")

@@ -88,8 +88,8 @@ def candidate_budget(context_tokens: int | None, n_candidates: int, reserved_tok
 
 
 def build_messages(prompt: Prompt, candidates: list[MemberOutput], order: list[int], mode: Mode,
-                   max_chars: int = MAX_CANDIDATE_CHARS,
-                   with_images: bool = True) -> tuple[list[Message], dict[int, int]]:
+                   max_chars: int = MAX_CANDIDATE_CHARS, with_images: bool = True,
+                   answer_schema: dict[str, Any] | None = None) -> tuple[list[Message], dict[int, int]]:
     """The judge's chat for ``candidates`` shown in ``order`` (member indices); also returns the characters cut
     from each candidate that was too long (member index -> characters)."""
     by_member = {c.member: c for c in candidates}
@@ -101,9 +101,13 @@ def build_messages(prompt: Prompt, candidates: list[MemberOutput], order: list[i
             cut[member] = n_cut
         blocks.append(f'<candidate id="{label}">\n{escape_tags(text)}\n</candidate>')
     ids = ", ".join(letters(len(order)))
-    body = (f"User prompt:\n<prompt>\n{escape_tags(prompt.text) or '(see the image)'}\n</prompt>\n\n"
+    before = (f"Conversation before the prompt (context only):\n<conversation>\n{escape_tags(prompt.transcript())}"
+              f"\n</conversation>\n\n") if prompt.history else ""
+    body = (before + f"User prompt:\n<prompt>\n{escape_tags(prompt.text) or '(see the image)'}\n</prompt>\n\n"
             f"Candidates ({ids}):\n\n" + "\n\n".join(blocks)
-            + f"\n\nTask: {mode.task}\nReply with only this JSON: {mode.schema}")
+            + f"\n\nTask: {mode.task}\nReply with only this JSON: {mode.schema}"
+            + (f"\nThe user asked for an answer in JSON matching this schema; write \"answer\" as that JSON "
+               f"document, in a string: {json.dumps(answer_schema)}" if answer_schema and mode.needs_answer else ""))
     parts: list = [ImagePart(i) for i in prompt.images] if with_images else []
     parts.append(TextPart(body))
     return [Message("system", (TextPart(SYSTEM),)), Message("user", tuple(parts))], cut
@@ -180,7 +184,7 @@ def close_truncated_json(text: str) -> dict[str, Any] | None:
 async def judge_once(judge: ModelHandle, judge_member: Member, prompt: Prompt, candidates: list[MemberOutput],
                      order: list[int], mode: Mode, config: GenerateConfig,
                      on_text: Callable[[str], None] | None = None,
-                     constrain: bool = True) -> tuple[JudgeAttempt, dict[str, Any] | None,
+                     constrain: bool = True, answer_schema: dict[str, Any] | None = None) -> tuple[JudgeAttempt, dict[str, Any] | None,
                                                                            list[JudgeAttempt], dict[int, int]]:
     """Judge one ordering, retrying once on an invalid reply. Returns (last attempt, parsed, all attempts,
     characters cut per member)."""
@@ -190,12 +194,13 @@ async def judge_once(judge: ModelHandle, judge_member: Member, prompt: Prompt, c
         context = None
     persona = len(judge_member.persona or "")
     images = IMAGE_TOKENS * len(prompt.images) if judge.supports_images else 0
-    reserved = config.max_new_tokens + images + 256 + (len(SYSTEM) + persona + len(prompt.text) + len(mode.task)
+    reserved = config.max_new_tokens + images + 256 + (len(SYSTEM) + persona + prompt.chars + len(mode.task)
                                                        + len(mode.schema)) // CHARS_PER_TOKEN
     budget = candidate_budget(context, len(order), reserved)
     if constrain:  # the reply can only be a schema-valid verdict (where the backend can enforce it)
         config = config.replace(json_schema=mode.json_schema(letters(len(order)), config.max_new_tokens))
-    messages, truncated = build_messages(prompt, candidates, order, mode, budget, with_images=judge.supports_images)
+    messages, truncated = build_messages(prompt, candidates, order, mode, budget, with_images=judge.supports_images,
+                                         answer_schema=answer_schema)
     if judge_member.persona:
         messages[0] = Message("system", (TextPart(judge_member.persona + "\n\n" + SYSTEM),))
     ids = letters(len(order))

@@ -79,24 +79,38 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
                                         history.run_dd], api_visibility="private")
 
     demo.queue(default_concurrency_limit=16, max_size=policy.limits.queue_size)
-    demo.policy = policy
+    demo.policy, demo.store = policy, store
+    return demo
+
+
+def start(preset: str | None = None, host: str = "127.0.0.1", port: int | None = None,
+          pool: list[str] | None = None, public: bool | None = None, api_key_env: str | None = None,
+          **kw) -> gr.Blocks:
+    """Build the app and start serving it (the page, and the OpenAI-compatible API at ``/v1``); returns at once.
+
+    ``public=True`` (or ``share=True``, a Space, or a bind address other than loopback) puts the app in public
+    mode; ``public=False`` keeps local mode on any address (a trusted lab network). See ``workbench.policy``.
+    The API (``workbench.serve``) runs under the same policy and run store as the page; ``api_key_env`` names
+    the variable holding the bearer token it requires (None: none)."""
+    import sys
+
+    from ..serve import mount_routes
+
+    policy = Policy.for_host(True if (public or kw.get("share")) else public, bind_host=host)
+    print(policy.describe(), file=sys.stderr, flush=True)
+    demo = build_demo(preset, pool=pool, policy=policy, store=kw.pop("store", None))
+    routes = mount_routes(policy, demo.store, api_key_env)
+    demo.launch(server_name=host, server_port=port, css=CSS, prevent_thread_lock=True,
+                app_kwargs={"routes": routes}, **kw)
     return demo
 
 
 def launch(preset: str | None = None, host: str = "127.0.0.1", port: int | None = None,
            pool: list[str] | None = None, grace_s: float = 25.0, stop=None, public: bool | None = None,
-           **kw) -> None:
-    """Build and serve the app until SIGTERM or Ctrl-C, then drain (see ``serving.serve_until_signal``).
-
-    ``public=True`` (or ``share=True``, a Space, or a bind address other than loopback) puts the app in public
-    mode; ``public=False`` keeps local mode on any address (a trusted lab network). See ``workbench.policy``."""
-    import sys
-
+           api_key_env: str | None = None, **kw) -> None:
+    """``start`` the app, then serve it until SIGTERM or Ctrl-C and drain (see ``serving.serve_until_signal``)."""
     from .serving import StopSignals, serve_until_signal
 
     stop = stop or StopSignals()
-    policy = Policy.for_host(True if (public or kw.get("share")) else public, bind_host=host)
-    print(policy.describe(), file=sys.stderr, flush=True)
-    demo = build_demo(preset, pool=pool, policy=policy)
-    demo.launch(server_name=host, server_port=port, css=CSS, prevent_thread_lock=True, **kw)
+    demo = start(preset, host, port, pool, public, api_key_env, **kw)
     serve_until_signal(demo, grace_s, stop)
