@@ -220,3 +220,39 @@ def test_a_non_streaming_client_that_goes_away_cancels_its_run(api):
                    json={"model": "slowpool", "messages": [{"role": "user", "content": "count"}]})
     run = _wait_stored_interrupted(store, before)
     assert run.interrupted and run.verdict is None
+
+
+def test_the_demo_serves_the_api_on_its_own_port_and_history_shows_api_runs(scripted_registry, tmp_path):
+    """`workbench demo` mounts /v1 in the Gradio app: same port, same policy, same run store as the page."""
+    from workbench.policy import Policy
+    from workbench.store import RunStore
+    from workbench.ui import gradio_app
+
+    from .conftest import free_port
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    policy = Policy(public=False, registry=scripted_registry)
+    original = gradio_app.Policy.for_host
+    gradio_app.Policy.for_host = classmethod(lambda cls, *a, **k: policy)
+    try:
+        demo = gradio_app.start("tiny-offline", port=free_port(), store=store, preload=False, quiet=True)
+    finally:
+        gradio_app.Policy.for_host = original
+    try:
+        url = demo.local_url.rstrip("/") + "/v1"
+        assert httpx.get(demo.local_url).status_code == 200  # the page
+        assert "best" in {m.id for m in client(url).models.list()}
+        # streamed through Gradio's middleware (compression included): still arrives piece by piece
+        t0, arrivals = time.monotonic(), []
+        with httpx.stream("POST", f"{url}/chat/completions", timeout=30, headers={"Accept-Encoding": "br, gzip"},
+                          json={"model": "merge", "messages": [{"role": "user", "content": "2+3?"}],
+                                "stream": True}) as r:
+            for line in r.iter_lines():
+                if '"content":"' in line and '"role"' not in line:
+                    arrivals.append(time.monotonic() - t0)
+        assert len(arrivals) >= 4 and arrivals[-1] - arrivals[0] > 0.3
+        r = client(url).chat.completions.create(model="best", messages=[{"role": "user", "content": "2+3?"}])
+        run_id = r.model_extra["fusion"]["run_id"]
+        assert store.list()[0]["run_id"] == run_id  # the History tab lists store.list() (local mode: every run)
+    finally:
+        demo.close()

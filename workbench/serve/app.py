@@ -209,6 +209,8 @@ class _Target:
             raise P.APIError(400, f"max_tokens {req.limit} is over this model's limit of {cap}", "invalid_value",
                              "max_tokens")
         changes: dict[str, Any] = {"answer_schema": P.answer_schema(req.response_format)}
+        if req.limit is None and base.max_new_tokens > cap:  # the default, within this server's limit
+            changes["max_new_tokens"] = cap
         for key, value in (("max_new_tokens", req.limit), ("temperature", req.temperature), ("top_p", req.top_p),
                            ("seed", req.seed), ("timeout_s", f.timeout_s if f else None)):
             if value is not None:

@@ -98,7 +98,7 @@ def start(preset: str | None = None, host: str = "127.0.0.1", port: int | None =
 
     policy = Policy.for_host(True if (public or kw.get("share")) else public, bind_host=host)
     print(policy.describe(), file=sys.stderr, flush=True)
-    demo = build_demo(preset, pool=pool, policy=policy, store=kw.pop("store", None))
+    demo = build_demo(preset, pool=pool, policy=policy, store=kw.pop("store", None), preload=kw.pop("preload", True))
     routes = mount_routes(policy, demo.store, api_key_env)
     demo.launch(server_name=host, server_port=port, css=CSS, prevent_thread_lock=True,
                 app_kwargs={"routes": routes}, **kw)

@@ -1,0 +1,235 @@
+"""Every kind of bad request answers an OpenAI error object with the right status; auth; the public-mode policy
+and limits of the web app apply to the API; degraded runs still answer."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from dataclasses import replace
+
+import httpx
+import openai
+import pytest
+
+from workbench.policy import Limits, Policy
+from workbench.shutdown import RUNS
+from workbench.store import RunStore
+
+from .conftest import png_data_url, serving
+
+USER = [{"role": "user", "content": "2+3?"}]
+
+
+def post(url, body=None, raw=None, headers=None, timeout=30):
+    if raw is not None:
+        return httpx.post(f"{url}/chat/completions", content=raw, headers=headers or {}, timeout=timeout)
+    return httpx.post(f"{url}/chat/completions", json=body, headers=headers or {}, timeout=timeout)
+
+
+def image(url: str) -> list:
+    return [{"role": "user", "content": [{"type": "text", "text": "what is this?"},
+                                         {"type": "image_url", "image_url": {"url": url}}]}]
+
+
+BAD = [  # (body, status, error code, param)
+    (None, 400, "invalid_json", None),
+    ({"model": "best"}, 400, "invalid_value", "messages"),
+    ({"model": "best", "messages": []}, 400, "invalid_value", "messages"),
+    ({"messages": USER}, 400, "invalid_value", "model"),
+    ({"model": "best", "messages": [{"role": "wizard", "content": "hi"}]}, 400, "invalid_value", "messages.0.role"),
+    ({"model": "best", "messages": USER + [{"role": "assistant", "content": "5"}]}, 400, "invalid_value", "messages"),
+    ({"model": "best", "messages": [{"role": "user", "content": "  "}]}, 400, "invalid_value", "messages"),
+    ({"model": "best", "messages": USER, "n": 2}, 400, "unsupported_parameter", "n"),
+    ({"model": "best", "messages": USER, "logprobs": True}, 400, "unsupported_parameter", "logprobs"),
+    ({"model": "best", "messages": USER, "tools": [{"type": "function"}]}, 400, "unsupported_parameter", "tools"),
+    ({"model": "best", "messages": USER, "temperature": 3}, 400, "invalid_value", "temperature"),
+    ({"model": "best", "messages": USER, "max_tokens": 201}, 400, "invalid_value", "max_tokens"),  # its limit: 200
+    ({"model": "best", "messages": USER, "max_tokens": 0}, 400, "invalid_value", "max_tokens"),
+    ({"model": "best", "messages": USER, "response_format": {"type": "yaml"}}, 400, "invalid_value",
+     "response_format"),
+    ({"model": "best", "messages": [{"role": "tool", "content": "x"}] + USER}, 400, "unsupported_parameter",
+     "messages.0"),
+    ({"model": "best", "messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}, 400,
+     "unsupported_parameter", "messages.0"),
+    ({"model": "best", "messages": image("data:image/png;base64,@@@")}, 400, "invalid_image", "messages.0.content.1"),
+    ({"model": "best", "messages": image("ftp://example.com/cat.png")}, 400, "invalid_image", "messages.0.content.1"),
+    ({"model": "best", "messages": image("data:image/png;base64," + base64.b64encode(b"not a png").decode())},
+     400, "invalid_value", None),
+    ({"model": "no-such-model", "messages": USER}, 404, "model_not_found", "model"),
+    ({"model": "./some/dir", "messages": USER}, 404, "model_not_found", "model"),
+]
+
+
+@pytest.mark.parametrize("body,status,code,param", BAD, ids=[f"{i}-{b[1]}-{b[2]}" for i, b in enumerate(BAD)])
+def test_bad_requests_get_openai_error_objects(api, body, status, code, param):
+    url, _ = api
+    r = post(url, body, raw=b"{not json" if body is None else None)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["code"] == code and err["param"] == param and err["message"] and err["type"]
+
+
+def test_the_sdk_raises_its_own_typed_errors(api):
+    url, _ = api
+    c = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+    with pytest.raises(openai.NotFoundError) as e:
+        c.chat.completions.create(model="nope", messages=USER)
+    assert "GET /v1/models" in e.value.message
+    with pytest.raises(openai.BadRequestError):
+        c.chat.completions.create(model="best", messages=USER, n=3)
+
+
+def test_a_body_over_the_limit_is_413(api):
+    url, _ = api
+    big = {"model": "best", "messages": [{"role": "user", "content": "x" * 2_100_000}]}
+    r = post(url, big)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+
+
+def test_all_members_failed_is_503_with_the_reasons_and_a_timeout_is_504(api):
+    url, store = api
+    r = post(url, {"model": "dead", "messages": USER})
+    assert r.status_code == 503 and r.json()["error"]["code"] == "all_members_failed"
+    assert "scripted error 500" in r.json()["error"]["message"]
+    assert len(r.json()["fusion"]["failure_reasons"]) >= 2
+    t0 = time.monotonic()
+    r = post(url, {"model": "hung", "messages": USER})
+    assert r.status_code == 504 and r.json()["error"]["code"] == "timeout" and time.monotonic() - t0 < 5
+    run = store.load(r.json()["fusion"]["run_id"])
+    assert run.interrupted.startswith("timed out") and run.origin == "api"
+
+
+def test_a_failure_after_the_stream_started_is_an_error_event(api):
+    url, _ = api
+    c = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+    stream = c.chat.completions.create(model="dead", messages=USER, stream=True)
+    with pytest.raises(openai.APIError) as e:
+        for _ in stream:
+            pass
+    assert "every member failed" in str(e.value)
+
+
+def test_a_degraded_run_still_answers_and_says_so(api):
+    url, _ = api
+    r = post(url, {"model": "degraded", "messages": USER})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["choices"][0]["message"]["content"] == "I think it is 5. Final answer: 5"
+    assert body["fusion"]["degraded"] and "broken" in body["fusion"]["failure_reasons"][0]
+    failed = body["fusion"]["rounds"][0][0]
+    assert not failed["ok"] and failed["error"]["kind"] == "server"
+
+
+def test_response_format_reaches_the_members_and_the_answer_is_checked(api, server):
+    url, _ = api
+    n0 = len(server.requests)
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    r = post(url, {"model": "best", "messages": USER,
+                   "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": schema}}})
+    assert r.status_code == 200
+    sent = [b for b in server.requests[n0:] if "judge_pick" not in b["model"]]
+    assert all(b["response_format"]["json_schema"]["schema"] == schema for b in sent)
+    assert any("not valid JSON" in n for n in r.json()["fusion"]["notes"])  # scripted members ignore it
+
+
+@pytest.fixture
+def keyed(scripted_registry, tmp_path, monkeypatch):
+    monkeypatch.setenv("WB_TEST_API_KEY", "s3cret-token-123")
+    with serving(Policy(public=False, registry=scripted_registry), RunStore(tmp_path / "r.sqlite"),
+                 api_key_env="WB_TEST_API_KEY") as url:
+        yield url
+
+
+def test_bearer_auth(keyed):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-token-123"}):
+        r = post(keyed, {"model": "best", "messages": USER}, headers=headers)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+        assert r.headers["www-authenticate"] == "Bearer"
+        assert httpx.get(f"{keyed}/models", headers=headers).status_code == 401
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=keyed, api_key="nope", max_retries=0).models.list()
+    good = openai.OpenAI(base_url=keyed, api_key="s3cret-token-123", max_retries=0)
+    assert good.chat.completions.create(model="best", messages=USER).choices[0].message.content
+
+
+def test_an_unset_key_variable_refuses_to_start(scripted_registry, tmp_path, monkeypatch):
+    from workbench.errors import ConfigError
+    from workbench.serve import create_api
+
+    monkeypatch.delenv("WB_TEST_API_KEY", raising=False)
+    with pytest.raises(ConfigError, match="WB_TEST_API_KEY"):
+        create_api(Policy(public=False, registry=scripted_registry), RunStore(tmp_path / "r.sqlite"),
+                   "WB_TEST_API_KEY")
+
+
+@pytest.fixture
+def public(scripted_registry, tmp_path):
+    limits = replace(Limits(), runs_per_session=1, max_images=1, max_prompt_chars=100, max_new_tokens=64)
+    policy = Policy(public=True, registry=scripted_registry, allow_custom_endpoints=False, allow_private_hosts=False,
+                    allow_image_urls=False, allowed_hosts=frozenset({"127.0.0.1"}), limits=limits)
+    store = RunStore(tmp_path / "public.sqlite")
+    with serving(policy, store) as url:
+        yield url, store
+
+
+def test_public_mode_applies_the_web_apps_policy(public, tiny_dir):
+    url, store = public
+    # only the host's models: no path, no Hub id, no endpoint of the caller's
+    for name in (str(tiny_dir), "org/some-model", "openrouter:x/y"):
+        r = post(url, {"model": name, "messages": USER})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found", name
+    # limits: prompt size, images, tokens
+    r = post(url, {"model": "best", "messages": [{"role": "user", "content": "x" * 101}]})
+    assert r.status_code == 413
+    r = post(url, {"model": "best", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": png_data_url()}},
+        {"type": "image_url", "image_url": {"url": png_data_url((0, 0, 255))}}]}]})
+    assert r.status_code == 413 and "at most 1" in r.json()["error"]["message"]
+    r = post(url, {"model": "best", "messages": USER, "max_tokens": 65})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "max_tokens"
+    # remote image URLs are not fetched unless the host allows it
+    r = post(url, {"model": "best", "messages": image("http://169.254.169.254/latest/meta-data")})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "image_url_not_allowed"
+    # runs belong to the caller, not to the shared History
+    r = post(url, {"model": "best", "messages": USER})
+    assert r.status_code == 200
+    assert store.list(owner=None)[0]["run_id"] == r.json()["fusion"]["run_id"]
+    assert store.list(owner="api:127.0.0.1") and not store.list(owner="some-browser-session")
+
+
+def test_public_mode_limits_runs_in_flight_per_client_with_429(public):
+    url, _ = public
+    results = {}
+
+    def slow():
+        results["slow"] = post(url, {"model": "slowpool", "messages": USER})
+
+    t = threading.Thread(target=slow)
+    t.start()
+    deadline = time.monotonic() + 5
+    while RUNS.in_flight == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    r = post(url, {"model": "best", "messages": USER})
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limit_exceeded"
+    assert r.headers["retry-after"] == "1"
+    t.join(30)
+    assert results["slow"].status_code == 200
+
+
+def test_a_draining_server_answers_503(api):
+    url, _ = api
+    RUNS.draining = True
+    try:
+        r = post(url, {"model": "best", "messages": USER})
+    finally:
+        RUNS.reopen()
+    assert r.status_code == 503 and r.json()["error"]["code"] == "shutting_down"
+
+
+def test_unknown_routes_and_methods_are_openai_errors(api):
+    url, _ = api
+    r = httpx.get(f"{url}/nothing-here")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_url"
+    r = httpx.get(f"{url}/chat/completions")
+    assert r.status_code == 405 and r.json()["error"]["type"]
