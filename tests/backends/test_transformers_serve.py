@@ -93,3 +93,39 @@ async def test_a_full_fusion_through_the_server_and_an_ignored_response_format(s
     # transformers serve ignores response_format (it logs "Ignoring unsupported fields"): the judge's reply is
     # validated as usual, so the verdict is either valid or a recorded failure with the fallback answer
     assert r.verdict.valid or (r.degraded and any("fell back" in x for x in r.failure_reasons))
+
+
+def test_a_deploy_fusion_served_by_workbench_serve_with_its_members_on_the_real_server(serve, tmp_path):
+    """deploy/models.toml's members are vLLM endpoints; here the same OpenAI-compatible path reaches transformers
+    serve instead, and `workbench serve` answers an openai SDK client with the fused result."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    import openai
+
+    from workbench.policy import Policy
+    from workbench.serve import create_server_app
+    from workbench.serve.cli import UvicornThread
+    from workbench.specs import load_registry
+
+    reg = load_registry(Path(__file__).resolve().parents[2] / "deploy" / "models.toml")
+    for name in [n for n in reg.models if n.startswith(("vllm-", "sglang-"))]:  # the engines, stood in for
+        reg.models[name] = replace(reg.models[name], base_url=serve.base_url, model=serve.model, vision=False)
+    fusion = reg.fusions["scout-merge"]
+    reg.fusions["scout-merge"] = replace(fusion, settings={**fusion.settings, "judge_max_new_tokens": 96})
+    store = wb.RunStore(tmp_path / "runs.sqlite")
+    port = free_port()
+    server = UvicornThread(create_server_app(Policy(public=False, registry=reg), store), "127.0.0.1", port)
+    server.start()
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        r = client.chat.completions.create(model="scout-merge", max_tokens=24, temperature=0, seed=0,
+                                           messages=[{"role": "user", "content": "What is the capital of France?"}])
+    finally:
+        server.close()
+    fusion = r.model_extra["fusion"]
+    assert [o["ok"] for o in fusion["rounds"][0]] == [True, True, True]
+    assert fusion["members"] == ["vllm-scout-int4:analyst", "vllm-scout-int4:skeptic", "vllm-qwen-vl:concise"]
+    assert fusion["verdict"]["judge_calls"] and r.choices[0].message.content
+    assert r.usage.completion_tokens > sum(o["usage"]["completion_tokens"] for o in fusion["rounds"][0])  # + judge
+    assert store.load(fusion["run_id"]).origin == "api"
