@@ -205,3 +205,11 @@ class ScriptedServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+if __name__ == "__main__":  # python -m workbench.scripted_server [PORT]: serve until killed (benchmarks, demos)
+    import sys
+
+    with ScriptedServer(port=int(sys.argv[1]) if len(sys.argv) > 1 else 0) as srv:
+        print(srv.base_url, flush=True)
+        threading.Event().wait()
