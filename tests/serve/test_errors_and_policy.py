@@ -233,3 +233,26 @@ def test_unknown_routes_and_methods_are_openai_errors(api):
     assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_url"
     r = httpx.get(f"{url}/chat/completions")
     assert r.status_code == 405 and r.json()["error"]["type"]
+
+
+def test_image_urls_a_public_host_allows_are_fetched_from_public_addresses_only(scripted_registry, tmp_path):
+    """An attacker's image URL pointing inside (localhost, metadata) never gets a connection."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.5)
+    port = listener.getsockname()[1]
+    policy = Policy(public=True, registry=scripted_registry, allow_custom_endpoints=False, allow_private_hosts=False,
+                    allow_image_urls=True, allowed_hosts=frozenset({"127.0.0.1"}), limits=Limits())
+    try:
+        with serving(policy, RunStore(tmp_path / "r.sqlite")) as url:
+            for target in (f"http://localhost:{port}/cat.png", "http://169.254.169.254/latest/meta-data/x.png",
+                           f"http://[::1]:{port}/cat.png", f"http://0x7f000001:{port}/cat.png"):
+                r = post(url, {"model": "best", "messages": image(target)})
+                assert r.status_code == 400 and "cannot be fetched from this server" in r.json()["error"]["message"]
+        with pytest.raises(socket.timeout):
+            listener.accept()  # nothing ever connected
+    finally:
+        listener.close()

@@ -256,3 +256,12 @@ def test_the_demo_serves_the_api_on_its_own_port_and_history_shows_api_runs(scri
         assert store.list()[0]["run_id"] == run_id  # the History tab lists store.list() (local mode: every run)
     finally:
         demo.close()
+
+
+def test_progress_chunks_can_be_turned_off(api):
+    url, _ = api
+    stream = client(url).chat.completions.create(model="best", messages=[{"role": "user", "content": "2+3?"}],
+                                                 stream=True, extra_body={"fusion": {"progress": False}})
+    chunks = list(stream)
+    assert [c for c in chunks if c.model_extra.get("fusion")] == [chunks[-1]]  # only the finishing chunk's
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "I think it is 5. Final answer: 5"
