@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from workbench.serve.app import check_fusions
 from workbench.specs import load_registry
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -9,7 +10,7 @@ DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
 def test_the_deploy_models_file_parses_and_its_fused_models_resolve():
     reg = load_registry(DEPLOY / "models.toml")
-    reg.check_fusions()
+    check_fusions(reg)
     deployed = {n for n in reg.models if n.startswith(("vllm-", "sglang-"))}
     assert {"vllm-scout-int4", "vllm-scout-fp8", "vllm-qwen-vl"} <= deployed
     ours = ("scout-quant-panel", "scout-merge", "scout-debate")

@@ -12,9 +12,9 @@ LAYERS = [
     {"records"},
     {"events", "shutdown", "scripted_server"},
     {"backends"},
-    {"store", "render", "plots", "policy"},
+    {"store", "render", "plots", "policy", "serving"},
     {"fusion"},
-    {"eval"},
+    {"eval", "serve"},
     {"ui", "app_cli", "cli", "__init__"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}

@@ -26,7 +26,7 @@ def register(sub) -> None:
 
 
 def cmd_demo(args) -> int:
-    from .ui.serving import StopSignals
+    from .serving import StopSignals
 
     stop = StopSignals()  # first: a SIGTERM while the app starts still drains and exits 0
     from .answers import split_pool

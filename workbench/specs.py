@@ -143,28 +143,6 @@ class Registry:
             self.fusions[name] = _fusion_from_table(name, table, source)
         self.sources.append(source)
 
-    def check_fusions(self) -> None:
-        """Every fused model's members and judge resolve and its settings are valid (a server checks at start).
-
-        Raises:
-            ConfigError: naming the fused model and what is wrong with it.
-        """
-        from .fusion.modes import get_mode
-        from .settings import FusionSettings
-
-        for f in self.fusions.values():
-            try:
-                mode = get_mode(f.mode)
-                for m in f.pool:
-                    self.member(m)
-                if mode.judged and not f.judge:
-                    raise ConfigError(f"mode {f.mode} needs a judge")
-                if f.judge:
-                    self.member(f.judge)
-                FusionSettings(**f.settings)
-            except ConfigError as exc:
-                raise ConfigError(f"fused model {f.name!r}: {exc}") from None
-
     def resolve(self, name: str) -> ModelSpec:
         """A ModelSpec for a preset name, ``scheme:model``, a local checkpoint directory or an HF id.
 

@@ -32,7 +32,7 @@ from ..policy import Policy
 from ..records import FusionResult
 from ..settings import FusionSettings
 from ..shutdown import ShuttingDownError
-from ..specs import FusionSpec
+from ..specs import FusionSpec, Registry
 from ..store import RunStore
 from . import protocol as P
 from .streaming import AnswerStream, StopFilter
@@ -65,7 +65,7 @@ def create_api(policy: Policy | None = None, store: RunStore | None = None, api_
         if not token:
             raise ConfigError(f"--api-key-env {api_key_env}: that environment variable is not set (or empty); "
                               "set it to the token clients must send")
-    policy.registry.check_fusions()
+    check_fusions(policy.registry)
     api = FastAPI(title="Fusion Workbench API", docs_url=None, redoc_url=None, openapi_url=None)
     api.state.policy, api.state.store = policy, store
 
@@ -115,6 +115,26 @@ def create_api(policy: Policy | None = None, store: RunStore | None = None, api_
             raise _as_api_error(exc) from None
 
     return api
+
+
+def check_fusions(registry: Registry) -> None:
+    """Every fused model's members and judge resolve and its settings are valid (a server checks at start).
+
+    Raises:
+        ConfigError: naming the fused model and what is wrong with it.
+    """
+    for f in registry.fusions.values():
+        try:
+            mode = get_mode(f.mode)
+            for m in f.pool:
+                registry.member(m)
+            if mode.judged and not f.judge:
+                raise ConfigError(f"mode {f.mode} needs a judge")
+            if f.judge:
+                registry.member(f.judge)
+            FusionSettings(**f.settings)
+        except ConfigError as exc:
+            raise ConfigError(f"fused model {f.name!r}: {exc}") from None
 
 
 # ---- /models -----------------------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def port_free(host: str, port: int) -> bool:
 
 
 def cmd_serve(args) -> int:
-    from ..ui.serving import StopSignals
+    from ..serving import StopSignals
 
     stop = StopSignals()  # first: a signal during start-up still drains and exits 0
     from ..policy import Policy
@@ -80,7 +80,7 @@ def cmd_serve(args) -> int:
     app = create_server_app(policy, store, args.api_key_env)
     server = UvicornThread(app, args.host, args.port)
     server.start()
-    from ..ui.serving import serve_until_signal
+    from ..serving import serve_until_signal
 
     fused = ", ".join(policy.registry.fusions) or "none (add [fusions.NAME] tables to the models file)"
     print(f"serving http://{args.host}:{args.port}/v1 (OpenAI chat completions). Fused models: {fused}. "

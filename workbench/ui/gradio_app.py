@@ -109,7 +109,7 @@ def launch(preset: str | None = None, host: str = "127.0.0.1", port: int | None 
            pool: list[str] | None = None, grace_s: float = 25.0, stop=None, public: bool | None = None,
            api_key_env: str | None = None, **kw) -> None:
     """``start`` the app, then serve it until SIGTERM or Ctrl-C and drain (see ``serving.serve_until_signal``)."""
-    from .serving import StopSignals, serve_until_signal
+    from ..serving import StopSignals, serve_until_signal
 
     stop = stop or StopSignals()
     demo = start(preset, host, port, pool, public, api_key_env, **kw)

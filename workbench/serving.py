@@ -39,8 +39,8 @@ class StopSignals:
 
 def serve_until_signal(server: Any, grace_s: float, stop: StopSignals | None = None) -> None:
     """Block until SIGTERM / SIGINT, then drain runs, close ``server`` (its ``close()``) and unload models."""
-    from ..backends import unload_all
-    from ..shutdown import RUNS
+    from .backends import unload_all
+    from .shutdown import RUNS
 
     stop = stop or StopSignals()
     try:
