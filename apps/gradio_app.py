@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a Space runs 
 
 from workbench.policy import Policy  # noqa: E402
 from workbench.ui.gradio_app import CSS, build_demo  # noqa: E402
+from workbench.serve import mount_routes  # noqa: E402
 from workbench.serving import StopSignals, serve_until_signal  # noqa: E402
 
 # Spaces runs this file and restarts the container with SIGTERM: catch it from the start, drain, exit 0.
@@ -21,5 +22,7 @@ print(policy.describe(), file=sys.stderr, flush=True)
 demo = build_demo(os.environ.get("WORKBENCH_PRESET", "auto"), policy=policy)
 
 if __name__ == "__main__":
-    demo.launch(server_name=server_name, css=CSS, prevent_thread_lock=True)
+    # the OpenAI-compatible API at /v1, under the same policy; a WORKBENCH_API_KEY secret makes it require that token
+    routes = mount_routes(policy, demo.store, "WORKBENCH_API_KEY" if os.environ.get("WORKBENCH_API_KEY") else None)
+    demo.launch(server_name=server_name, css=CSS, prevent_thread_lock=True, app_kwargs={"routes": routes})
     serve_until_signal(demo, float(os.environ.get("WORKBENCH_GRACE_S", 25)), stop)

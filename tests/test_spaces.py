@@ -58,3 +58,5 @@ def test_spaces_entry_point_builds_the_app(monkeypatch, tmp_path):
 
     assert isinstance(ns["demo"], gr.Blocks)
     assert (tmp_path / "runs.sqlite").exists()
+    # the app preloads its preset in the background: let it finish, so the interpreter never exits mid-load
+    assert ns["demo"].preloader.done.wait(120) and ns["demo"].preloader.error is None

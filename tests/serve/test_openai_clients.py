@@ -91,6 +91,8 @@ def test_streaming_with_the_sdk_sends_the_answer_as_deltas_and_progress_that_pla
     assert chunks[0].choices[0].delta.role == "assistant"
     events = [c.model_extra["fusion"]["event"] for c in chunks if c.model_extra.get("fusion", {}).get("event")]
     assert events.count("member_done") == 3 and "verdict" in events and "judge_start" in events
+    verdict = next(c.model_extra["fusion"] for c in chunks if c.model_extra.get("fusion", {}).get("event") == "verdict")
+    assert verdict["winner"] == "five" and verdict["valid"]
     finish = [c for c in chunks if c.choices and c.choices[0].finish_reason]
     assert len(finish) == 1 and finish[0].choices[0].finish_reason == "stop"
     assert finish[0].model_extra["fusion"]["verdict"]["winner"] == "five"

@@ -280,7 +280,8 @@ async def _chat(request: Request, policy: Policy, store: RunStore):
     assert isinstance(first, RunStart), first
     cid, created = f"chatcmpl-{first.run_id}", P.now()
     if req.stream:
-        return StreamingResponse(_sse(pump, req, target, cid, created, settings), media_type="text/event-stream",
+        return StreamingResponse(_sse(pump, req, target, cid, created, settings, first.members),
+                                 media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     try:
         result = await _until_done(pump, request)
@@ -391,14 +392,13 @@ def _sse_data(obj: Any) -> bytes:
 
 
 async def _sse(pump: _Pump, req: P.ChatRequest, target: _Target, cid: str, created: int,
-               settings: FusionSettings) -> AsyncIterator[bytes]:
+               settings: FusionSettings, labels: list[str]) -> AsyncIterator[bytes]:
     """The run as ``chat.completion.chunk`` events: the role first; progress chunks (empty delta plus a
     ``fusion`` field, which plain clients skip); the answer's text as deltas (a plain model's tokens as they
     come, a judge-written answer as the judge writes it, a best-of pick when the verdict is in); the finish
     chunk with the whole ``fusion`` object; usage when asked; ``[DONE]``. A failure after the stream started is
     an ``error`` event, as OpenAI's servers send."""
     model = req.model
-    labels: list[str] = []
     live = not target.plain and _judge_writes_answer(target.mode) and settings.swap_k == 1
     answer: AnswerStream | None = None
     out = StopFilter(req.stops)
@@ -420,9 +420,7 @@ async def _sse(pump: _Pump, req: P.ChatRequest, target: _Target, cid: str, creat
             if event is None:
                 raise P.APIError(500, "the run ended without a result", "server_error")
             piece: bytes | None = None
-            if isinstance(event, RunStart):
-                labels = event.members
-            elif isinstance(event, Loading):
+            if isinstance(event, Loading):
                 piece = progress(event="loading", models=event.models)
             elif isinstance(event, RoundStart):
                 piece = progress(event="round_start", round=event.round)

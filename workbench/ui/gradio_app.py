@@ -79,7 +79,7 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
                                         history.run_dd], api_visibility="private")
 
     demo.queue(default_concurrency_limit=16, max_size=policy.limits.queue_size)
-    demo.policy, demo.store = policy, store
+    demo.policy, demo.store, demo.preloader = policy, store, loader
     return demo
 
 
