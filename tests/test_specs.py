@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from workbench import ConfigError, UnknownModelError, load_registry
@@ -50,3 +52,39 @@ def test_bad_user_file_is_a_clear_error(tmp_path, text, match):
     f.write_text(text)
     with pytest.raises(ConfigError, match=match):
         load_registry(f)
+
+
+def test_fused_models_parse_from_the_models_file_and_bad_tables_say_what_is_wrong(tmp_path):
+    from workbench.errors import ConfigError
+    from workbench.specs import Registry
+
+    good = ('[fusions.trio]\npool = ["tiny-offline:analyst", "tiny-offline"]\njudge = "tiny-offline"\n'
+            'mode = "debate"\nrounds = 3\nswap_k = 2\nmax_tokens = 64\ntimeout_s = 30\ndescription = "d"\n')
+    reg = Registry()
+    reg.add_toml(good, "f.toml")
+    f = reg.fusions["trio"]
+    assert f.pool == ("tiny-offline:analyst", "tiny-offline") and f.mode == "debate"
+    assert f.settings == {"rounds": 3, "swap_k": 2} and f.max_tokens == 64 and f.timeout_s == 30
+    for bad, says in [('[fusions.x]\njudge = "a"\n', "needs pool"),
+                      ('[fusions.x]\npool = []\n', "needs pool"),
+                      ('[fusions.x]\npool = ["a"]\nwizard = 1\n', "unknown keys ['wizard']"),
+                      ('[fusions."a:b"]\npool = ["a"]\n', "no ':'"),
+                      ('[fusions.x]\npool = ["a"]\nmax_tokens = -1\n', "max_tokens must be a positive"),
+                      ('[fusions.x]\npool = ["a"]\njudge = 3\n', "judge must be a model name")]:
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            Registry().add_toml(bad, "f.toml")
+
+
+def test_a_server_refuses_a_fused_model_that_does_not_resolve():
+    from workbench.errors import ConfigError
+    from workbench.serve.app import check_fusions
+    from workbench.specs import load_registry
+
+    for table, says in [('pool = ["no-such-model"]\njudge = "tiny-offline"', "unknown model 'no-such-model'"),
+                        ('pool = ["tiny-offline"]\nmode = "merge"', "mode merge needs a judge"),
+                        ('pool = ["tiny-offline"]\njudge = "tiny-offline"\nrounds = 0', "rounds must be at least 1"),
+                        ('pool = ["tiny-offline"]\njudge = "tiny-offline"\nmode = "chaos"', "unknown mode")]:
+        reg = load_registry()
+        reg.add_toml(f"[fusions.x]\n{table}\n", "f.toml")
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            check_fusions(reg)

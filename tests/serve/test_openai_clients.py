@@ -267,3 +267,16 @@ def test_progress_chunks_can_be_turned_off(api):
     chunks = list(stream)
     assert [c for c in chunks if c.model_extra.get("fusion")] == [chunks[-1]]  # only the finishing chunk's
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "I think it is 5. Final answer: 5"
+
+
+def test_a_local_model_streams_its_tokens_through_the_api(api):
+    """A local model's worker thread feeds the API server's event loop (uvicorn runs in its own thread)."""
+    url, _ = api
+    stream = client(url).chat.completions.create(model="tiny-offline", messages=[{"role": "user", "content": "hi"}],
+                                                 stream=True, max_tokens=8, temperature=0)
+    chunks = list(stream)
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    finish = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert len(pieces) >= 2 and finish[0].choices[0].finish_reason == "length"
+    rounds = finish[0].model_extra["fusion"]["rounds"]
+    assert rounds[0][0]["content"] == "".join(pieces) and rounds[0][0]["usage"]["completion_tokens"] == 8

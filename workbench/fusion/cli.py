@@ -55,7 +55,7 @@ def cmd_fuse(args) -> int:
                               seed=args.seed, member_timeout_s=args.member_timeout, quorum=args.quorum,
                               swap_k=args.swap_k)
     result = asyncio.run(fuse(prompt, split_pool(args.pool), args.judge, args.mode, settings, store=store,
-                              policy=Policy.for_host()))
+                              policy=Policy.for_host(), origin="cli"))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
     else:

@@ -404,6 +404,7 @@ async def rejudge(result: FusionResult, judge: str | Member | None = None, mode:
                       lim.runs_per_session if lim else None, lim.runs_total if lim else None)
     new = done[0]
     new.prompt, new.parent_run_id, new.stopped_early = result.prompt, result.run_id, result.stopped_early
+    new.origin = result.origin
     new.pool_wall_s = result.pool_wall_s
     new.total_s = new.pool_wall_s + new.judge_wall_s
     return new

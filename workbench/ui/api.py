@@ -47,7 +47,7 @@ def add_fuse_api(store: RunStore, policy: Policy) -> None:
             settings = FusionSettings(rounds=int(rounds or 2), max_new_tokens=int(max_new_tokens or 256))
             events = fuse_stream(prompt, members, judge or None, mode or "best-of", settings, store=store,
                                  registry=policy.registry, policy=policy, owner=owner_of(request, policy),
-                                 quota=quota_of(request, policy))
+                                 quota=quota_of(request, policy), origin="gradio-api")
             async for u in view_updates(events, len(members), every_s=0.1):
                 if u.result is not None:
                     yield {"event": "done", "result": json.loads(json.dumps(u.result.to_dict(), default=str)),

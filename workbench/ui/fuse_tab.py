@@ -165,7 +165,8 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
         yield first
         try:
             events = fuse_stream(prompt, members, judge_member, mode, settings, store=store, registry=reg,
-                                 policy=policy, owner=owner_of(request, policy), quota=quota_of(request, policy))
+                                 policy=policy, owner=owner_of(request, policy), quota=quota_of(request, policy),
+                                 origin="page")
             async for u in view_updates(events, n):
                 upd: dict = {bodies[i]: t for i, t in u.bodies.items()}
                 upd.update({stats[i]: s for i, s in u.stats.items()})
