@@ -14,7 +14,7 @@ LAYERS = [
     {"backends"},
     {"store", "render", "plots", "policy", "serving"},
     {"fusion"},
-    {"eval", "serve"},
+    {"eval", "serve", "experiments"},
     {"ui", "app_cli", "cli", "__init__"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}

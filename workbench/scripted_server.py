@@ -18,7 +18,8 @@ The requested model name is the script: ``key=value`` directives joined by ``;``
 - ``table=K=>V~~K2=>V2`` answer V for the first key K found in the request's last user message (else ``reply``)
 - ``judge_pick=TEXT``   act as a judge: pick the candidate whose text contains TEXT (position-independent),
                         answering the JSON verdict the workbench asks for (``answer`` = that candidate's text);
-                        TEXT may be a table (``K=>TEXT~~...``) keyed by the prompt
+                        TEXT may be a table (``K=>TEXT~~...``) keyed by the prompt; no candidate holding it: the
+                        first shown (position bias); ``label:B``: the candidate labelled B (label bias)
 
 Every request body is kept in ``server.requests`` so tests can check what a backend sent.
 """
@@ -167,7 +168,10 @@ def _judge_reply(prompt: str, needle: str) -> str:
     import re
 
     blocks = re.findall(r'<candidate id="([^"]+)">\n(.*?)\n</candidate>', prompt, flags=re.S)
-    pick = next((cid for cid, text in blocks if needle in text), blocks[0][0] if blocks else "A")
+    if needle.startswith("label:"):  # a judge biased to one label, wherever it stands
+        pick = next((cid for cid, _ in blocks if cid == needle[6:]), blocks[0][0] if blocks else "A")
+    else:  # the candidate holding the needle; none: the first shown (a judge biased to position 1)
+        pick = next((cid for cid, text in blocks if needle in text), blocks[0][0] if blocks else "A")
     answer = next((text for cid, text in blocks if cid == pick), "")
     scores = {cid: (9 if cid == pick else 2) for cid, _ in blocks}
     return json.dumps({"winner": pick, "scores": scores, "rationale": f"{pick} contains {needle!r}",

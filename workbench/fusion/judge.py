@@ -89,18 +89,20 @@ def candidate_budget(context_tokens: int | None, n_candidates: int, reserved_tok
 
 def build_messages(prompt: Prompt, candidates: list[MemberOutput], order: list[int], mode: Mode,
                    max_chars: int = MAX_CANDIDATE_CHARS, with_images: bool = True,
-                   answer_schema: dict[str, Any] | None = None) -> tuple[list[Message], dict[int, int]]:
-    """The judge's chat for ``candidates`` shown in ``order`` (member indices); also returns the characters cut
-    from each candidate that was too long (member index -> characters)."""
+                   answer_schema: dict[str, Any] | None = None,
+                   labels: list[str] | None = None) -> tuple[list[Message], dict[int, int]]:
+    """The judge's chat for ``candidates`` shown in ``order`` (member indices), labelled A, B, C... in that order
+    (or ``labels``, a bias probe's); also returns the characters cut from each candidate that was too long
+    (member index -> characters)."""
     by_member = {c.member: c for c in candidates}
     cut: dict[int, int] = {}
     blocks = []
-    for label, member in zip(letters(len(order)), order):
+    for label, member in zip(labels or letters(len(order)), order):
         text, n_cut = clip(by_member[member].text, max_chars)
         if n_cut:
             cut[member] = n_cut
         blocks.append(f'<candidate id="{label}">\n{escape_tags(text)}\n</candidate>')
-    ids = ", ".join(letters(len(order)))
+    ids = ", ".join(labels or letters(len(order)))
     before = (f"Conversation before the prompt (context only):\n<conversation>\n{escape_tags(prompt.transcript())}"
               f"\n</conversation>\n\n") if prompt.history else ""
     body = (before + f"User prompt:\n<prompt>\n{escape_tags(prompt.text) or '(see the image)'}\n</prompt>\n\n"
@@ -184,10 +186,11 @@ def close_truncated_json(text: str) -> dict[str, Any] | None:
 async def judge_once(judge: ModelHandle, judge_member: Member, prompt: Prompt, candidates: list[MemberOutput],
                      order: list[int], mode: Mode, config: GenerateConfig,
                      on_text: Callable[[str], None] | None = None,
-                     constrain: bool = True, answer_schema: dict[str, Any] | None = None) -> tuple[JudgeAttempt, dict[str, Any] | None,
-                                                                           list[JudgeAttempt], dict[int, int]]:
+                     constrain: bool = True, answer_schema: dict[str, Any] | None = None,
+                     labels: list[str] | None = None) -> tuple[JudgeAttempt, dict[str, Any] | None,
+                                                               list[JudgeAttempt], dict[int, int]]:
     """Judge one ordering, retrying once on an invalid reply. Returns (last attempt, parsed, all attempts,
-    characters cut per member)."""
+    characters cut per member). ``labels``: the candidates' ids in ``order`` (default A, B, C...)."""
     try:  # a closed handle raises here; its complete() below returns the recorded Failure
         context = getattr(judge, "context_length", None) or judge.spec.context_length
     except WorkbenchError:
@@ -198,12 +201,13 @@ async def judge_once(judge: ModelHandle, judge_member: Member, prompt: Prompt, c
                                                        + len(mode.schema)) // CHARS_PER_TOKEN
     budget = candidate_budget(context, len(order), reserved)
     if constrain:  # the reply can only be a schema-valid verdict (where the backend can enforce it)
-        config = config.replace(json_schema=mode.json_schema(letters(len(order)), config.max_new_tokens))
+        config = config.replace(json_schema=mode.json_schema(list(labels or letters(len(order))),
+                                                             config.max_new_tokens))
     messages, truncated = build_messages(prompt, candidates, order, mode, budget, with_images=judge.supports_images,
-                                         answer_schema=answer_schema)
+                                         answer_schema=answer_schema, labels=labels)
     if judge_member.persona:
         messages[0] = Message("system", (TextPart(judge_member.persona + "\n\n" + SYSTEM),))
-    ids = letters(len(order))
+    ids = list(labels or letters(len(order)))
     attempts: list[JudgeAttempt] = []
     for _attempt in range(2):
         r = await judge.complete(messages, config, on_text=on_text)

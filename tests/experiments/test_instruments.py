@@ -1,0 +1,139 @@
+"""The research instruments on a hand-built evaluation frame (cached answers with known right and wrong), with
+exact expected values; the judged ones against scripted judges whose biases are known."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from workbench.eval.datasets import Dataset, Item
+from workbench.experiments import agreement_gate, debate_vs_vote, judge_bias_sweep, member_attribution
+from workbench.experiments.attribution import shapley
+from workbench.experiments.bias import kendall_tau
+from workbench.specs import Member, ModelSpec
+
+# item -> (reference, [(member answer, extracted, correct) or None for a failed member], vote ok, debate ok,
+#          best-of ok, debate round-2 stats)
+ITEMS = {
+    "i1": ("5", [("It is 5", "5", True), ("Five: 5", "5", True), ("Six, 6", "6", False)], True, True, True,
+           dict(changed=1, right_to_wrong=0, wrong_to_right=1, correct=3)),
+    "i2": ("3", [("three 3", "3", True), ("4", "4", False), ("four 4", "4", False)], False, True, True,
+           dict(changed=2, right_to_wrong=0, wrong_to_right=2, correct=3)),
+    "i3": ("8", [("7", "7", False), ("8", "8", True), ("9", "9", False)], False, False, False,
+           dict(changed=1, right_to_wrong=1, wrong_to_right=0, correct=0)),
+    "i4": ("2", [None, ("two 2", "2", True), ("2", "2", True)], True, True, True,
+           dict(changed=0, right_to_wrong=0, wrong_to_right=0, correct=2)),
+}
+SYSTEMS = ["member:a", "member:b", "member:c"]
+
+
+def frame(items=ITEMS) -> pd.DataFrame:
+    rows = []
+    for item, (ref, answers, vote, debate, best, stats) in items.items():
+        for system, a in zip(SYSTEMS, answers):
+            if a is None:
+                rows.append(dict(item_id=item, system=system, kind="member", correct=False, extracted="",
+                                 explanation="failed: server error", answer="", latency_s=0.5, tokens=0))
+            else:
+                rows.append(dict(item_id=item, system=system, kind="member", correct=a[2], extracted=a[1],
+                                 explanation="", answer=a[0], latency_s=1.0, tokens=10))
+        member_tokens = sum(0 if a is None else 10 for a in answers)
+        rows.append(dict(item_id=item, system="fusion:vote", kind="fusion", mode="vote", correct=vote,
+                         latency_s=1.0, tokens=member_tokens))
+        rows.append(dict(item_id=item, system="fusion:best-of", kind="fusion", mode="best-of", correct=best,
+                         latency_s=3.0, tokens=member_tokens + 20))
+        rows.append(dict(item_id=item, system="fusion:debate", kind="fusion", mode="debate", correct=debate,
+                         latency_s=6.0, tokens=2 * member_tokens + 20, debate_rounds=[dict(round=2, **stats)]))
+    df = pd.DataFrame(rows)
+    df.attrs.update(member_systems=SYSTEMS, dataset="hand-built")
+    return df
+
+
+def test_debate_vs_vote_exact():
+    e = debate_vs_vote(frame())
+    s = e.summary
+    assert s["items"] == 4 and s["debate_accuracy"] == 0.75 and s["vote_round1_accuracy"] == 0.5
+    cmp = s["debate_minus_vote"]
+    assert cmp["diff"] == 0.25 and cmp["wins"] == 1 and cmp["losses"] == 0 and cmp["mcnemar_p"] == 1.0
+    assert cmp["ci_low"] <= 0.25 <= cmp["ci_high"]
+    r = e.frame.set_index("round")
+    assert r.at[1, "member_accuracy"] == 0.5  # 6 of 12 round-1 answers right (the failed one counts as wrong)
+    assert r.at[2, "member_accuracy"] == pytest.approx(8 / 12)
+    assert (r.at[2, "changed"], r.at[2, "right_to_wrong"], r.at[2, "wrong_to_right"]) == (4, 1, 3)
+    assert s["flips_right_to_wrong"] == 1 and s["flips_wrong_to_right"] == 3 and e.judge_calls == 0
+
+
+def test_agreement_gate_exact():
+    e = agreement_gate(frame(), mode="best-of")
+    f = e.frame.set_index("threshold")
+    assert list(f["accuracy"]) == [0.5, 0.5, 0.75, 0.75]
+    assert list(f["mean_tokens"]) == [27.5, 32.5, 47.5, 47.5]
+    assert list(f["judge_skipped"]) == [4, 3, 0, 0] and list(f["label"])[-1] == "never skip"
+    assert list(f["pareto"]) == [True, False, True, True]
+    assert f.at[1, "diff_vs_judged"] == -0.25 and f.at[1, "mcnemar_p"] == 1.0  # i2: 1 loss, no win
+    assert f.at[2, "mean_latency_s"] == pytest.approx((1 + 1 + 3 + 1) / 4)
+    assert e.summary["judged_accuracy"] == 0.75 and e.summary["pareto_thresholds"] == ["1 of 3", "3 of 3",
+                                                                                        "never skip"]
+
+
+def test_shapley_values_of_one_item_by_hand():
+    # i1: a and b right ("5"), c wrong ("6"); ties go to the first member in pool order
+    e = member_attribution(frame({"i1": ITEMS["i1"]}))
+    f = e.frame.set_index("member")
+    assert list(f["shapley"]) == pytest.approx([0.5, 0.5, 0.0])
+    assert list(f["leave_one_out"]) == [0.0, 0.0, 0.0] and list(f["alone_accuracy"]) == [1.0, 1.0, 0.0]
+    assert e.judge_calls == 0
+
+
+def test_shapley_is_efficient_and_matches_the_definition_on_a_known_game():
+    # the glove game: players 0 and 1 hold left gloves, 2 a right glove; a pair is worth 1
+    v = {s: float(2 in s and (0 in s or 1 in s)) for s in
+         [(), (0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2)]}
+    phi, loo = shapley(v, 3)
+    assert phi == pytest.approx([1 / 6, 1 / 6, 2 / 3]) and loo == [0.0, 0.0, 1.0]
+    e = member_attribution(frame())
+    assert e.summary["efficiency_gap"] < 1e-12 and e.summary["pool_accuracy"] == 0.5  # = the vote's accuracy
+
+
+def test_kendall_tau():
+    assert kendall_tau([1, 2, 3], [10, 20, 30]) == 1.0 and kendall_tau([1, 2, 3], [3, 2, 1]) == -1.0
+    assert kendall_tau([9, 2, 2], [2, 9, 2]) == -0.5
+
+
+@pytest.fixture
+def dataset():
+    return Dataset("hand-built", [Item(i, f"What is item {i}?", ref, "numeric") for i, (ref, *_rest) in ITEMS.items()])
+
+
+def test_a_position_biased_judge_is_caught(remote, dataset):
+    judge = Member(remote("judge_pick=NOT-IN-ANY-ANSWER", name="first-pick"))
+    e = judge_bias_sweep(frame(), judge, dataset=dataset, shuffle_labels=False)
+    rates = e.frame.set_index(["kind", "key"])["win_rate"]
+    assert rates[("position", "1")] == 1.0 and rates[("position", "2")] == 0.0
+    assert e.summary["pick_changed_with_ordering"] == 1.0  # every item: the pick follows the first place
+    assert e.summary["orderings"] == 6 * 3 + 2 and e.judge_calls == 20  # 3! per 3-answer item, 2! for i4
+    assert e.summary["kendall_tau"] < 0
+
+
+def test_a_label_biased_judge_is_told_apart_from_position(remote, dataset):
+    judge = Member(remote("judge_pick=label:B", name="b-pick"))
+    e = judge_bias_sweep(frame(), judge, dataset=dataset, shuffle_labels=True, seed=3)
+    rates = e.frame.set_index(["kind", "key"])["win_rate"]
+    assert rates[("label", "B")] == 1.0 and rates[("position", "1")] < 0.75
+
+
+def test_a_judge_that_reads_the_answers_has_no_position_bias(remote, dataset):
+    judge = Member(remote("judge_pick=8", name="content"))  # i3's right answer; elsewhere it picks position 1
+    e = judge_bias_sweep(frame({"i3": ITEMS["i3"]}), judge, dataset=dataset)
+    rates = e.frame.set_index(["kind", "key"])["win_rate"]
+    assert [rates[("position", p)] for p in "123"] == pytest.approx([1 / 3] * 3)  # each member at each place twice
+    assert e.summary["pick_changed_with_ordering"] == 0.0 and e.summary["kendall_tau"] == 1.0
+
+
+def test_attribution_with_a_judge_re_run_on_subsets(remote, dataset):
+    # a judge that always picks the candidate saying "8": on i3 every subset holding b is right
+    judge = Member(remote("judge_pick=8", name="content"))
+    e = member_attribution(frame({"i3": ITEMS["i3"]}), judge=judge, dataset=dataset)
+    f = e.frame.set_index("member")
+    assert list(f["shapley"]) == pytest.approx([0.0, 1.0, 0.0]) and list(f["leave_one_out"]) == [0.0, 1.0, 0.0]
+    assert e.judge_calls == 4  # the subsets of two or more: ab, ac, bc, abc

@@ -1,0 +1,37 @@
+"""Research instruments built on cached member answers: where a fusion gain comes from and what the judge does.
+
+Each instrument is a function returning an ``Experiment``: a tidy DataFrame, a plotly figure, a summary dict with
+paired confidence intervals (and an exact McNemar p-value where answers are right or wrong), and the number of
+judge calls it made. They read an evaluation's frame (``wb.evaluate``), whose member answers are cached, so
+most need no generation at all:
+
+- ``debate_vs_vote``: per debate round, answers changed and flips; majority vote over round 1 vs debate's final.
+- ``agreement_gate``: skip the judge when k of n members agree; accuracy against tokens and latency per k.
+- ``member_attribution``: leave-one-out and exact Shapley values of each member (vote, or best-of re-judged
+  on every subset of the cached answers).
+- ``judge_bias_sweep``: the judge over permutations of the same candidates: win rate by position and by label,
+  Kendall's tau between the rankings of different orderings.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "Experiment": "common",
+    "paired": "common",
+    "debate_vs_vote": "frame",
+    "agreement_gate": "frame",
+    "member_attribution": "attribution",
+    "judge_bias_sweep": "bias",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = list(_LAZY)

@@ -1,0 +1,146 @@
+"""What the judge does with the same candidates in other places and under other labels (MT-Bench's position
+bias): the judge is asked again over permutations of one item's cached answers."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..answers import letters
+from ..errors import ConfigError
+from ..records import MemberOutput
+from .common import Experiment, mean_ci, member_table, run_sync
+
+
+def kendall_tau(a: list[float], b: list[float]) -> float:
+    """Kendall's tau-b between two score vectors over the same candidates (ties allowed); nan if undefined."""
+    conc = disc = ties_a = ties_b = 0
+    for i, j in itertools.combinations(range(len(a)), 2):
+        da, db = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
+        if da == 0 and db == 0:
+            continue
+        if da == 0:
+            ties_a += 1
+        elif db == 0:
+            ties_b += 1
+        elif da == db:
+            conc += 1
+        else:
+            disc += 1
+    denom = ((conc + disc + ties_a) * (conc + disc + ties_b)) ** 0.5
+    return (conc - disc) / denom if denom else float("nan")
+
+
+def orderings(n: int, max_orders: int | None, rng: random.Random) -> list[tuple[int, ...]]:
+    """Every permutation of n candidates, or ``max_orders`` of them sampled without repeats."""
+    allp = list(itertools.permutations(range(n)))
+    if max_orders is None or max_orders >= len(allp):
+        return allp
+    return rng.sample(allp, max_orders)
+
+
+def judge_bias_sweep(df: pd.DataFrame, judge: Any, dataset: Any = None, max_orders: int | None = 24,
+                     shuffle_labels: bool = True, registry: Any = None, seed: int = 0,
+                     n_boot: int = 2000) -> Experiment:
+    """The judge over many orderings of each item's cached member answers.
+
+    Each ordering shows the candidates in a permutation (all of them up to ``max_orders``, else a sample) and,
+    with ``shuffle_labels``, under a shuffled set of labels (so that position and label can be told apart). An
+    unbiased judge picks each position and each label at the rate 1/n; ``summary`` gives each rate with a
+    bootstrap interval, the share of items whose pick changed with the ordering, and the mean Kendall's tau
+    between the score rankings of every two orderings of an item (1: the same ranking wherever they stand).
+    """
+    from ..eval.datasets import load_dataset
+    from ..fusion import judge as J
+    from ..fusion.fanout import load_members
+    from ..fusion.modes import MODES
+    from ..settings import FusionSettings
+    from ..specs import Member, load_registry
+    from ..types import Failure
+
+    registry = registry or load_registry()
+    judge_member = judge if isinstance(judge, Member) else registry.member(judge)
+    members = member_table(df)
+    ds = load_dataset(dataset or df.attrs.get("dataset"))
+    by_id = {i.id: i for i in ds.items}
+    rng = random.Random(seed)
+    mode = MODES["best-of"]
+    config = FusionSettings(seed=seed).judge_config()
+
+    async def run():
+        backend = (await load_members([judge_member]))[0]
+        if isinstance(backend, Failure):
+            raise ConfigError(f"the judge could not be loaded: {backend.reason}")
+        rows, calls = [], 0
+        for item in dict.fromkeys(members["item_id"]):
+            g = members[(members["item_id"] == item) & members["ok"]].sort_values("order")
+            outs = [MemberOutput(int(r.order), r.system, 1, True, str(r.answer)) for r in g.itertuples()]
+            if len(outs) < 2:
+                continue
+            ids = [o.member for o in outs]
+            for k, perm in enumerate(orderings(len(outs), max_orders, rng)):
+                order = [ids[p] for p in perm]
+                labels = letters(len(order))
+                if shuffle_labels:
+                    labels = rng.sample(labels, len(labels))
+                a, parsed, attempts, _ = await J.judge_once(backend, judge_member, by_id[item].to_prompt(), outs,
+                                                            order, mode, config, labels=labels)
+                calls += len(attempts)
+                label_of = dict(zip(order, labels))
+                scores = {m: float(parsed["scores"][label_of[m]]) for m in order} if parsed else {}
+                rows.append(dict(item_id=item, ordering=k, order=order, labels=labels, valid=parsed is not None,
+                                 winner=a.winner if parsed else None,
+                                 winner_position=order.index(a.winner) if parsed else None,
+                                 winner_label=label_of[a.winner] if parsed else None,
+                                 winner_correct=bool(g[g["order"] == a.winner]["correct"].iloc[0]) if parsed else None,
+                                 scores=scores, n=len(order)))
+        return rows, calls
+
+    rows, calls = run_sync(run())
+    frame = pd.DataFrame(rows)
+    return _summarise(frame, calls, n_boot, seed)
+
+
+def _summarise(frame: pd.DataFrame, calls: int, n_boot: int, seed: int) -> Experiment:
+    import plotly.graph_objects as go
+
+    valid = frame[frame["valid"]] if len(frame) else frame
+    n = int(frame["n"].max()) if len(frame) else 0
+    by_pos = []
+    for p in range(n):
+        mean, lo, hi = mean_ci((valid["winner_position"] == p).to_numpy(dtype=float), n_boot, seed=seed)
+        by_pos.append(dict(kind="position", key=str(p + 1), win_rate=mean, ci_low=lo, ci_high=hi, expected=1 / n))
+    for lab in letters(n):
+        mean, lo, hi = mean_ci((valid["winner_label"] == lab).to_numpy(dtype=float), n_boot, seed=seed)
+        by_pos.append(dict(kind="label", key=lab, win_rate=mean, ci_low=lo, ci_high=hi, expected=1 / n))
+    rates = pd.DataFrame(by_pos)
+    taus, flips = [], []
+    for _item, g in valid.groupby("item_id"):
+        members = sorted(g["scores"].iloc[0])
+        vecs = [[s[m] for m in members] for s in g["scores"]]
+        t = [kendall_tau(a, b) for a, b in itertools.combinations(vecs, 2)]
+        t = [x for x in t if x == x]
+        if t:
+            taus.append(float(np.mean(t)))
+        flips.append(float(g["winner"].nunique() > 1))
+    tau, tau_lo, tau_hi = mean_ci(np.array(taus), n_boot, seed=seed)
+    flip, flip_lo, flip_hi = mean_ci(np.array(flips), n_boot, seed=seed)
+    summary = dict(items=int(frame["item_id"].nunique()) if len(frame) else 0, orderings=len(frame),
+                   valid_verdicts=len(valid), pick_changed_with_ordering=flip, pick_changed_ci=(flip_lo, flip_hi),
+                   kendall_tau=tau, kendall_tau_ci=(tau_lo, tau_hi),
+                   position_1_win_rate=float(rates.iloc[0]["win_rate"]) if n else float("nan"))
+    fig = go.Figure()
+    for kind in ("position", "label"):
+        r = rates[rates["kind"] == kind]
+        fig.add_trace(go.Bar(x=[f"{kind} {k}" for k in r["key"]], y=r["win_rate"], name=f"by {kind}",
+                             error_y=dict(type="data", symmetric=False, array=r["ci_high"] - r["win_rate"],
+                                          arrayminus=r["win_rate"] - r["ci_low"])))
+    if n:
+        fig.add_hline(y=1 / n, line_dash="dot", annotation_text="no bias (1/n)")
+    fig.update_layout(title=f"Judge bias: pick changed with the ordering on {flip:.0%} of items; "
+                            f"Kendall's tau {tau:.2f}", yaxis_title="win rate", yaxis_range=[0, 1.05])
+    return Experiment("judge_bias_sweep", rates, fig, summary, judge_calls=calls, details=frame)

@@ -1,0 +1,89 @@
+"""What every instrument returns, and the paired comparison they all report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..eval.metrics import mcnemar_exact
+
+
+@dataclass
+class Experiment:
+    """One instrument's result."""
+
+    name: str  #: the instrument
+    frame: pd.DataFrame  #: tidy rows (what the figure shows)
+    figure: Any  #: a plotly Figure
+    summary: dict[str, Any] = field(default_factory=dict)  #: headline numbers, with CIs and p-values
+    judge_calls: int = 0  #: judge calls the instrument made (0: it read cached answers only)
+    details: pd.DataFrame | None = None  #: finer rows where the instrument has them (every ordering's verdict...)
+
+
+def paired(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, ci: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """``a`` against ``b`` on the same items (1/0 or numbers): mean difference, a percentile bootstrap interval
+    over items, and for right/wrong answers the discordant items and the exact McNemar p-value."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    n = len(a)
+    if n == 0:
+        return dict(n=0, diff=float("nan"), ci_low=float("nan"), ci_high=float("nan"))
+    d = a - b
+    rng = np.random.default_rng(seed)
+    boot = d[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
+    lo, hi = np.quantile(boot, [(1 - ci) / 2, 1 - (1 - ci) / 2])
+    out = dict(n=n, diff=float(d.mean()), ci_low=float(lo), ci_high=float(hi))
+    if set(np.unique(np.concatenate([a, b]))) <= {0.0, 1.0}:
+        wins, losses = int((d > 0).sum()), int((d < 0).sum())
+        out.update(wins=wins, losses=losses, mcnemar_p=mcnemar_exact(wins, losses))
+    return out
+
+
+def mean_ci(values: np.ndarray, n_boot: int = 2000, ci: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """(mean, low, high): the mean with a percentile bootstrap interval over items."""
+    v = np.asarray(values, dtype=float)
+    if len(v) == 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    boot = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
+    lo, hi = np.quantile(boot, [(1 - ci) / 2, 1 - (1 - ci) / 2])
+    return float(v.mean()), float(lo), float(hi)
+
+
+def member_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Member rows of an evaluation frame, one per item x member, in pool order, with ``ok`` (the member
+    answered) and ``key`` (its normalised extracted answer; "" when none)."""
+    systems = df.attrs.get("member_systems") or sorted(s for s in df["system"].unique() if s.startswith("member:"))
+    m = df[df["system"].isin(systems)].copy()
+    m["order"] = m["system"].map({s: i for i, s in enumerate(systems)})
+    m["ok"] = ~m["explanation"].astype(str).str.startswith("failed:") if "explanation" in m else True
+    m["key"] = m["extracted"].fillna("").astype(str).str.strip().str.lower() if "extracted" in m else ""
+    m["correct"] = m["correct"].map(lambda c: bool(c) if c is not None and c == c else False)
+    return m.sort_values(["item_id", "order"]).reset_index(drop=True)
+
+
+def run_sync(coro) -> Any:
+    """Run a coroutine to the end from sync code, also inside a notebook (whose loop is already running)."""
+    import asyncio
+    import threading
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def runner() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # noqa: BLE001  (re-raised in the caller's thread)
+            box["error"] = exc
+
+    t = threading.Thread(target=runner)
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
