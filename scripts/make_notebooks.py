@@ -203,6 +203,104 @@ for _, r in acc.iterrows():
     assert r["tokens_per_correct"] == (r["tokens"] / right if right else float("inf"))
 print("consistent")'''),
     ],
+    "05_where_gains_come_from": [
+        ("md", "# Where does a fusion gain come from?\n\nThree instruments on one evaluation's **cached** member "
+               "answers (no member answers twice):\n\n"
+               "- **debate vs vote** (\"Debate or Vote\", 2025): does debating beat a plain majority vote over the "
+               "answers the debate started from? Per round: answers changed, right→wrong and wrong→right flips;\n"
+               "- **agreement gate**: skip the judge when k of the n members already agree; what does each k cost "
+               "and save?\n"
+               "- **member attribution**: leave-one-out and exact Shapley values of each member's contribution to "
+               "the pool's accuracy (by majority vote on every subset of the cached answers: no model call).\n\n"
+               "Every comparison is paired on the same items, with a bootstrap interval and an exact McNemar test."),
+        ("code", SETUP),
+        ("code", '''from workbench import experiments as X
+
+pool = [PRESET, f"{PRESET}:skeptic", f"{PRESET}:analyst"]
+df = wb.evaluate(DATASET, pool, judge=PRESET, modes=["vote", "best-of", "debate"], limit=ITEMS,
+                 rounds=2, max_new_tokens=TOKENS, judge_max_new_tokens=JUDGE_TOKENS, seed=0)
+dv = X.debate_vs_vote(df)
+s, c = dv.summary, dv.summary["debate_minus_vote"]
+print(f"Finding ({DATASET}, {s['items']} items, {PRESET}): debate {s['debate_accuracy']:.0%}, a majority vote "
+      f"over the round-1 answers {s['vote_round1_accuracy']:.0%}: debate minus vote {c['diff']:+.0%} "
+      f"(95% CI {c['ci_low']:+.0%} to {c['ci_high']:+.0%}, McNemar p = {c['mcnemar_p']:.2f}); "
+      f"{s['flips_wrong_to_right']} wrong->right and {s['flips_right_to_wrong']} right->wrong flips.")
+dv.frame'''),
+        ("code", "dv.figure"),
+        ("md", "Read the figure as: the line is how often the members were right in each round; the dotted line is "
+               "what a vote over round 1 already gets, the dashed line what debate's judge ends with. When the "
+               "interval of debate minus vote includes 0, the extra rounds bought nothing the vote did not have."),
+        ("code", '''gate = X.agreement_gate(df, mode="best-of")
+print("Finding (agreement gate): " + "; ".join(
+    f"{r.label}: accuracy {r.accuracy:.0%} ({r.ci_low:.0%}-{r.ci_high:.0%}), {r.mean_tokens:.0f} tokens, "
+    f"judge skipped on {r.judge_skipped} of {r.items}" for r in gate.frame.itertuples()))
+gate.frame'''),
+        ("code", "gate.figure"),
+        ("md", "Each point is a threshold k; blue points are on the Pareto front (no other threshold is both more "
+               "accurate and cheaper). \"never skip\" is the judged baseline; a threshold to its left at the same "
+               "height saves the judge's tokens at no cost in accuracy."),
+        ("code", '''attr = X.member_attribution(df)
+print("Finding (attribution, majority vote): " + "; ".join(
+    f"{r.member} Shapley {r.shapley:+.2f} ({r.shapley_ci_low:+.2f} to {r.shapley_ci_high:+.2f}), "
+    f"leave-one-out {r.leave_one_out:+.2f}" for r in attr.frame.itertuples())
+    + f"; they sum to the pool's vote accuracy {attr.summary['pool_accuracy']:.0%}.")
+attr.frame'''),
+        ("code", "attr.figure"),
+        ("md", "A member whose Shapley value is near 0 adds nothing the others do not already give; a negative "
+               "leave-one-out means the pool votes better without it. With few items the intervals are wide: read "
+               "them before the point estimates."),
+        ("code", '''# The numbers above, checked against each other (the test suite runs this notebook).
+from workbench.eval import metrics
+
+metrics.assert_consistent(df)
+acc = metrics.accuracy_table(df).set_index("system")
+if s["items"] == acc.loc["fusion:vote", "n"]:  # the same vote, on the same items
+    assert abs(s["vote_round1_accuracy"] - acc.loc["fusion:vote", "accuracy"]) < 1e-12
+assert attr.summary["efficiency_gap"] < 1e-9  # Shapley values sum to the pool's value
+g = gate.frame
+assert list(g["judge_skipped"]) == sorted(g["judge_skipped"], reverse=True)  # a higher k skips less
+if g.iloc[-1]["items"] == acc.loc["fusion:best-of", "n"]:  # "never skip" is the judged best-of
+    assert abs(g.iloc[-1]["accuracy"] - acc.loc["fusion:best-of", "accuracy"]) < 1e-12
+assert all(e.judge_calls == 0 for e in (dv, gate, attr))  # all from cached answers
+print("consistent")'''),
+    ],
+    "06_judge_bias_sweep": [
+        ("md", "# Judge bias sweep: every ordering of the same answers\n\nMT-Bench found its GPT-4 judge changed "
+               "12.9% of pairwise verdicts when the answers swapped places. Here the judge sees the same cached "
+               "member answers in **every ordering** (3 answers: 6 orderings), each time under shuffled labels, so "
+               "that a preference for a place and one for a letter can be told apart. An unbiased judge picks each "
+               "place and each label a third of the time, the same answer in every ordering, and ranks the answers "
+               "the same way (Kendall's tau 1)."),
+        ("code", SETUP),
+        ("code", '''from workbench import experiments as X
+
+pool = [PRESET, f"{PRESET}:skeptic", f"{PRESET}:analyst"]
+df = wb.evaluate(DATASET, pool, judge=PRESET, modes=["vote", "best-of", "debate"], limit=ITEMS,
+                 rounds=2, max_new_tokens=TOKENS, judge_max_new_tokens=JUDGE_TOKENS, seed=0)
+# the answers are cached (notebook 05 made them); the sweep asks only the judge, on a few items
+few = df[df["item_id"].isin(sorted(df["item_id"].unique())[:min(ITEMS, 3)])].copy()
+few.attrs.update(df.attrs)
+sweep = X.judge_bias_sweep(few, PRESET, max_orders=6, seed=0)
+s = sweep.summary
+print(f"Finding ({PRESET} judging {PRESET}, {s['items']} items x 6 orderings, {sweep.judge_calls} judge calls): "
+      f"{s['valid_verdicts']} of {s['orderings']} verdicts parsed; the pick changed with the ordering on "
+      f"{s['pick_changed_with_ordering']:.0%} of items; the first place won {s['position_1_win_rate']:.0%} "
+      f"(no bias: 33%); Kendall's tau between orderings {s['kendall_tau']:.2f}.")
+sweep.frame'''),
+        ("code", "sweep.figure"),
+        ("md", "Bars far above the dotted line at one place (or one letter) are a positional (or label) preference; "
+               "with a handful of items the intervals are wide, so a bar must clear the line by its whole interval "
+               "before it says anything. Every ordering's verdict is in `sweep.details`."),
+        ("code", '''# The numbers above, checked (the test suite runs this notebook): each valid verdict has one winner, so the win
+# rates by place (and by label) sum to 1; every ordering of every item was asked.
+r = sweep.frame
+if s["valid_verdicts"]:
+    assert abs(r[r["kind"] == "position"]["win_rate"].sum() - 1) < 1e-9
+    assert abs(r[r["kind"] == "label"]["win_rate"].sum() - 1) < 1e-9
+assert s["orderings"] == 6 * s["items"] and sweep.judge_calls >= s["orderings"]
+assert 0 <= s["pick_changed_with_ordering"] <= 1
+print("consistent")'''),
+    ],
 }
 
 

@@ -21,3 +21,28 @@ def test_eval_cli_writes_table_and_report(tmp_path, server, capsys, monkeypatch)
     assert "fig-accuracy" in report and "Fused vs the best single member" in report
     assert main(["eval", "--dataset", str(tmp_path / "missing.jsonl"), "--pool", "right", "--modes", "vote",
                  "--store", str(tmp_path / "s.sqlite"), "--out", str(out)]) == 2
+
+
+def test_eval_cli_runs_the_experiments_and_adds_the_modes_they_need(tmp_path, server, capsys, monkeypatch):
+    models = tmp_path / "models.toml"
+    models.write_text("".join(
+        f'[models.{n}]\nbackend="openai"\nmodel="reply={r}"\nbase_url="{server.base_url}"\n'
+        for n, r in [("right", "Final answer: 5"), ("wrong", "Final answer: 4"), ("other", "Final answer: 6")])
+        + f'[models.judge]\nbackend="openai"\nmodel="judge_pick=5"\nbase_url="{server.base_url}"\n')
+    monkeypatch.setenv("WORKBENCH_MODELS_FILE", str(models))
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"2+3? ({i})", "reference": "5",
+                                        "answer_type": "numeric"}) + "\n" for i in range(3)))
+    out = tmp_path / "out"
+    assert main(["eval", "--dataset", str(data), "--pool", "right,wrong,other", "--judge", "judge", "--modes", "vote",
+                 "--rounds", "2", "--store", str(tmp_path / "s.sqlite"), "--out", str(out),
+                 "--experiment", "debate_vs_vote", "--experiment", "agreement_gate",
+                 "--experiment", "member_attribution", "--experiment", "judge_bias_sweep"]) == 0
+    printed = capsys.readouterr().out
+    for name in ("debate_vs_vote", "agreement_gate", "member_attribution", "judge_bias_sweep"):
+        assert f"== {name} (" in printed and (out / f"{name}.csv").exists()
+    assert "== judge_bias_sweep (18 judge calls) ==" in printed  # 3 items x 3! orderings
+    page = (out / "experiments.html").read_text()
+    assert page.count("plotly.js v") <= 2 and page.count("Plotly.newPlot") == 4  # plotly once, four figures
+    attribution = (out / "member_attribution.csv").read_text()
+    assert "member:right,1.0" in attribution.replace("1.0000", "1.0")  # the only right member carries it all

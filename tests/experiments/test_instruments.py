@@ -137,3 +137,26 @@ def test_attribution_with_a_judge_re_run_on_subsets(remote, dataset):
     f = e.frame.set_index("member")
     assert list(f["shapley"]) == pytest.approx([0.0, 1.0, 0.0]) and list(f["leave_one_out"]) == [0.0, 1.0, 0.0]
     assert e.judge_calls == 4  # the subsets of two or more: ab, ac, bc, abc
+
+
+async def test_the_evaluate_tab_runs_the_instruments_on_its_last_evaluation(tmp_path):
+    """The Evaluate tab's instruments read the session's last evaluation (kept on the server) and say what is
+    missing instead of failing."""
+    from workbench.policy import Policy
+    from workbench.store import RunStore
+    from workbench.ui.gradio_app import build_demo
+
+    demo = build_demo("tiny-offline", store=RunStore(tmp_path / "r.sqlite"), preload=False,
+                      policy=Policy(public=False))
+    fns = {f.fn.__qualname__.split(".")[0] + "." + f.name: f.fn for f in demo.fns.values() if f.fn is not None}
+    run = fns["build_evaluate_tab.run_instruments"]
+    out = await run(None, ["debate_vs_vote"], "tiny-offline")
+    assert out[0].startswith("⚠ run an evaluation first")
+    status, *figures = await run(frame(), ["debate_vs_vote", "agreement_gate", "member_attribution"], None)
+    assert "**debate_vs_vote** (0 judge calls): items: 4" in status and "debate minus vote: +0.250" in status
+    assert "McNemar p 1" in status and figures[3] is None and all(f is not None for f in figures[:3])
+    no_debate = frame()
+    no_debate = no_debate[no_debate["system"] != "fusion:debate"]
+    no_debate.attrs.update(frame().attrs)
+    status, *_ = await run(no_debate, ["debate_vs_vote", "judge_bias_sweep"], None)
+    assert "no fusion:debate rows" in status and "needs a judge" in status

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from ..fusion.modes import MODE_NAMES
 
+#: instrument -> the fusion modes its evaluation needs (``workbench.experiments``)
+EXPERIMENTS = {"debate_vs_vote": ("debate", "vote"), "agreement_gate": ("best-of",), "member_attribution": (),
+               "judge_bias_sweep": ()}
+
 
 def register(sub) -> None:
     s = sub.add_parser("eval", help="evaluate members, fusion modes and the oracle on a dataset")
@@ -19,6 +23,9 @@ def register(sub) -> None:
     s.add_argument("--concurrency", type=int, default=4)
     s.add_argument("--store", help="SQLite run store (caches member answers; makes runs resumable)")
     s.add_argument("--out", default="eval-out", help="where results and report.html go")
+    s.add_argument("--experiment", action="append", choices=EXPERIMENTS, metavar="NAME",
+                   help="also run a research instrument on the evaluation's cached answers (repeatable): "
+                        + ", ".join(EXPERIMENTS) + "; the modes it needs are added")
     s.set_defaults(func=cmd_eval)
 
 
@@ -31,10 +38,45 @@ def cmd_eval(args) -> int:
     from .harness import evaluate
 
     settings = FusionSettings(seed=0, rounds=args.rounds, swap_k=args.swap_k, max_new_tokens=args.max_new_tokens)
-    df = evaluate(args.dataset, split_pool(args.pool), args.judge, split_pool(args.modes), settings, limit=args.limit,
+    modes = split_pool(args.modes)
+    for name in args.experiment or ():
+        modes += [m for m in EXPERIMENTS[name] if m not in modes]
+    df = evaluate(args.dataset, split_pool(args.pool), args.judge, modes, settings, limit=args.limit,
                   inject=args.inject, concurrency=args.concurrency, store=RunStore(args.store), policy=Policy.for_host())
     paths = report.write(df, args.out)
     acc = metrics.accuracy_table(df)
     print(acc[["system", "n", "accuracy", "ci_low", "ci_high", "tokens_per_correct"]].to_string(index=False))
     print(f"\nwrote {paths['table']} and {paths['report']}")
+    if args.experiment:
+        run_experiments(df, args.experiment, args.judge, args.dataset, args.out)
     return 0
+
+
+def run_experiments(df, names: list[str], judge: str | None, dataset: str, out: str) -> None:
+    """Run instruments on an evaluation frame; print each summary, write its table (CSV) and all figures in one
+    HTML page (plotly included once)."""
+    import json
+    from pathlib import Path
+
+    from .. import experiments as X
+    from ..errors import ConfigError
+
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for name in dict.fromkeys(names):
+        if name == "judge_bias_sweep":
+            if not judge:
+                raise ConfigError("judge_bias_sweep needs --judge")
+            e = X.judge_bias_sweep(df, judge, dataset=dataset)
+        elif name == "member_attribution":
+            e = X.member_attribution(df)  # majority vote on subsets: no model call (Python: judge=... re-judges)
+        else:
+            e = getattr(X, name)(df)
+        e.frame.to_csv(folder / f"{name}.csv", index=False)
+        print(f"\n== {name} ({e.judge_calls} judge calls) ==\n{e.frame.to_string(index=False)}")
+        print(json.dumps(e.summary, indent=1, default=str))
+        parts.append(e.figure.to_html(full_html=False, include_plotlyjs=not parts))
+    page = folder / "experiments.html"
+    page.write_text("<!doctype html><meta charset='utf-8'><title>Experiments</title>" + "".join(parts))
+    print(f"\nwrote {page}")

@@ -197,7 +197,7 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
     if frame.empty:  # no items (an empty dataset, a limit of 0)
         frame = pd.DataFrame(columns=["item_id", "system", "kind", "mode", "correct", "latency_s", "tokens"])
     frame = frame[frame["system"].isin(systems)].reset_index(drop=True)
-    frame.attrs.update(eval_id=eval_id, dataset=ds.name, pool=[m.label for m in members],
+    frame.attrs.update(eval_id=eval_id, dataset=ds.name, seed=settings.seed or 0, pool=[m.label for m in members],
                        member_systems=member_systems,
                        judge=judge_member.label if judge_member else None)
     return frame

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..records import MemberOutput
-from .common import Experiment, mean_ci, member_table, run_sync
+from .common import Experiment, dataset_items, mean_ci, member_table, run_sync
 
 #: the largest pool whose exact Shapley values are computed (2^n subsets per item)
 MAX_POOL = 6
@@ -107,7 +107,6 @@ def member_attribution(df: pd.DataFrame, judge: Any = None, dataset: Any = None,
 
 def _judged_values(df, members, items, subsets, judge, dataset, registry, seed):
     """Per item, every subset's value with a best-of judge over the subset's cached answers."""
-    from ..eval.datasets import load_dataset
     from ..fusion.engine import decide
     from ..fusion.fanout import load_members
     from ..fusion.modes import MODES
@@ -117,8 +116,7 @@ def _judged_values(df, members, items, subsets, judge, dataset, registry, seed):
 
     registry = registry or load_registry()
     judge_member = judge if isinstance(judge, Member) else registry.member(judge)
-    ds = load_dataset(dataset or df.attrs.get("dataset"))
-    by_id = {i.id: i for i in ds.items}
+    by_id = dataset_items(df, dataset)
     settings = FusionSettings(seed=seed, swap_k=1)
 
     async def run():

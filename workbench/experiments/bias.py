@@ -13,7 +13,7 @@ import pandas as pd
 from ..answers import letters
 from ..errors import ConfigError
 from ..records import MemberOutput
-from .common import Experiment, mean_ci, member_table, run_sync
+from .common import Experiment, dataset_items, mean_ci, member_table, run_sync
 
 
 def kendall_tau(a: list[float], b: list[float]) -> float:
@@ -54,7 +54,6 @@ def judge_bias_sweep(df: pd.DataFrame, judge: Any, dataset: Any = None, max_orde
     bootstrap interval, the share of items whose pick changed with the ordering, and the mean Kendall's tau
     between the score rankings of every two orderings of an item (1: the same ranking wherever they stand).
     """
-    from ..eval.datasets import load_dataset
     from ..fusion import judge as J
     from ..fusion.fanout import load_members
     from ..fusion.modes import MODES
@@ -65,8 +64,7 @@ def judge_bias_sweep(df: pd.DataFrame, judge: Any, dataset: Any = None, max_orde
     registry = registry or load_registry()
     judge_member = judge if isinstance(judge, Member) else registry.member(judge)
     members = member_table(df)
-    ds = load_dataset(dataset or df.attrs.get("dataset"))
-    by_id = {i.id: i for i in ds.items}
+    by_id = dataset_items(df, dataset)
     rng = random.Random(seed)
     mode = MODES["best-of"]
     config = FusionSettings(seed=seed).judge_config()

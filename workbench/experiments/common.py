@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import ConfigError
 from ..eval.metrics import mcnemar_exact
 
 
@@ -87,3 +88,28 @@ def run_sync(coro) -> Any:
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+def dataset_items(df: pd.DataFrame, dataset: Any = None) -> dict[str, Any]:
+    """The evaluation's items by id (their prompts, for instruments that ask the judge again).
+
+    ``dataset``: what the evaluation ran on (a name, a JSONL path or a Dataset); default the frame's own
+    (built-in datasets are regenerated from the evaluation's seed)."""
+    from ..eval.datasets import Dataset, load_dataset
+
+    ids = list(dict.fromkeys(df["item_id"]))
+    spec = dataset if dataset is not None else df.attrs.get("dataset")
+    if spec is None:
+        raise ConfigError("which dataset did this evaluation run on? pass dataset=")
+    if isinstance(spec, Dataset):
+        ds = spec
+    elif str(spec).startswith("builtin:"):
+        ds = load_dataset(str(spec), limit=max(len(ids), 20), seed=int(df.attrs.get("seed", 0) or 0))
+    else:
+        ds = load_dataset(str(spec))
+    by_id = {i.id: i for i in ds.items}
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise ConfigError(f"{len(missing)} item(s) of the evaluation are not in {ds.name} (e.g. {missing[0]!r}): "
+                          "pass the dataset it ran on")
+    return by_id

@@ -41,6 +41,20 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
         with gr.Row():
             judge_plot = gr.Plot(label="Judge")
             debate_plot = gr.Plot(label="Debate")
+        last = gr.State(None)  # this session's last evaluation frame (kept on the server), for the instruments
+        with gr.Accordion("Research instruments (on the cached answers of the last evaluation)", open=False):
+            gr.Markdown("Where the gain comes from and what the judge does, from the answers already cached: "
+                        "**debate vs vote** (needs the debate and vote modes), **agreement gate** (skip the judge "
+                        "when k of n members agree; needs best-of), **member attribution** (leave-one-out and "
+                        "Shapley values, by majority vote on every subset: no model call), **judge bias sweep** "
+                        "(the judge over up to 6 orderings per item, labels shuffled: it calls the judge).")
+            instruments = gr.CheckboxGroup(list(INSTRUMENTS), value=["debate_vs_vote", "agreement_gate",
+                                                                       "member_attribution"],
+                                           label="Instruments", elem_id="eval-instruments")
+            inst_btn = gr.Button("Run instruments", elem_id="eval-instruments-run")
+            inst_status = gr.Markdown("", elem_id="eval-instruments-status")
+            with gr.Row():
+                inst_plots = [gr.Plot(label=name.replace("_", " ")) for name in INSTRUMENTS]
 
         async def run(ds, n, chosen, swap_on, inject_on, max_tokens, rows, judge, state,
                       request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
@@ -61,7 +75,7 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
                                           policy=policy, owner=owner_of(request, policy),
                                           quota=quota_of(request, policy))
             except WorkbenchError as exc:
-                return f"⚠ {exc}", None, None, None, None, None
+                return f"⚠ {exc}", None, None, None, None, None, None
             s = metrics.summary(df)
             acc = s["accuracy"]
             shown = acc[["system", "n", "accuracy", "ci_low", "ci_high", "tokens_per_correct", "mean_latency_s"]].round(3)
@@ -72,8 +86,57 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
                 lines.append("\n_The tiny offline model's answers are noise: these numbers exercise the pipeline only._")
             debate = plots.debate_flips(s["debate"]) if len(s["debate"]) else None
             return ("\n".join(lines), shown, plots.accuracy_ci(acc), plots.accuracy_vs_cost(acc),
-                    plots.regret_and_damage(s["regret"], s["merge_damage"], s["position_flips"], s["injection"]), debate)
+                    plots.regret_and_damage(s["regret"], s["merge_damage"], s["position_flips"], s["injection"]), debate,
+                    df)
 
         run_btn.click(run, [dataset, limit, modes, swap, inject, tokens, pool_df, judge_dd, saved],
-                      [status, table, acc_plot, cost_plot, judge_plot, debate_plot], api_name="evaluate",
+                      [status, table, acc_plot, cost_plot, judge_plot, debate_plot, last], api_name="evaluate",
                       concurrency_limit=4)
+
+        async def run_instruments(df, chosen, judge, request: gr.Request = None):
+            from .. import experiments as X
+            from ..shutdown import run_tracked
+
+            figures = {name: None for name in INSTRUMENTS}
+            if df is None:
+                return ("⚠ run an evaluation first: the instruments read its cached answers", *figures.values())
+            lines = []
+            for name in chosen or []:
+                try:
+                    if name == "judge_bias_sweep":
+                        if not judge:
+                            raise WorkbenchError("the judge bias sweep needs a judge (the Fuse tab's)")
+                        member = policy.member(judge)
+                        lim = policy.limits
+                        e = await run_tracked(asyncio.to_thread(X.judge_bias_sweep, df, member, df.attrs["dataset"],
+                                                                6), "the judge bias sweep",
+                                              quota_of(request, policy), lim.runs_per_session, lim.runs_total)
+                    else:
+                        e = await asyncio.to_thread(getattr(X, name), df)
+                except WorkbenchError as exc:
+                    lines.append(f"- **{name}**: ⚠ {exc}")
+                    continue
+                figures[name] = e.figure
+                lines.append(f"- **{name}** ({e.judge_calls} judge calls): " + summary_text(e.summary))
+            return ("\n".join(lines) or "pick an instrument", *figures.values())
+
+        inst_btn.click(run_instruments, [last, instruments, judge_dd], [inst_status, *inst_plots],
+                       api_visibility="private", concurrency_limit=2)
+
+
+#: the instruments the tab offers (``workbench.experiments``)
+INSTRUMENTS = ("debate_vs_vote", "agreement_gate", "member_attribution", "judge_bias_sweep")
+
+
+def summary_text(summary: dict) -> str:
+    """An instrument's headline numbers on one line (nested comparisons as diff [CI], p)."""
+    parts = []
+    for k, v in summary.items():
+        if isinstance(v, dict) and "diff" in v:
+            p = f", McNemar p {v['mcnemar_p']:.3g}" if "mcnemar_p" in v else ""
+            parts.append(f"{k.replace('_', ' ')}: {v['diff']:+.3f} [{v['ci_low']:+.3f}, {v['ci_high']:+.3f}]{p}")
+        elif isinstance(v, float):
+            parts.append(f"{k.replace('_', ' ')}: {v:.3f}")
+        elif isinstance(v, (int, str)) or (isinstance(v, (list, tuple)) and len(v) <= 6):
+            parts.append(f"{k.replace('_', ' ')}: {v}")
+    return "; ".join(parts)
