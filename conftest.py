@@ -14,4 +14,5 @@ os.environ.setdefault("WORKBENCH_PRESET", "smol-offline")
 os.environ.setdefault("WORKBENCH_NB_ITEMS", "6")
 os.environ.setdefault("WORKBENCH_NB_TOKENS", "40")
 os.environ.setdefault("WORKBENCH_NB_JUDGE_TOKENS", "128")
+os.environ.setdefault("WORKBENCH_NB_SWEEP_ITEMS", "2")
 

@@ -278,7 +278,8 @@ pool = [PRESET, f"{PRESET}:skeptic", f"{PRESET}:analyst"]
 df = wb.evaluate(DATASET, pool, judge=PRESET, modes=["vote", "best-of", "debate"], limit=ITEMS,
                  rounds=2, max_new_tokens=TOKENS, judge_max_new_tokens=JUDGE_TOKENS, seed=0)
 # the answers are cached (notebook 05 made them); the sweep asks only the judge, on a few items
-few = df[df["item_id"].isin(sorted(df["item_id"].unique())[:min(ITEMS, 3)])].copy()
+SWEEP_ITEMS = int(os.environ.get("WORKBENCH_NB_SWEEP_ITEMS", 3 if CPU else 20))  # 6 judge calls per item
+few = df[df["item_id"].isin(sorted(df["item_id"].unique())[:SWEEP_ITEMS])].copy()
 few.attrs.update(df.attrs)
 sweep = X.judge_bias_sweep(few, PRESET, max_orders=6, seed=0)
 s = sweep.summary
