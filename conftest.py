@@ -15,4 +15,5 @@ os.environ.setdefault("WORKBENCH_NB_ITEMS", "6")
 os.environ.setdefault("WORKBENCH_NB_TOKENS", "40")
 os.environ.setdefault("WORKBENCH_NB_JUDGE_TOKENS", "128")
 os.environ.setdefault("WORKBENCH_NB_SWEEP_ITEMS", "2")
+os.environ.setdefault("WORKBENCH_NB_GROUNDING_ITEMS", "1")
 

@@ -292,14 +292,35 @@ sweep.frame'''),
         ("md", "Bars far above the dotted line at one place (or one letter) are a positional (or label) preference; "
                "with a handful of items the intervals are wide, so a bar must clear the line by its whole interval "
                "before it says anything. Every ordering's verdict is in `sweep.details`."),
+        ("md", "## Is the judge's analysis grounded?\n\nAsked for an analysis instead of a verdict (consensus, "
+               "contradictions, unique insights, blind spots, each quoting a member), does the judge quote what the "
+               "members wrote? Every quote is checked against the answer it cites (fuzzy match, ratio >= 0.85: "
+               "`workbench.experiments.analysis.THRESHOLD`)."),
+        ("code", '''GROUNDING_ITEMS = int(os.environ.get("WORKBENCH_NB_GROUNDING_ITEMS", 3 if CPU else 20))  # 1 judge call each
+some = df[df["item_id"].isin(sorted(df["item_id"].unique())[:GROUNDING_ITEMS])].copy()
+some.attrs.update(df.attrs)
+g = X.grounding(some, PRESET)
+gs = g.summary
+print(f"Finding (grounding, {PRESET} as analyst, {gs['items']} items): {gs['analyses_parsed']} analyses parsed; "
+      f"{gs['grounded_claims']} of {gs['quoted_claims']} quotes were found in the answer they cite "
+      f"(per-item rate {gs['grounding_rate']:.0%}, 95% CI {gs['grounding_rate_ci'][0]:.0%}-{gs['grounding_rate_ci'][1]:.0%}); "
+      f"by kind: " + ", ".join(f"{k} {v:.0%}" for k, v in gs["by_kind"].items()) + ".")
+from IPython.display import Markdown
+Markdown("\\n\\n".join(f"#### {r.item_id}\\n{r.markdown}" for r in g.details.itertuples() if r.parsed))'''),
+        ("md", "Quotes marked ⚠ were not found in the answer of the member they are attributed to: an analyst that "
+               "invents or misattributes quotes is not to be trusted on what the members said, however fluent."),
         ("code", '''# The numbers above, checked (the test suite runs this notebook): each valid verdict has one winner, so the win
-# rates by place (and by label) sum to 1; every ordering of every item was asked.
+# rates by place (and by label) sum to 1; every ordering of every item was asked; a quote is grounded exactly when
+# its match reaches the threshold.
 r = sweep.frame
 if s["valid_verdicts"]:
     assert abs(r[r["kind"] == "position"]["win_rate"].sum() - 1) < 1e-9
     assert abs(r[r["kind"] == "label"]["win_rate"].sum() - 1) < 1e-9
 assert s["orderings"] == 6 * s["items"] and sweep.judge_calls >= s["orderings"]
 assert 0 <= s["pick_changed_with_ordering"] <= 1
+quoted = g.frame[g.frame["grounded"].notna()]
+assert gs["grounded_claims"] == int(quoted["grounded"].sum()) <= gs["quoted_claims"] == len(quoted)
+assert all((q["score"] >= 0.85) == q["grounded"] for _, q in quoted.iterrows())  # the documented threshold
 print("consistent")'''),
     ],
 }

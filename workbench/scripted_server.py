@@ -16,6 +16,8 @@ The requested model name is the script: ``key=value`` directives joined by ``;``
 - ``stamp=N``           stream N chunks, each the wall-clock time it was sent (``[1700000000.123]``), to measure
                         how long a chunk takes to reach a page
 - ``table=K=>V~~K2=>V2`` answer V for the first key K found in the request's last user message (else ``reply``)
+- ``analysis=1``        act as an analyst: the structured analysis ``workbench.experiments.grounding`` asks
+                        for, quoting the candidates (grounded) except for one invented quote
 - ``judge_pick=TEXT``   act as a judge: pick the candidate whose text contains TEXT (position-independent),
                         answering the JSON verdict the workbench asks for (``answer`` = that candidate's text);
                         TEXT may be a table (``K=>TEXT~~...``) keyed by the prompt; no candidate holding it: the
@@ -82,7 +84,9 @@ class _Handler(BaseHTTPRequestHandler):
                        headers={"retry-after-ms": "10"})
             return
         time.sleep(float(script.get("delay", 0)))
-        if "judge_pick" in script:
+        if "analysis" in script:
+            text = _analysis_reply(_last_user_text(body))
+        elif "judge_pick" in script:
             needle = _lookup(script["judge_pick"], _last_user_text(body)) if "=>" in script["judge_pick"] \
                 else script["judge_pick"]
             text = _judge_reply(_last_user_text(body), needle or "")
@@ -176,6 +180,24 @@ def _judge_reply(prompt: str, needle: str) -> str:
     scores = {cid: (9 if cid == pick else 2) for cid, _ in blocks}
     return json.dumps({"winner": pick, "scores": scores, "rationale": f"{pick} contains {needle!r}",
                        "answer": answer})
+
+
+def _analysis_reply(prompt: str) -> str:
+    """A structured analysis of the candidates with known grounding: every consensus quote and both contradiction
+    quotes are copied from the candidates (grounded), the one unique insight quotes a sentence no candidate wrote."""
+    import re
+
+    blocks = re.findall(r'<candidate id="([^"]+)">\n(.*?)\n</candidate>', prompt, flags=re.S)
+    first = lambda t: " ".join(t.split()[:6])  # noqa: E731
+    last = lambda t: " ".join(t.split()[-3:])  # noqa: E731
+    return json.dumps({
+        "consensus": [{"point": "they answer the question", "quotes": [{"member": c, "quote": first(t)}
+                                                                       for c, t in blocks]}],
+        "contradictions": [{"topic": "the final answer", "stances": [
+            {"member": c, "stance": f"says {last(t)}", "quote": last(t)} for c, t in blocks[:2]]}],
+        "unique_insights": [{"member": blocks[-1][0] if blocks else "A", "insight": "an invented insight",
+                             "quote": "this sentence was never written by anyone"}],
+        "blind_spots": [{"point": "no one checked the units"}]})
 
 
 class ScriptedServer:

@@ -155,8 +155,41 @@ async def test_the_evaluate_tab_runs_the_instruments_on_its_last_evaluation(tmp_
     status, *figures = await run(frame(), ["debate_vs_vote", "agreement_gate", "member_attribution"], None)
     assert "**debate_vs_vote** (0 judge calls): items: 4" in status and "debate minus vote: +0.250" in status
     assert "McNemar p 1" in status and figures[3] is None and all(f is not None for f in figures[:3])
+    assert figures[-1] == ""  # no analyses asked for
     no_debate = frame()
     no_debate = no_debate[no_debate["system"] != "fusion:debate"]
     no_debate.attrs.update(frame().attrs)
     status, *_ = await run(no_debate, ["debate_vs_vote", "judge_bias_sweep"], None)
     assert "no fusion:debate rows" in status and "needs a judge" in status
+
+
+def test_quotes_are_matched_fuzzily_within_the_documented_threshold():
+    from workbench.experiments.analysis import THRESHOLD, check, match_score
+
+    answer = "First, add the tens: 20 and 30 make 50.\nThen the ones: 7 and 5 make 12, so the total is 62."
+    assert match_score("the ones: 7 and 5 make 12", answer) == 1.0
+    assert match_score("THE ONES:   7 and 5 make 12", answer) == 1.0  # case and whitespace do not count
+    assert match_score("then the ones, 7 and 5 makes 12", answer) >= THRESHOLD  # punctuation and an ending
+    assert match_score("the ones: 8 and 4 make 12 and the tens 90", answer) < THRESHOLD  # another claim
+    assert match_score("", answer) == 0.0
+    rows = check({"unique_insights": [{"member": "C", "insight": "x", "quote": "make 50"}],
+                  "consensus": [{"point": "p", "quotes": [{"member": "[A]", "quote": "make 50"}]}],
+                  "blind_spots": [{"point": "units"}]}, {"A": answer, "B": "other"})
+    assert [(r["kind"], r["grounded"]) for r in rows] == [("consensus", True), ("unique_insight", False),
+                                                          ("blind_spot", None)]  # C names no candidate
+
+
+def test_grounding_of_a_scripted_analyst_exact(remote, dataset):
+    from workbench.experiments import grounding
+
+    analyst = Member(remote("analysis=1", name="analyst"))
+    e = grounding(frame(), analyst, dataset=dataset)
+    s = e.summary
+    # per item: every consensus and contradiction quote is copied (grounded), the one insight is invented
+    assert s["quoted_claims"] == 23 and s["grounded_claims"] == 19 and s["analyses_parsed"] == 4
+    assert s["grounding_rate"] == pytest.approx((3 * 5 / 6 + 4 / 5) / 4)
+    assert s["by_kind"] == {"consensus": 1.0, "contradiction": 1.0, "unique_insight": 0.0}
+    assert e.judge_calls == 4 and (e.frame["kind"] == "blind_spot").sum() == 4
+    md = e.details.set_index("item_id").at["i1", "markdown"]
+    assert "⚠ *not found in member:c's answer" in md and "**Blind spots**" in md
+    assert md.count("⚠") == 1

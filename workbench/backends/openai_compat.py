@@ -35,11 +35,11 @@ def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
 
 
 def portable_schema(schema: Any) -> Any:
-    """``schema`` without the length and range keywords that many endpoints' structured output refuses
+    """``schema`` without the length, range and item-count keywords that many endpoints' structured output refuses
     (OpenAI's strict mode among them); the judge's validation still checks ranges."""
     if isinstance(schema, dict):
         return {k: portable_schema(v) for k, v in schema.items()
-                if k not in ("minLength", "maxLength", "minimum", "maximum")}
+                if k not in ("minLength", "maxLength", "minimum", "maximum", "minItems", "maxItems")}
     if isinstance(schema, list):
         return [portable_schema(v) for v in schema]
     return schema

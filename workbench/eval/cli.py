@@ -6,7 +6,7 @@ from ..fusion.modes import MODE_NAMES
 
 #: instrument -> the fusion modes its evaluation needs (``workbench.experiments``)
 EXPERIMENTS = {"debate_vs_vote": ("debate", "vote"), "agreement_gate": ("best-of",), "member_attribution": (),
-               "judge_bias_sweep": ()}
+               "judge_bias_sweep": (), "grounding": ()}
 
 
 def register(sub) -> None:
@@ -65,10 +65,10 @@ def run_experiments(df, names: list[str], judge: str | None, dataset: str, out: 
     folder.mkdir(parents=True, exist_ok=True)
     parts = []
     for name in dict.fromkeys(names):
-        if name == "judge_bias_sweep":
+        if name in ("judge_bias_sweep", "grounding"):
             if not judge:
-                raise ConfigError("judge_bias_sweep needs --judge")
-            e = X.judge_bias_sweep(df, judge, dataset=dataset)
+                raise ConfigError(f"{name} needs --judge")
+            e = getattr(X, name)(df, judge, dataset=dataset)
         elif name == "member_attribution":
             e = X.member_attribution(df)  # majority vote on subsets: no model call (Python: judge=... re-judges)
         else:

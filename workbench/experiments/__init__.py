@@ -11,6 +11,8 @@ most need no generation at all:
   on every subset of the cached answers).
 - ``judge_bias_sweep``: the judge over permutations of the same candidates: win rate by position and by label,
   Kendall's tau between the rankings of different orderings.
+- ``grounding``: the judge's structured analysis (consensus, contradictions, unique insights, blind spots, each
+  quoting a member), every quote checked against the answer it is attributed to.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ _LAZY = {
     "agreement_gate": "frame",
     "member_attribution": "attribution",
     "judge_bias_sweep": "bias",
+    "grounding": "analysis",
 }
 
 

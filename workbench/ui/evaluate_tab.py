@@ -47,7 +47,9 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
                         "**debate vs vote** (needs the debate and vote modes), **agreement gate** (skip the judge "
                         "when k of n members agree; needs best-of), **member attribution** (leave-one-out and "
                         "Shapley values, by majority vote on every subset: no model call), **judge bias sweep** "
-                        "(the judge over up to 6 orderings per item, labels shuffled: it calls the judge).")
+                        "(the judge over up to 6 orderings per item, labels shuffled: it calls the judge), "
+                        "**grounding** (the judge's analysis of the answers, every quote checked against the answer "
+                        "it cites: one judge call per item; the analyses are shown below with unfound quotes marked).")
             instruments = gr.CheckboxGroup(list(INSTRUMENTS), value=["debate_vs_vote", "agreement_gate",
                                                                        "member_attribution"],
                                            label="Instruments", elem_id="eval-instruments")
@@ -55,6 +57,7 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
             inst_status = gr.Markdown("", elem_id="eval-instruments-status")
             with gr.Row():
                 inst_plots = [gr.Plot(label=name.replace("_", " ")) for name in INSTRUMENTS]
+            analyses = gr.Markdown("", elem_id="eval-analyses")
 
         async def run(ds, n, chosen, swap_on, inject_on, max_tokens, rows, judge, state,
                       request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
@@ -99,18 +102,23 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
 
             figures = {name: None for name in INSTRUMENTS}
             if df is None:
-                return ("⚠ run an evaluation first: the instruments read its cached answers", *figures.values())
-            lines = []
+                return ("⚠ run an evaluation first: the instruments read its cached answers", *figures.values(), "")
+            lines, shown = [], ""
             for name in chosen or []:
                 try:
-                    if name == "judge_bias_sweep":
+                    if name in ("judge_bias_sweep", "grounding"):
                         if not judge:
-                            raise WorkbenchError("the judge bias sweep needs a judge (the Fuse tab's)")
+                            raise WorkbenchError(f"{name.replace('_', ' ')} needs a judge (the Fuse tab's)")
                         member = policy.member(judge)
                         lim = policy.limits
-                        e = await run_tracked(asyncio.to_thread(X.judge_bias_sweep, df, member, df.attrs["dataset"],
-                                                                6), "the judge bias sweep",
+                        extra = {"max_orders": 6} if name == "judge_bias_sweep" else {}
+                        e = await run_tracked(asyncio.to_thread(getattr(X, name), df, member, df.attrs["dataset"],
+                                                                **extra), name.replace("_", " "),
                                               quota_of(request, policy), lim.runs_per_session, lim.runs_total)
+                        if name == "grounding" and e.details is not None:
+                            shown = "\n\n".join(f"#### {r.item_id}\n" + (r.markdown or "_the analysis did not "
+                                                                                    "parse_")
+                                                 for r in e.details.itertuples())
                     else:
                         e = await asyncio.to_thread(getattr(X, name), df)
                 except WorkbenchError as exc:
@@ -118,14 +126,14 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
                     continue
                 figures[name] = e.figure
                 lines.append(f"- **{name}** ({e.judge_calls} judge calls): " + summary_text(e.summary))
-            return ("\n".join(lines) or "pick an instrument", *figures.values())
+            return ("\n".join(lines) or "pick an instrument", *figures.values(), shown)
 
-        inst_btn.click(run_instruments, [last, instruments, judge_dd], [inst_status, *inst_plots],
+        inst_btn.click(run_instruments, [last, instruments, judge_dd], [inst_status, *inst_plots, analyses],
                        api_visibility="private", concurrency_limit=2)
 
 
 #: the instruments the tab offers (``workbench.experiments``)
-INSTRUMENTS = ("debate_vs_vote", "agreement_gate", "member_attribution", "judge_bias_sweep")
+INSTRUMENTS = ("debate_vs_vote", "agreement_gate", "member_attribution", "judge_bias_sweep", "grounding")
 
 
 def summary_text(summary: dict) -> str:
