@@ -16,6 +16,8 @@ The requested model name is the script: ``key=value`` directives joined by ``;``
 - ``stamp=N``           stream N chunks, each the wall-clock time it was sent (``[1700000000.123]``), to measure
                         how long a chunk takes to reach a page
 - ``table=K=>V~~K2=>V2`` answer V for the first key K found in the request's last user message (else ``reply``)
+- ``seen=1``            answer ``Final answer: img<digest>`` from the first image's bytes (``none`` without one):
+                        a member that looks at the image
 - ``analysis=1``        act as an analyst: the structured analysis ``workbench.experiments.grounding`` asks
                         for, quoting the candidates (grounded) except for one invented quote
 - ``judge_pick=TEXT``   act as a judge: pick the candidate whose text contains TEXT (position-independent),
@@ -84,7 +86,9 @@ class _Handler(BaseHTTPRequestHandler):
                        headers={"retry-after-ms": "10"})
             return
         time.sleep(float(script.get("delay", 0)))
-        if "analysis" in script:
+        if "seen" in script:  # a member that looks at the image: its answer depends on the image's bytes
+            text = "Final answer: " + _image_digest(body)
+        elif "analysis" in script:
             text = _analysis_reply(_last_user_text(body))
         elif "judge_pick" in script:
             needle = _lookup(script["judge_pick"], _last_user_text(body)) if "=>" in script["judge_pick"] \
@@ -180,6 +184,18 @@ def _judge_reply(prompt: str, needle: str) -> str:
     scores = {cid: (9 if cid == pick else 2) for cid, _ in blocks}
     return json.dumps({"winner": pick, "scores": scores, "rationale": f"{pick} contains {needle!r}",
                        "answer": answer})
+
+
+def _image_digest(body: dict[str, Any]) -> str:
+    """``none`` without an image in the last user message, else a short digest of its first image's data."""
+    import hashlib
+
+    for m in reversed(body.get("messages", [])):
+        if m.get("role") == "user":
+            parts = m.get("content") if isinstance(m.get("content"), list) else []
+            urls = [p["image_url"]["url"] for p in parts if p.get("type") == "image_url"]
+            return "img" + hashlib.sha256(urls[0].encode()).hexdigest()[:6] if urls else "none"
+    return "none"
 
 
 def _analysis_reply(prompt: str) -> str:

@@ -46,3 +46,15 @@ def test_eval_cli_runs_the_experiments_and_adds_the_modes_they_need(tmp_path, se
     assert page.count("plotly.js v") <= 2 and page.count("Plotly.newPlot") == 4  # plotly once, four figures
     attribution = (out / "member_attribution.csv").read_text()
     assert "member:right,1.0" in attribution.replace("1.0000", "1.0")  # the only right member carries it all
+
+
+def test_eval_cli_image_ablation_on_shapes(tmp_path, server, capsys, monkeypatch):
+    models = tmp_path / "models.toml"
+    models.write_text(f'[models.sees]\nbackend="openai"\nmodel="seen=1"\nbase_url="{server.base_url}"\nvision=true\n'
+                      f'[models.blind]\nbackend="openai"\nmodel="reply=Final answer: 3"\nbase_url="{server.base_url}"\n')
+    monkeypatch.setenv("WORKBENCH_MODELS_FILE", str(models))
+    out = tmp_path / "out"
+    assert main(["eval", "--dataset", "builtin:shapes", "--limit", "2", "--pool", "sees,blind", "--modes", "vote",
+                 "--store", str(tmp_path / "s.sqlite"), "--out", str(out), "--experiment", "image_ablation"]) == 0
+    printed = capsys.readouterr().out
+    assert '"member:sees": {\n   "ignored_rate": 0.0' in printed and '"member:blind": {\n   "ignored_rate": 1.0' in printed

@@ -154,7 +154,7 @@ async def test_the_evaluate_tab_runs_the_instruments_on_its_last_evaluation(tmp_
     assert out[0].startswith("⚠ run an evaluation first")
     status, *figures = await run(frame(), ["debate_vs_vote", "agreement_gate", "member_attribution"], None)
     assert "**debate_vs_vote** (0 judge calls): items: 4" in status and "debate minus vote: +0.250" in status
-    assert "McNemar p 1" in status and figures[3] is None and all(f is not None for f in figures[:3])
+    assert "McNemar p 1" in status and figures[3:5] == [None, None] and all(f is not None for f in figures[:3])
     assert figures[-1] == ""  # no analyses asked for
     no_debate = frame()
     no_debate = no_debate[no_debate["system"] != "fusion:debate"]
@@ -193,3 +193,23 @@ def test_grounding_of_a_scripted_analyst_exact(remote, dataset):
     md = e.details.set_index("item_id").at["i1", "markdown"]
     assert "⚠ *not found in member:c's answer" in md and "**Blind spots**" in md
     assert md.count("⚠") == 1
+
+
+def test_image_ablation_tells_a_member_that_looks_from_one_that_does_not(remote, tmp_path):
+    import workbench as wb
+    from workbench.experiments import image_ablation
+
+    sees = Member(remote("seen=1", name="sees"))
+    blind = Member(remote("reply=Final answer: 3", name="blind"))
+    text_only = Member(remote("reply=Final answer: 2", name="text-only", vision=False))
+    pool = [sees, blind, text_only]
+    df = wb.evaluate("builtin:shapes", pool, modes=["vote"], limit=3, store=wb.RunStore(tmp_path / "s.sqlite"),
+                     progress=False)
+    e = image_ablation(df, pool=pool)
+    ignored = e.summary["ignored"]
+    assert ignored["member:sees"]["ignored_rate"] == 0.0 and ignored["member:blind"]["ignored_rate"] == 1.0
+    assert e.summary["skipped_text_only"] == ["text-only"] and e.summary["generations"] == 2 * 3 * 2
+    f = e.frame.set_index(["item_id", "member"])
+    assert not f["same_without_image"].xs("member:sees", level=1).any()  # "none" without the image
+    assert not f["same_with_blank"].xs("member:sees", level=1).any()  # another image, another answer
+    assert f["ignored"].xs("member:blind", level=1).all()

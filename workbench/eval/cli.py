@@ -6,7 +6,7 @@ from ..fusion.modes import MODE_NAMES
 
 #: instrument -> the fusion modes its evaluation needs (``workbench.experiments``)
 EXPERIMENTS = {"debate_vs_vote": ("debate", "vote"), "agreement_gate": ("best-of",), "member_attribution": (),
-               "judge_bias_sweep": (), "grounding": ()}
+               "judge_bias_sweep": (), "grounding": (), "image_ablation": ()}
 
 
 def register(sub) -> None:
@@ -48,11 +48,12 @@ def cmd_eval(args) -> int:
     print(acc[["system", "n", "accuracy", "ci_low", "ci_high", "tokens_per_correct"]].to_string(index=False))
     print(f"\nwrote {paths['table']} and {paths['report']}")
     if args.experiment:
-        run_experiments(df, args.experiment, args.judge, args.dataset, args.out)
+        run_experiments(df, args.experiment, args.judge, args.dataset, args.out, split_pool(args.pool))
     return 0
 
 
-def run_experiments(df, names: list[str], judge: str | None, dataset: str, out: str) -> None:
+def run_experiments(df, names: list[str], judge: str | None, dataset: str, out: str,
+                    pool: list[str] | None = None) -> None:
     """Run instruments on an evaluation frame; print each summary, write its table (CSV) and all figures in one
     HTML page (plotly included once)."""
     import json
@@ -69,6 +70,8 @@ def run_experiments(df, names: list[str], judge: str | None, dataset: str, out: 
             if not judge:
                 raise ConfigError(f"{name} needs --judge")
             e = getattr(X, name)(df, judge, dataset=dataset)
+        elif name == "image_ablation":
+            e = X.image_ablation(df, pool=pool, dataset=dataset)
         elif name == "member_attribution":
             e = X.member_attribution(df)  # majority vote on subsets: no model call (Python: judge=... re-judges)
         else:

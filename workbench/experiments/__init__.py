@@ -13,6 +13,8 @@ most need no generation at all:
   Kendall's tau between the rankings of different orderings.
 - ``grounding``: the judge's structured analysis (consensus, contradictions, unique insights, blind spots, each
   quoting a member), every quote checked against the answer it is attributed to.
+- ``image_ablation``: vision members answer the image items again without the image and with a blank one; an
+  answer that did not change was given without looking.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ _LAZY = {
     "member_attribution": "attribution",
     "judge_bias_sweep": "bias",
     "grounding": "analysis",
+    "image_ablation": "vision",
 }
 
 

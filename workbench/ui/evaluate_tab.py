@@ -49,7 +49,9 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
                         "Shapley values, by majority vote on every subset: no model call), **judge bias sweep** "
                         "(the judge over up to 6 orderings per item, labels shuffled: it calls the judge), "
                         "**grounding** (the judge's analysis of the answers, every quote checked against the answer "
-                        "it cites: one judge call per item; the analyses are shown below with unfound quotes marked).")
+                        "it cites: one judge call per item; the analyses are shown below with unfound quotes marked), "
+                        "**image ablation** (vision members answer the image items again without the image and "
+                        "with a blank one: two generations per item and member).")
             instruments = gr.CheckboxGroup(list(INSTRUMENTS), value=["debate_vs_vote", "agreement_gate",
                                                                        "member_attribution"],
                                            label="Instruments", elem_id="eval-instruments")
@@ -119,6 +121,12 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
                             shown = "\n\n".join(f"#### {r.item_id}\n" + (r.markdown or "_the analysis did not "
                                                                                     "parse_")
                                                  for r in e.details.itertuples())
+                    elif name == "image_ablation":
+                        pool = [policy.member(label) for label in df.attrs.get("pool", [])]
+                        lim = policy.limits
+                        e = await run_tracked(asyncio.to_thread(X.image_ablation, df, pool, df.attrs["dataset"]),
+                                              "the image ablation", quota_of(request, policy), lim.runs_per_session,
+                                              lim.runs_total)
                     else:
                         e = await asyncio.to_thread(getattr(X, name), df)
                 except WorkbenchError as exc:
@@ -133,7 +141,8 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
 
 
 #: the instruments the tab offers (``workbench.experiments``)
-INSTRUMENTS = ("debate_vs_vote", "agreement_gate", "member_attribution", "judge_bias_sweep", "grounding")
+INSTRUMENTS = ("debate_vs_vote", "agreement_gate", "member_attribution", "judge_bias_sweep", "grounding",
+               "image_ablation")
 
 
 def summary_text(summary: dict) -> str:
