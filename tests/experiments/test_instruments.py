@@ -154,7 +154,7 @@ async def test_the_evaluate_tab_runs_the_instruments_on_its_last_evaluation(tmp_
     assert out[0].startswith("⚠ run an evaluation first")
     status, *figures = await run(frame(), ["debate_vs_vote", "agreement_gate", "member_attribution"], None)
     assert "**debate_vs_vote** (0 judge calls): items: 4" in status and "debate minus vote: +0.250" in status
-    assert "McNemar p 1" in status and figures[3:5] == [None, None] and all(f is not None for f in figures[:3])
+    assert "McNemar p 1" in status and figures[3:6] == [None, None, None] and all(f is not None for f in figures[:3])
     assert figures[-1] == ""  # no analyses asked for
     no_debate = frame()
     no_debate = no_debate[no_debate["system"] != "fusion:debate"]
@@ -213,3 +213,26 @@ def test_image_ablation_tells_a_member_that_looks_from_one_that_does_not(remote,
     assert not f["same_without_image"].xs("member:sees", level=1).any()  # "none" without the image
     assert not f["same_with_blank"].xs("member:sees", level=1).any()  # another image, another answer
     assert f["ignored"].xs("member:blind", level=1).all()
+
+
+def test_cost_matched_ablation_splits_the_gain_exactly(remote, tmp_path):
+    import workbench as wb
+    from workbench.experiments import cost_matched_ablation
+    from workbench.experiments.ablation import split_check
+
+    def table(right):  # this member is right on these items, else says 4
+        return "table=" + "~~".join(f"Q{i}=>Final answer: {5 if i in right else 4}" for i in range(6))
+
+    pool = [Member(remote(table({0, 1, 2}), name="a")), Member(remote(table({3, 4}), name="b")),
+            Member(remote(table({5}), name="c"))]
+    ds = Dataset("six", [Item(f"q{i}", f"Q{i}: what is 2+3?", "5", "numeric") for i in range(6)])
+    judge = Member(remote("judge_pick=5", name="judge"))
+    e = cost_matched_ablation(ds, pool, judge, store=wb.RunStore(tmp_path / "s.sqlite"))
+    acc = e.frame.set_index("arm")["accuracy"]
+    assert acc["best member alone"] == 0.5 and acc["diverse pool, fused"] == 1.0
+    assert acc["3 x best member, fused"] == 0.5  # three identical samples add nothing
+    s = e.summary
+    assert s["best_member"] == "member:a" and s["total_gain"]["diff"] == 0.5
+    assert s["synthesis"]["diff"] == 0.0 and s["diversity"]["diff"] == 0.5 and s["synthesis_share"] == 0.0
+    assert s["diversity"]["wins"] == 3 and s["diversity"]["losses"] == 0 and s["diversity"]["mcnemar_p"] == 0.25
+    assert split_check(e) == 0.0 and set(e.details["arm"]) == {"diverse", "best samples", "judge samples"}

@@ -6,7 +6,7 @@ from ..fusion.modes import MODE_NAMES
 
 #: instrument -> the fusion modes its evaluation needs (``workbench.experiments``)
 EXPERIMENTS = {"debate_vs_vote": ("debate", "vote"), "agreement_gate": ("best-of",), "member_attribution": (),
-               "judge_bias_sweep": (), "grounding": (), "image_ablation": ()}
+               "judge_bias_sweep": (), "grounding": (), "image_ablation": (), "cost_matched_ablation": ()}
 
 
 def register(sub) -> None:
@@ -48,12 +48,15 @@ def cmd_eval(args) -> int:
     print(acc[["system", "n", "accuracy", "ci_low", "ci_high", "tokens_per_correct"]].to_string(index=False))
     print(f"\nwrote {paths['table']} and {paths['report']}")
     if args.experiment:
-        run_experiments(df, args.experiment, args.judge, args.dataset, args.out, split_pool(args.pool))
+        run_experiments(df, args.experiment, args.judge, args.dataset, args.out, split_pool(args.pool),
+                        store=RunStore(args.store), settings=settings, limit=args.limit,
+                        mode=next((m for m in modes if m not in ("vote", "debate")), "best-of"))
     return 0
 
 
 def run_experiments(df, names: list[str], judge: str | None, dataset: str, out: str,
-                    pool: list[str] | None = None) -> None:
+                    pool: list[str] | None = None, store=None, settings=None, limit: int | None = None,
+                    mode: str = "best-of") -> None:
     """Run instruments on an evaluation frame; print each summary, write its table (CSV) and all figures in one
     HTML page (plotly included once)."""
     import json
@@ -66,7 +69,11 @@ def run_experiments(df, names: list[str], judge: str | None, dataset: str, out: 
     folder.mkdir(parents=True, exist_ok=True)
     parts = []
     for name in dict.fromkeys(names):
-        if name in ("judge_bias_sweep", "grounding"):
+        if name == "cost_matched_ablation":
+            if not judge:
+                raise ConfigError(f"{name} needs --judge")
+            e = X.cost_matched_ablation(dataset, pool, judge, mode=mode, settings=settings, store=store, limit=limit)
+        elif name in ("judge_bias_sweep", "grounding"):
             if not judge:
                 raise ConfigError(f"{name} needs --judge")
             e = getattr(X, name)(df, judge, dataset=dataset)

@@ -13,6 +13,8 @@ most need no generation at all:
   Kendall's tau between the rankings of different orderings.
 - ``grounding``: the judge's structured analysis (consensus, contradictions, unique insights, blind spots, each
   quoting a member), every quote checked against the answer it is attributed to.
+- ``cost_matched_ablation``: the diverse pool vs k samples of its best member vs k samples of the judge model:
+  the gain split into diversity and synthesis.
 - ``image_ablation``: vision members answer the image items again without the image and with a blank one; an
   answer that did not change was given without looking.
 """
@@ -31,6 +33,7 @@ _LAZY = {
     "judge_bias_sweep": "bias",
     "grounding": "analysis",
     "image_ablation": "vision",
+    "cost_matched_ablation": "ablation",
 }
 
 

@@ -51,7 +51,9 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
                         "**grounding** (the judge's analysis of the answers, every quote checked against the answer "
                         "it cites: one judge call per item; the analyses are shown below with unfound quotes marked), "
                         "**image ablation** (vision members answer the image items again without the image and "
-                        "with a blank one: two generations per item and member).")
+                        "with a blank one: two generations per item and member), **cost-matched ablation** (the pool "
+                        "vs k samples of its best member vs k samples of the judge's model, fused the same way: "
+                        "diversity vs synthesis; it generates the two sampled pools).")
             instruments = gr.CheckboxGroup(list(INSTRUMENTS), value=["debate_vs_vote", "agreement_gate",
                                                                        "member_attribution"],
                                            label="Instruments", elem_id="eval-instruments")
@@ -121,6 +123,16 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
                             shown = "\n\n".join(f"#### {r.item_id}\n" + (r.markdown or "_the analysis did not "
                                                                                     "parse_")
                                                  for r in e.details.itertuples())
+                    elif name == "cost_matched_ablation":
+                        if not judge:
+                            raise WorkbenchError("the cost-matched ablation needs a judge (the Fuse tab's)")
+                        pool = [policy.member(label) for label in df.attrs.get("pool", [])]
+                        lim = policy.limits
+                        e = await run_tracked(asyncio.to_thread(
+                            X.cost_matched_ablation, df.attrs["dataset"], pool, policy.member(judge),
+                            store=store, limit=int(df["item_id"].nunique()), registry=policy.registry),
+                            "the cost-matched ablation", quota_of(request, policy), lim.runs_per_session,
+                            lim.runs_total)
                     elif name == "image_ablation":
                         pool = [policy.member(label) for label in df.attrs.get("pool", [])]
                         lim = policy.limits
@@ -142,7 +154,7 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
 
 #: the instruments the tab offers (``workbench.experiments``)
 INSTRUMENTS = ("debate_vs_vote", "agreement_gate", "member_attribution", "judge_bias_sweep", "grounding",
-               "image_ablation")
+               "image_ablation", "cost_matched_ablation")
 
 
 def summary_text(summary: dict) -> str:
