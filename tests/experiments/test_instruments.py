@@ -154,7 +154,7 @@ async def test_the_evaluate_tab_runs_the_instruments_on_its_last_evaluation(tmp_
     assert out[0].startswith("⚠ run an evaluation first")
     status, *figures = await run(frame(), ["debate_vs_vote", "agreement_gate", "member_attribution"], None)
     assert "**debate_vs_vote** (0 judge calls): items: 4" in status and "debate minus vote: +0.250" in status
-    assert "McNemar p 1" in status and figures[3:6] == [None, None, None] and all(f is not None for f in figures[:3])
+    assert "McNemar p 1" in status and figures[3:7] == [None, None, None, None] and all(f is not None for f in figures[:3])
     assert figures[-1] == ""  # no analyses asked for
     no_debate = frame()
     no_debate = no_debate[no_debate["system"] != "fusion:debate"]
@@ -236,3 +236,28 @@ def test_cost_matched_ablation_splits_the_gain_exactly(remote, tmp_path):
     assert s["synthesis"]["diff"] == 0.0 and s["diversity"]["diff"] == 0.5 and s["synthesis_share"] == 0.0
     assert s["diversity"]["wins"] == 3 and s["diversity"]["losses"] == 0 and s["diversity"]["mcnemar_p"] == 0.25
     assert split_check(e) == 0.0 and set(e.details["arm"]) == {"diverse", "best samples", "judge samples"}
+
+
+def test_quantization_panel_audits_what_is_really_4_bit(tmp_path):
+    """On the tiny Llama 4: the INT4 arm's experts, shared expert and attention are NF4 and its vision tower is
+    not; the third arm's vision tower is NF4 too; the unquantized arm has nothing in 4 bits."""
+    from dataclasses import replace as dc_replace
+
+    import workbench as wb
+    from workbench.experiments import quantization_panel
+
+    store = wb.RunStore(tmp_path / "s.sqlite")
+    e = quantization_panel("tiny-offline", limit=2, max_new_tokens=4, store=store)
+    s = e.summary
+    assert s["arms"] == ["bfloat16", "INT4", "INT4, vision 4-bit"]
+    assert s["four_bit_components"] == {"bfloat16": [], "INT4": ["attention", "experts", "shared_expert"],
+                                        "INT4, vision 4-bit": ["attention", "experts", "shared_expert", "vision"]}
+    assert s["four_bit_share_of_bytes"]["bfloat16"] == 0.0
+    assert s["total_bytes"]["INT4, vision 4-bit"] < s["total_bytes"]["INT4"] < s["total_bytes"]["bfloat16"]
+    f = e.frame
+    assert list(f["comparison"]) == ["INT4 vs bfloat16", "INT4 vs bfloat16",
+                                     "vision 4-bit vs vision 16-bit (both INT4)"]
+    assert (f["items"] == 2).all() and ((f["agreement"].isna()) | f["agreement"].between(0, 1)).all()
+    text_only = dc_replace(wb.load_registry().models["tiny-offline"], vision=False)
+    e2 = quantization_panel(text_only, limit=2, max_new_tokens=4, store=store)
+    assert e2.summary["datasets_skipped"] == ["builtin:shapes"] and e2.summary["arms"] == ["bfloat16", "INT4"]

@@ -6,7 +6,8 @@ from ..fusion.modes import MODE_NAMES
 
 #: instrument -> the fusion modes its evaluation needs (``workbench.experiments``)
 EXPERIMENTS = {"debate_vs_vote": ("debate", "vote"), "agreement_gate": ("best-of",), "member_attribution": (),
-               "judge_bias_sweep": (), "grounding": (), "image_ablation": (), "cost_matched_ablation": ()}
+               "judge_bias_sweep": (), "grounding": (), "image_ablation": (), "cost_matched_ablation": (),
+               "quantization_panel": ()}
 
 
 def register(sub) -> None:
@@ -77,6 +78,13 @@ def run_experiments(df, names: list[str], judge: str | None, dataset: str, out: 
             if not judge:
                 raise ConfigError(f"{name} needs --judge")
             e = getattr(X, name)(df, judge, dataset=dataset)
+        elif name == "quantization_panel":  # the first member's model, unquantized vs INT4, on this dataset
+            from ..specs import load_registry
+
+            first = load_registry().member(pool[0]).model if pool else None
+            if first is None or first.backend == "openai":
+                raise ConfigError("quantization_panel loads the first --pool member's model twice: it must be local")
+            e = X.quantization_panel(first, datasets=[dataset], limit=limit, store=store)
         elif name == "image_ablation":
             e = X.image_ablation(df, pool=pool, dataset=dataset)
         elif name == "member_attribution":

@@ -15,6 +15,8 @@ most need no generation at all:
   quoting a member), every quote checked against the answer it is attributed to.
 - ``cost_matched_ablation``: the diverse pool vs k samples of its best member vs k samples of the judge model:
   the gain split into diversity and synthesis.
+- ``quantization_panel``: the same model unquantized and INT4 (and INT4 with a 4-bit vision tower) in one pool:
+  what is really 4-bit, their agreement and accuracy difference.
 - ``image_ablation``: vision members answer the image items again without the image and with a blank one; an
   answer that did not change was given without looking.
 """
@@ -34,6 +36,7 @@ _LAZY = {
     "grounding": "analysis",
     "image_ablation": "vision",
     "cost_matched_ablation": "ablation",
+    "quantization_panel": "quantization",
 }
 
 

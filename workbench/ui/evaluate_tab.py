@@ -53,7 +53,9 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
                         "**image ablation** (vision members answer the image items again without the image and "
                         "with a blank one: two generations per item and member), **cost-matched ablation** (the pool "
                         "vs k samples of its best member vs k samples of the judge's model, fused the same way: "
-                        "diversity vs synthesis; it generates the two sampled pools).")
+                        "diversity vs synthesis; it generates the two sampled pools), **quantization panel** (the "
+                        "first member's model unquantized vs INT4, and with a 4-bit vision tower for a vision model: "
+                        "what is really 4-bit, agreement and accuracy; it loads the model two or three times).")
             instruments = gr.CheckboxGroup(list(INSTRUMENTS), value=["debate_vs_vote", "agreement_gate",
                                                                        "member_attribution"],
                                            label="Instruments", elem_id="eval-instruments")
@@ -133,6 +135,16 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
                             store=store, limit=int(df["item_id"].nunique()), registry=policy.registry),
                             "the cost-matched ablation", quota_of(request, policy), lim.runs_per_session,
                             lim.runs_total)
+                    elif name == "quantization_panel":
+                        labels = df.attrs.get("pool", [])
+                        first = policy.member(labels[0]).model if labels else None
+                        if first is None or first.backend == "openai":
+                            raise WorkbenchError("the quantization panel needs a local model as the first member")
+                        lim = policy.limits
+                        e = await run_tracked(asyncio.to_thread(
+                            X.quantization_panel, first, [df.attrs["dataset"]], int(df["item_id"].nunique()),
+                            store=store, registry=policy.registry), "the quantization panel",
+                            quota_of(request, policy), lim.runs_per_session, lim.runs_total)
                     elif name == "image_ablation":
                         pool = [policy.member(label) for label in df.attrs.get("pool", [])]
                         lim = policy.limits
@@ -154,7 +166,7 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
 
 #: the instruments the tab offers (``workbench.experiments``)
 INSTRUMENTS = ("debate_vs_vote", "agreement_gate", "member_attribution", "judge_bias_sweep", "grounding",
-               "image_ablation", "cost_matched_ablation")
+               "image_ablation", "cost_matched_ablation", "quantization_panel")
 
 
 def summary_text(summary: dict) -> str:
