@@ -16,4 +16,6 @@ os.environ.setdefault("WORKBENCH_NB_TOKENS", "40")
 os.environ.setdefault("WORKBENCH_NB_JUDGE_TOKENS", "128")
 os.environ.setdefault("WORKBENCH_NB_SWEEP_ITEMS", "2")
 os.environ.setdefault("WORKBENCH_NB_GROUNDING_ITEMS", "1")
+os.environ.setdefault("WORKBENCH_NB_ABLATION_ITEMS", "3")
+os.environ.setdefault("WORKBENCH_NB_QUANT_ITEMS", "4")
 

@@ -249,6 +249,24 @@ attr.frame'''),
         ("md", "A member whose Shapley value is near 0 adds nothing the others do not already give; a negative "
                "leave-one-out means the pool votes better without it. With few items the intervals are wide: read "
                "them before the point estimates."),
+        ("md", "## Diversity or synthesis?\n\nOpenRouter estimated that about three quarters of its fusion gain came "
+               "from synthesis and one quarter from diversity; Self-MoA found that sampling one good model beat mixing "
+               "models. Here: the pool's fused accuracy against k samples of its own best member, and k samples of "
+               "the judge's model, each fused the same way (same k, limits and items; their tokens per item shown)."),
+        ("code", '''ABLATION_ITEMS = int(os.environ.get("WORKBENCH_NB_ABLATION_ITEMS", ITEMS))
+abl = X.cost_matched_ablation(DATASET, pool, PRESET, mode="best-of", limit=ABLATION_ITEMS,
+                              settings=wb.FusionSettings(seed=0, max_new_tokens=TOKENS, judge_max_new_tokens=JUDGE_TOKENS))
+a = abl.summary
+print(f"Finding (cost-matched ablation, {a['items']} items, best member {a['best_member']}): total gain of the fused "
+      f"pool over it {a['total_gain']['diff']:+.0%} (CI {a['total_gain']['ci_low']:+.0%} to {a['total_gain']['ci_high']:+.0%}); "
+      f"synthesis {a['synthesis']['diff']:+.0%} (CI {a['synthesis']['ci_low']:+.0%} to {a['synthesis']['ci_high']:+.0%}, "
+      f"p = {a['synthesis']['mcnemar_p']:.2f}); diversity {a['diversity']['diff']:+.0%} (CI {a['diversity']['ci_low']:+.0%} "
+      f"to {a['diversity']['ci_high']:+.0%}, p = {a['diversity']['mcnemar_p']:.2f}).")
+abl.frame'''),
+        ("code", "abl.figure"),
+        ("md", "The split is exact by construction (total = synthesis + diversity); what matters is whether either "
+               "part's interval excludes 0. Here every arm samples the same small model, so \"diversity\" is only "
+               "the diversity of personas and temperatures; a pool of different models is the real test."),
         ("code", '''# The numbers above, checked against each other (the test suite runs this notebook).
 from workbench.eval import metrics
 
@@ -262,6 +280,8 @@ assert list(g["judge_skipped"]) == sorted(g["judge_skipped"], reverse=True)  # a
 if g.iloc[-1]["items"] == acc.loc["fusion:best-of", "n"]:  # "never skip" is the judged best-of
     assert abs(g.iloc[-1]["accuracy"] - acc.loc["fusion:best-of", "accuracy"]) < 1e-12
 assert all(e.judge_calls == 0 for e in (dv, gate, attr))  # all from cached answers
+from workbench.experiments.ablation import split_check
+assert split_check(abl) < 1e-12 and a["total_gain"]["diff"] >= -1 and len(abl.frame) == 4
 print("consistent")'''),
     ],
     "06_judge_bias_sweep": [
@@ -321,6 +341,57 @@ assert 0 <= s["pick_changed_with_ordering"] <= 1
 quoted = g.frame[g.frame["grounded"].notna()]
 assert gs["grounded_claims"] == int(quoted["grounded"].sum()) <= gs["quoted_claims"] == len(quoted)
 assert all((q["score"] >= 0.85) == q["grounded"] for _, q in quoted.iterrows())  # the documented threshold
+print("consistent")'''),
+    ],
+    "07_quantization": [
+        ("md", "# What does INT4 cost?\n\nThe same model loaded twice, unquantized and in INT4 (bitsandbytes NF4), "
+               "as two members of one pool, answering greedily: first an **audit** of what is really 4-bit in each "
+               "loaded model (bytes by component and dtype, read from the model, not from its config), then how "
+               "often their answers agree and the paired accuracy difference. For a vision model (Llama 4) a third "
+               "arm quantizes the vision tower too: is an INT4 vision encoder worse?"),
+        ("code", SETUP),
+        ("code", '''from workbench import experiments as X
+
+QUANT_ITEMS = int(os.environ.get("WORKBENCH_NB_QUANT_ITEMS", ITEMS))
+panel = X.quantization_panel(PRESET, datasets=[DATASET, "builtin:shapes"], limit=QUANT_ITEMS, max_new_tokens=TOKENS)
+q = panel.summary
+print(f"Finding (audit, {PRESET}): 4-bit share of the loaded bytes: " + ", ".join(
+    f"{arm} {share:.0%} ({q['total_bytes'][arm] / 2**20:.0f} MiB)" for arm, share in q["four_bit_share_of_bytes"].items())
+    + "; 4-bit components: " + "; ".join(f"{arm}: {', '.join(c) or 'none'}" for arm, c in q["four_bit_components"].items())
+    + (f"; skipped (text-only model): {', '.join(q['datasets_skipped'])}" if q["datasets_skipped"] else ""))
+panel.details.pivot_table(index="component", columns=["arm", "dtype"], values="bytes", aggfunc="sum").fillna(0)'''),
+        ("code", '''for r in panel.frame.itertuples():
+    print(f"Finding ({r.dataset}, {r.comparison}, {r.items} items): same answer on {r.agreement:.0%} of the "
+          f"{r.both_answered} items both answered (95% CI {r.agreement_ci_low:.0%}-{r.agreement_ci_high:.0%}); accuracy "
+          f"{r.accuracy_a:.0%} vs {r.accuracy_b:.0%}, difference {r.diff:+.0%} (CI {r.ci_low:+.0%} to {r.ci_high:+.0%}, "
+          f"McNemar p = {r.mcnemar_p:.2f}).")
+panel.frame'''),
+        ("code", "panel.figure"),
+        ("md", "Agreement is the sharper instrument: two arms can have the same accuracy while answering different "
+               "items right. An accuracy difference whose interval includes 0 is not evidence that INT4 is worse "
+               "(or better) on these items."),
+        ("md", "## The vision tower in 4 bits\n\nSmolLM2 takes no images, so on a CPU the vision arm runs on the tiny "
+               "random-weight Llama 4: its answers are noise, but its **audit** is real and shows what the third "
+               "arm changes. On a GPU with Scout, the panel above already has the vision arm on `builtin:shapes`."),
+        ("code", '''vt = X.quantization_panel("tiny-offline", datasets=["builtin:shapes"], limit=2, max_new_tokens=4) \\
+    if SPEC.vision is False else panel
+v = vt.summary
+print(f"Finding (vision tower, {v['model']}): 4-bit components per arm: "
+      + "; ".join(f"{arm}: {', '.join(c) or 'none'}" for arm, c in v["four_bit_components"].items())
+      + f"; loaded bytes {', '.join(f'{a} {b / 2**10:.0f} KiB' for a, b in v['total_bytes'].items())}.")
+vt.details[vt.details["component"] == "vision"].pivot_table(index="dtype", columns="arm", values="bytes", aggfunc="sum")'''),
+        ("code", '''# The numbers above, checked (the test suite runs this notebook): the unquantized arm holds nothing in 4 bits,
+# the INT4 arm's 4-bit parts are a subset of the vision arm's, and the rates are rates.
+for p_ in (panel, vt):
+    s_ = p_.summary
+    arms = s_["arms"]
+    assert s_["four_bit_share_of_bytes"][arms[0]] == 0 and s_["four_bit_components"][arms[0]] == []
+    assert s_["four_bit_share_of_bytes"]["INT4"] > 0
+    if len(arms) == 3:
+        assert set(s_["four_bit_components"]["INT4"]) < set(s_["four_bit_components"][arms[2]])
+        assert "vision" in s_["four_bit_components"][arms[2]] and "vision" not in s_["four_bit_components"]["INT4"]
+    f = p_.frame
+    assert ((f["agreement"].isna()) | f["agreement"].between(0, 1)).all() and (f["both_answered"] <= f["items"]).all()
 print("consistent")'''),
     ],
 }

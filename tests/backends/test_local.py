@@ -185,3 +185,27 @@ async def test_custom_skip_list_is_honoured_by_converter_and_loader():
     assert layers[0].self_attn.q_proj.weight.dtype == torch.bfloat16
     assert isinstance(layers[1].self_attn.q_proj, bnb.nn.Linear4bit)
     assert (await model.generate("hi", max_new_tokens=4)).ok
+
+
+async def test_two_checkpoints_loaded_at_once_load_as_they_do_alone(smol_dir):
+    """Loading SmolLM2 in float32 and INT4 on two threads (a quantization panel's pool) left the float32 copy with
+    "newly initialized" weights and garbage text (transformers sets process-wide state while loading); its greedy
+    text must match a load on its own."""
+    from workbench.backends import unload_all
+    from workbench.fusion.fanout import load_members
+    from workbench.specs import load_registry, with_quant
+
+    spec = load_registry().models["smol-offline"]
+    prompt = wb.Prompt("What is 3 + 4?")
+    unload_all()
+    both = await load_members([wb.Member(spec), wb.Member(with_quant(spec, "int4"))])  # the two loads race first
+    try:
+        got = (await both[0].generate(prompt, max_new_tokens=8, temperature=0)).text
+    finally:
+        for b in both:
+            b.close()
+        unload_all()
+    with wb.load_model(spec) as alone:
+        expected = (await alone.generate(prompt, max_new_tokens=8, temperature=0)).text
+    unload_all()
+    assert got == expected

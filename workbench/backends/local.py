@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -17,6 +18,9 @@ from .base import ModelBackend, StreamEnd
 from .quant import is_prequantized
 from .worker import (OOM_HINT, BatchStreamer, BatchWorker, GenRequest, make_stopping_criteria,
                      row_temperature_processor)
+
+#: serialises ``from_pretrained`` across threads (see ``LocalModel.__init__``)
+_LOAD_LOCK = threading.Lock()
 
 
 def _import_torch():
@@ -134,6 +138,10 @@ class LocalModel(ModelBackend):
             kwargs["device_map"] = "cpu"
         t0 = time.perf_counter()
         try:
+            # One from_pretrained at a time in this process: transformers sets process-wide state while it loads
+            # (the default dtype, empty-weight initialisation), so two loads on two threads (a pool of the same
+            # checkpoint in float32 and INT4) corrupted each other: "newly initialized" weights, garbage text.
+            _LOAD_LOCK.acquire()
             if self.is_multimodal:
                 from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -149,6 +157,8 @@ class LocalModel(ModelBackend):
             raise OutOfMemoryError(f"loading {spec.name}: {OOM_HINT}") from None
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"could not load {spec.name} from {self.checkpoint}: {exc}") from None
+        finally:
+            _LOAD_LOCK.release()
         self.load_seconds = time.perf_counter() - t0
         self.hf_model.eval()
         self.tokenizer.padding_side = "left"
