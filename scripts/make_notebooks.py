@@ -290,7 +290,8 @@ print("consistent")'''),
                "member answers in **every ordering** (3 answers: 6 orderings), each time under shuffled labels, so "
                "that a preference for a place and one for a letter can be told apart. An unbiased judge picks each "
                "place and each label a third of the time, the same answer in every ordering, and ranks the answers "
-               "the same way (Kendall's tau 1)."),
+               "the same way (Kendall's tau 1). Then a **name probe** (letters, the members' true names, the names "
+               "swapped between answers) and **self-preference** (the judge is also the first member)."),
         ("code", SETUP),
         ("code", '''from workbench import experiments as X
 
@@ -307,6 +308,16 @@ print(f"Finding ({PRESET} judging {PRESET}, {s['items']} items x 6 orderings, {s
       f"{s['valid_verdicts']} of {s['orderings']} verdicts parsed; the pick changed with the ordering on "
       f"{s['pick_changed_with_ordering']:.0%} of items; the first place won {s['position_1_win_rate']:.0%} "
       f"(no bias: 33%); Kendall's tau between orderings {s['kendall_tau']:.2f}.")
+npb = s.get("name_probe", {})
+if "followed_the_name" in npb:
+    print(f"Finding (names): with the members' true names instead of letters the pick changed on "
+          f"{npb['changed_with_true_names']['rate']:.0%} of items; with the names swapped between answers on "
+          f"{npb['changed_with_swapped_names']['rate']:.0%}, and it followed the name on {npb['followed_the_name']['rate']:.0%}.")
+if "self_preference" in s:
+    sp = s["self_preference"]
+    print(f"Finding (self-preference): the judge's own member (the same model, no persona) won {sp['win_rate']:.0%} of "
+          f"verdicts (no preference: {sp['expected']:.0%}); on the {sp['verdicts_where_it_was_wrong']} verdicts where it was "
+          f"wrong and another member right, it still won {sp['won_while_wrong']:.0%}.")
 sweep.frame'''),
         ("code", "sweep.figure"),
         ("md", "Bars far above the dotted line at one place (or one letter) are a positional (or label) preference; "

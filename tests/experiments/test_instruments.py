@@ -111,7 +111,8 @@ def test_a_position_biased_judge_is_caught(remote, dataset):
     rates = e.frame.set_index(["kind", "key"])["win_rate"]
     assert rates[("position", "1")] == 1.0 and rates[("position", "2")] == 0.0
     assert e.summary["pick_changed_with_ordering"] == 1.0  # every item: the pick follows the first place
-    assert e.summary["orderings"] == 6 * 3 + 2 and e.judge_calls == 20  # 3! per 3-answer item, 2! for i4
+    assert e.summary["orderings"] == 6 * 3 + 2  # 3! per 3-answer item, 2! for i4
+    assert e.judge_calls == 20 + 3 * 4  # and the name probe: 3 labellings per item
     assert e.summary["kendall_tau"] < 0
 
 
@@ -261,3 +262,27 @@ def test_quantization_panel_audits_what_is_really_4_bit(tmp_path):
     text_only = dc_replace(wb.load_registry().models["tiny-offline"], vision=False)
     e2 = quantization_panel(text_only, limit=2, max_new_tokens=4, store=store)
     assert e2.summary["datasets_skipped"] == ["builtin:shapes"] and e2.summary["arms"] == ["bfloat16", "INT4"]
+
+
+def test_a_judge_that_follows_names_is_caught_by_the_name_probe(remote, dataset):
+    # it picks the answer labelled "a" (the first shown when no answer is): names move its pick, letters do not
+    judge = Member(remote("judge_pick=label:a", name="name-follower"))
+    e = judge_bias_sweep(frame(), judge, dataset=dataset, max_orders=1)
+    probe = e.summary["name_probe"]
+    assert probe["items"] == 4 and probe["changed_with_true_names"]["rate"] == 0.0
+    # i1-i3: under swapped names the answer wearing "a" is member c; i4 has no member a (it failed) to follow
+    assert probe["changed_with_swapped_names"]["rate"] == 0.75 and probe["followed_the_name"]["rate"] == 0.75
+    names = e.details if e.details is not None else None
+    assert names is not None and "self_preference" not in e.summary  # the judge is no member here
+
+
+def test_self_preference_counts_wins_while_wrong():
+    from workbench.experiments.bias import _self_preference
+    from workbench.experiments.common import member_table
+
+    verdicts = pd.DataFrame([dict(item_id=i, order=[0, 1, 2], valid=True, winner=w, n=3)
+                             for i, w in (("i1", 2), ("i2", 2), ("i3", 2), ("i4", 1))])
+    s = _self_preference(verdicts, 2, member_table(frame()), 2000, 0)
+    # member c (index 2) won 3 of 4; it was wrong with another right on i1, i2, i3 (won all three) but not i4
+    assert s["win_rate"] == 0.75 and s["expected"] == 1 / 3
+    assert s["verdicts_where_it_was_wrong"] == 3 and s["won_while_wrong"] == 1.0

@@ -44,7 +44,7 @@ def orderings(n: int, max_orders: int | None, rng: random.Random) -> list[tuple[
 
 
 def judge_bias_sweep(df: pd.DataFrame, judge: Any, dataset: Any = None, max_orders: int | None = 24,
-                     shuffle_labels: bool = True, registry: Any = None, seed: int = 0,
+                     shuffle_labels: bool = True, name_probe: bool = True, registry: Any = None, seed: int = 0,
                      n_boot: int = 2000) -> Experiment:
     """The judge over many orderings of each item's cached member answers.
 
@@ -53,6 +53,14 @@ def judge_bias_sweep(df: pd.DataFrame, judge: Any, dataset: Any = None, max_orde
     unbiased judge picks each position and each label at the rate 1/n; ``summary`` gives each rate with a
     bootstrap interval, the share of items whose pick changed with the ordering, and the mean Kendall's tau
     between the score rankings of every two orderings of an item (1: the same ranking wherever they stand).
+
+    With ``name_probe``, each item is also judged in pool order under three labellings: anonymous letters, the
+    members' true names, and the names rotated one place (each answer wearing another member's name). A judge
+    that reads names follows the name: ``summary["name_probe"]`` gives how often the pick changed from the
+    anonymous one under true names and under swapped names, and how often under swapped names it picked the answer
+    wearing the name of its anonymous pick. When the judge's model and persona are also a member's,
+    ``summary["self_preference"]`` gives that member's win rate against 1/n, and how often it won on items where
+    it was wrong and another member was right.
     """
     from ..fusion import judge as J
     from ..fusion.fanout import load_members
@@ -68,6 +76,8 @@ def judge_bias_sweep(df: pd.DataFrame, judge: Any, dataset: Any = None, max_orde
     rng = random.Random(seed)
     mode = MODES["best-of"]
     config = FusionSettings(seed=seed).judge_config()
+
+    probes: list[dict[str, Any]] = []
 
     async def run():
         backend = (await load_members([judge_member]))[0]
@@ -96,11 +106,80 @@ def judge_bias_sweep(df: pd.DataFrame, judge: Any, dataset: Any = None, max_orde
                                  winner_label=label_of[a.winner] if parsed else None,
                                  winner_correct=bool(g[g["order"] == a.winner]["correct"].iloc[0]) if parsed else None,
                                  scores=scores, n=len(order)))
+            if name_probe:
+                names = [o.label.removeprefix("member:") for o in outs]
+                if len(set(names)) < len(names):  # duplicate labels cannot be told apart by name
+                    names = [f"{n_} #{i + 1}" for i, n_ in enumerate(names)]
+                for condition, labels in (("anonymous", letters(len(ids))), ("true names", names),
+                                          ("swapped names", names[1:] + names[:1])):
+                    a, parsed, attempts, _ = await J.judge_once(backend, judge_member, by_id[item].to_prompt(), outs,
+                                                                ids, mode, config, labels=labels)
+                    calls += len(attempts)
+                    probes.append(dict(item_id=item, condition=condition, labels=labels, ids=ids,
+                                       valid=parsed is not None, winner=a.winner if parsed else None))
         return rows, calls
 
     rows, calls = run_sync(run())
     frame = pd.DataFrame(rows)
-    return _summarise(frame, calls, n_boot, seed)
+    exp = _summarise(frame, calls, n_boot, seed)
+    if probes:
+        exp.summary["name_probe"] = _name_probe(pd.DataFrame(probes), n_boot, seed)
+    systems = list(dict.fromkeys(members.sort_values("order")["system"]))
+    pool_members = df.attrs.get("pool_members")  # Member dicts, when the frame carries them
+    own = _own_member(judge_member, systems, pool_members, registry)
+    if own is not None and len(frame):
+        exp.summary["self_preference"] = _self_preference(frame, own, members, n_boot, seed)
+    return exp
+
+
+def _name_probe(p: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
+    """How the pick moves when the candidates wear names (true, then swapped) instead of letters."""
+    wide = p[p["valid"]].pivot_table(index="item_id", columns="condition", values="winner", aggfunc="first")
+    out: dict[str, Any] = {"items": int(len(wide))}
+    for cond in ("true names", "swapped names"):
+        if "anonymous" in wide and cond in wide:
+            both = wide[["anonymous", cond]].dropna()
+            changed, lo, hi = mean_ci((both["anonymous"] != both[cond]).to_numpy(dtype=float), n_boot, seed=seed)
+            out[f"changed_with_{cond.replace(' ', '_')}"] = dict(rate=changed, ci=(lo, hi), items=len(both))
+    if "anonymous" in wide and "swapped names" in wide:
+        ids = p[p["condition"] == "swapped names"].set_index("item_id")["ids"]
+        follows = []
+        for item, r in wide[["anonymous", "swapped names"]].dropna().iterrows():
+            # under swapped names the answer at place j wears the true name of place j+1 (rotated by one): the
+            # answer wearing the anonymous pick's name stands one place before the anonymous pick
+            order = list(ids[item])
+            wearer = order[(order.index(int(r["anonymous"])) - 1) % len(order)]
+            follows.append(float(int(r["swapped names"]) == wearer))
+        rate, lo, hi = mean_ci(np.array(follows), n_boot, seed=seed)
+        out["followed_the_name"] = dict(rate=rate, ci=(lo, hi), items=len(follows))
+    return out
+
+
+def _own_member(judge_member, systems: list[str], pool_members, registry) -> int | None:
+    """The pool index of the member that is the judge itself (same model and persona), if any."""
+    for i, system in enumerate(systems):
+        label = system.removeprefix("member:")
+        try:
+            m = registry.member(label)
+        except Exception:  # noqa: BLE001  (a display name that is not a model name: cannot be the judge)
+            continue
+        if m.model == judge_member.model and (m.persona or None) == (judge_member.persona or None):
+            return i
+    return None
+
+
+def _self_preference(frame: pd.DataFrame, own: int, members: pd.DataFrame, n_boot: int, seed: int) -> dict:
+    valid = frame[frame["valid"]]
+    wins = (valid["winner"] == own).to_numpy(dtype=float)
+    rate, lo, hi = mean_ci(wins, n_boot, seed=seed)
+    right = members.set_index(["item_id", "order"])["correct"]
+    wrong_own = [r for r in valid.itertuples()
+                 if not right.get((r.item_id, own), False)
+                 and any(right.get((r.item_id, m), False) for m in r.order if m != own)]
+    bad = np.array([float(r.winner == own) for r in wrong_own])
+    brate, blo, bhi = mean_ci(bad, n_boot, seed=seed)
+    return dict(member=own, win_rate=rate, ci=(lo, hi), expected=1 / max(1, int(valid["n"].max())),
+                won_while_wrong=brate, won_while_wrong_ci=(blo, bhi), verdicts_where_it_was_wrong=len(bad))
 
 
 def _summarise(frame: pd.DataFrame, calls: int, n_boot: int, seed: int) -> Experiment:
