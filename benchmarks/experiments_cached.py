@@ -4,7 +4,9 @@
 
 Scripted HTTP members (0.3 s before their answer) and scripted judges, in their own process. For each instrument:
 its time on an evaluation's cached answers, the time to regenerate what it reads (a fresh evaluation with the modes
-it needs, i.e. every member answer again, plus the instrument), their ratio, and the judge calls it made.
+it needs, i.e. every member answer again, plus the instrument), their ratio, and the judge calls it made. The
+cost-matched ablation is timed a second time on the same store (its three arms cached) against its first run.
+``image_ablation`` and ``quantization_panel`` generate by design (new prompts, new models) and are not listed.
 """
 
 from __future__ import annotations
@@ -68,6 +70,15 @@ def main() -> None:
             fn(fresh)
             regen = time.perf_counter() - t
             print(f"{name:<30} {cached:8.3f}s {regen:10.2f}s {cached / regen:8.4f} {e.judge_calls:>12}")
+        # cost-matched ablation: its three arms cached (a second run on the same store) vs generated (a fresh store)
+        t = time.perf_counter()
+        X.cost_matched_ablation(ds, pool, "judge", registry=reg, store=store)  # generates the sampled arms
+        first = time.perf_counter() - t
+        t = time.perf_counter()
+        e = X.cost_matched_ablation(ds, pool, "judge", registry=reg, store=store)
+        cached = time.perf_counter() - t
+        print(f"{'cost_matched_ablation':<30} {cached:8.3f}s {first:10.2f}s {cached / first:8.4f} "
+              f"{'(3 arms)':>12}")
         print(json.dumps({"items": args.items, "members": len(pool), "member_delay_s": 0.3}))
     finally:
         srv.terminate()
