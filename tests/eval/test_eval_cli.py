@@ -41,7 +41,7 @@ def test_eval_cli_runs_the_experiments_and_adds_the_modes_they_need(tmp_path, se
     printed = capsys.readouterr().out
     for name in ("debate_vs_vote", "agreement_gate", "member_attribution", "judge_bias_sweep"):
         assert f"== {name} (" in printed and (out / f"{name}.csv").exists()
-    assert "== judge_bias_sweep (18 judge calls) ==" in printed  # 3 items x 3! orderings
+    assert "== judge_bias_sweep (27 judge calls) ==" in printed  # 3 items x (3! orderings + 3 name labellings)
     page = (out / "experiments.html").read_text()
     assert page.count("plotly.js v") <= 2 and page.count("Plotly.newPlot") == 4  # plotly once, four figures
     attribution = (out / "member_attribution.csv").read_text()

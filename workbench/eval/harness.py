@@ -325,7 +325,12 @@ def _winner_correct(v, member_scores: list) -> bool | None:
 def evaluate(dataset: str | Dataset, pool: Sequence[str | Member], judge: str | Member | None = None,
              modes: Sequence[str] = MODE_NAMES, settings: FusionSettings | None = None, **kwargs):
     """Synchronous ``evaluate_async`` (usable in a notebook, whose event loop is already running)."""
-    coro = evaluate_async(dataset, pool, judge, modes, settings, **kwargs)
+    return run_sync(evaluate_async(dataset, pool, judge, modes, settings, **kwargs))
+
+
+def run_sync(coro) -> Any:
+    """Run a coroutine to the end from sync code, also inside a notebook (whose loop is already running: the
+    coroutine then runs on a fresh loop in a thread, and its exception is raised here)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:

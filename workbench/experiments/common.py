@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
+from ..eval.harness import run_sync  # noqa: F401  (re-exported for the instruments)
 from ..eval.metrics import mcnemar_exact
 
 
@@ -63,31 +64,6 @@ def member_table(df: pd.DataFrame) -> pd.DataFrame:
     m["key"] = m["extracted"].fillna("").astype(str).str.strip().str.lower() if "extracted" in m else ""
     m["correct"] = m["correct"].map(lambda c: bool(c) if c is not None and c == c else False)
     return m.sort_values(["item_id", "order"]).reset_index(drop=True)
-
-
-def run_sync(coro) -> Any:
-    """Run a coroutine to the end from sync code, also inside a notebook (whose loop is already running)."""
-    import asyncio
-    import threading
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict[str, Any] = {}
-
-    def runner() -> None:
-        try:
-            box["value"] = asyncio.run(coro)
-        except BaseException as exc:  # noqa: BLE001  (re-raised in the caller's thread)
-            box["error"] = exc
-
-    t = threading.Thread(target=runner)
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 def dataset_items(df: pd.DataFrame, dataset: Any = None) -> dict[str, Any]:
