@@ -61,8 +61,10 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
                                            label="Instruments", elem_id="eval-instruments")
             inst_btn = gr.Button("Run instruments", elem_id="eval-instruments-run")
             inst_status = gr.Markdown("", elem_id="eval-instruments-status")
-            with gr.Row():
-                inst_plots = [gr.Plot(label=name.replace("_", " ")) for name in INSTRUMENTS]
+            inst_plots = []
+            for pair in range(0, len(INSTRUMENTS), 2):  # two a row: six in one row were too narrow to read
+                with gr.Row():
+                    inst_plots += [gr.Plot(label=name.replace("_", " ")) for name in INSTRUMENTS[pair:pair + 2]]
             analyses = gr.Markdown("", elem_id="eval-analyses")
 
         async def run(ds, n, chosen, swap_on, inject_on, max_tokens, rows, judge, state,
