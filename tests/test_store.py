@@ -148,3 +148,123 @@ def test_a_store_killed_mid_run_opens_whole_with_every_finished_run(tmp_path, se
     runs = store.list(100)
     assert len(runs) >= 3 and all(r["status"] == "done" for r in runs)
     assert all(store.load(r["run_id"]).final_answer == "a b c d e f" for r in runs)  # none half-written
+
+
+# ---- History at scale: origins, filters, search; the researcher's labels and the judge's agreement ----
+
+async def _runs_of_every_origin(store, member):
+    pool = [member("reply=Paris;hist=1", "alpha"), member("reply=Lyon;hist=1", "beta")]
+    judge = member("judge_pick=Lyon;hist=1", "J")
+    made = {}
+    for origin, text in [("page", "capital of France?"), ("api", "largest city of France?"),
+                         ("cli", "river of Lyon?"), ("eval:builtin:arithmetic", "2+2?")]:
+        made[origin] = await wb.fuse(text, pool, judge, store=store, origin=origin)
+    made["python"] = await wb.fuse("a notebook question", pool, mode="vote", store=store)
+    return made
+
+
+async def test_history_filters_origins_search_and_eval_items(store, member):
+    made = await _runs_of_every_origin(store, member)
+    assert made["python"].origin == "python"  # wb.fuse from a script or notebook
+    everything = store.list(100)
+    assert {r["origin"] for r in everything} == {"page", "api", "cli", "eval:builtin:arithmetic", "python"}
+    shown = store.list(100, include_eval=False)
+    assert "eval:builtin:arithmetic" not in {r["origin"] for r in shown} and len(shown) == 4
+    assert store.count(include_eval=False) == 4 and store.count() == 5
+    assert [r["origin"] for r in store.list(100, origin="eval")] == ["eval:builtin:arithmetic"]
+    assert [r["run_id"] for r in store.list(100, origin="api")] == [made["api"].run_id]
+    assert [r["run_id"] for r in store.list(100, mode="vote")] == [made["python"].run_id]
+    # search: every word, in prompt / answer / pool / judge, any case
+    assert {r["run_id"] for r in store.list(100, search="FRANCE")} == {made["page"].run_id, made["api"].run_id}
+    assert [r["run_id"] for r in store.list(100, search="france largest")] == [made["api"].run_id]
+    assert len(store.list(100, search="beta")) == 5 and store.list(100, search="100%_") == []
+    row = store.list(100, origin="page")[0]
+    assert (row["pool"], row["judge"], row["winner"]) == ("alpha, beta", "J", "beta")
+    assert row["total_tokens"] == made["page"].total_tokens and row["label"] is None
+    assert store.list(2, include_eval=False)[0]["created_at"] >= store.list(2, include_eval=False)[1]["created_at"]
+    assert store.origins()[0] in {"page", "api", "cli", "python", "eval:builtin:arithmetic"}
+
+
+async def test_labels_are_stored_with_runs_and_checked(store, member):
+    made = await _runs_of_every_origin(store, member)
+    rid = made["page"].run_id
+    assert store.label(rid) is None
+    lab = store.set_label(rid, 0, "worse", blind=True)
+    assert (lab["best_member"], lab["fused"], lab["blind"]) == (0, "worse", True)
+    assert store.list(100, origin="page")[0]["label"] == {"best_member": 0, "fused": "worse", "blind": True}
+    assert [r["run_id"] for r in store.list(100, labelled=True)] == [rid]
+    assert rid not in {r["run_id"] for r in store.list(100, labelled=False)}
+    with pytest.raises(wb.ConfigError, match="no member 5"):
+        store.set_label(rid, 5, None)
+    with pytest.raises(wb.ConfigError, match="better, same, worse"):
+        store.set_label(rid, 0, "great")
+    with pytest.raises(wb.ConfigError, match="no run"):
+        store.set_label("nope", 0, "same")
+    store.set_label(rid, 1, "same")  # a second label replaces the first
+    assert store.label(rid)["best_member"] == 1 and len(store.labelled_runs()) == 1
+    assert store.delete(rid) and store.labelled_runs() == []  # the label goes with its run
+
+
+async def test_judge_human_agreement_with_interval(store, member):
+    from workbench.labels import agreement, agreement_markdown, wilson
+
+    pool = [member("reply=Paris;agr=1", "alpha"), member("reply=Lyon;agr=1", "beta")]
+    runs = [await wb.fuse(f"q{i}", pool, member("judge_pick=Lyon;agr=1", "J"), store=store) for i in range(5)]
+    # the judge picked beta (1) every time; the researcher agrees on 3, picks alpha on 1, sees no winner on 1
+    for r, best, fused in zip(runs, [1, 1, 1, 0, -1], ["same", "same", "better", "worse", "same"]):
+        store.set_label(r.run_id, best, fused)
+    a = agreement(store.labelled_runs())
+    assert (a["labelled"], a["compared"], a["agree"]) == (5, 4, 3) and a["rate"] == 0.75
+    assert a["ci"] == pytest.approx(wilson(3, 4)) and a["chance"] == 0.5
+    assert a["skipped"] == {"no answer stood out to you": 1}
+    assert a["fused"]["same"]["count"] == 3 and a["fused"]["better"]["share"] == 0.2 and a["rated"] == 5
+    lo, hi = wilson(3, 4)
+    assert lo == pytest.approx(0.3006, abs=1e-3) and hi == pytest.approx(0.9544, abs=1e-3)
+    md = agreement_markdown(a)
+    assert "3 of 4" in md and "75%" in md and "covers chance" in md and "better 1 (20%" in md
+    assert "no labelled runs" in agreement_markdown(agreement([]))
+
+
+def test_a_v4_store_gets_listed_columns_from_its_records(tmp_path, member):
+    import asyncio
+
+    async def one():
+        mem = wb.RunStore(tmp_path / "scratch.sqlite")
+        return await wb.fuse("old question", [member("reply=x;v4=1", "m")], mode="vote", store=mem, origin="cli")
+
+    r = asyncio.run(one())
+    path = tmp_path / "v4.sqlite"
+    c = sqlite3.connect(path)
+    for sql in MIGRATIONS[:4]:
+        c.executescript(sql)
+    c.execute("PRAGMA user_version = 4")
+    c.execute("INSERT INTO runs VALUES (?, ?, 'vote', 'old question', 'x', 0, NULL, ?, 'done', NULL)",
+              (r.run_id, r.created_at, json.dumps(r.to_dict(), default=str)))
+    c.commit()
+    c.close()
+    row = RunStore(path).list()[0]
+    assert (row["origin"], row["pool"], row["total_tokens"]) == ("cli", "m", r.total_tokens)
+
+
+async def test_cli_runs_list_shows_time_and_origin_and_labels(store, member, capsys):
+    import time
+
+    made = await _runs_of_every_origin(store, member)
+    db = str(store.path)
+    assert main(["runs", "list", "--store", db]) == 0
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    assert len(lines) == 4 and "1 evaluation item(s) hidden" in err and "4 of 4" in err
+    assert lines[0].startswith(time.strftime("%Y-%m-%d", time.localtime(made["python"].created_at)))
+    assert "python" in lines[0] and "vote" in lines[0] and made["python"].run_id in lines[0]
+    assert any(" page " in ln and "-> beta" in ln for ln in lines)
+    assert main(["runs", "list", "--all", "--store", db]) == 0
+    assert "eval:builtin:arithmetic" in capsys.readouterr().out
+    assert main(["runs", "list", "--origin", "api", "--json", "--store", db]) == 0
+    assert [r["run_id"] for r in json.loads(capsys.readouterr().out)] == [made["api"].run_id]
+    assert main(["runs", "label", made["page"].run_id, "--best", "beta", "--fused", "same", "--store", db]) == 0
+    assert "best beta, fused same" in capsys.readouterr().out
+    assert main(["runs", "label", made["api"].run_id, "--best", "9", "--store", db]) == 2
+    capsys.readouterr()
+    assert main(["runs", "agreement", "--store", db]) == 0
+    assert "1 of 1" in capsys.readouterr().out

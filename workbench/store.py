@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import ConfigError, WorkbenchError
+from .labels import NONE_STANDS_OUT, RATINGS  # noqa: F401 (NONE_STANDS_OUT: for callers)
 from .paths import data_home
 from .records import FusionResult
 from .types import ImageData
@@ -50,7 +51,26 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN owner TEXT;
     CREATE INDEX runs_owner ON runs(owner, created_at);
     """,
+    # 5: what History lists and filters on without parsing every record; the researcher's own labels
+    """
+    ALTER TABLE runs ADD COLUMN origin TEXT NOT NULL DEFAULT '';
+    ALTER TABLE runs ADD COLUMN pool_text TEXT NOT NULL DEFAULT '';
+    ALTER TABLE runs ADD COLUMN judge_text TEXT NOT NULL DEFAULT '';
+    ALTER TABLE runs ADD COLUMN winner_text TEXT NOT NULL DEFAULT '';
+    ALTER TABLE runs ADD COLUMN total_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN cost_usd REAL;
+    ALTER TABLE runs ADD COLUMN total_s REAL NOT NULL DEFAULT 0;
+    CREATE INDEX runs_origin ON runs(origin, created_at);
+    CREATE TABLE labels (run_id TEXT PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+                         best_member INTEGER, fused TEXT, blind INTEGER NOT NULL, created_at REAL NOT NULL);
+    """,
 ]
+
+#: Python steps run after the SQL of the same version (data the SQL cannot compute): version -> fn(conn).
+BACKFILL: dict[int, Any] = {}
+
+#: Origins of runs that are parts of an evaluation or an experiment (hidden in History unless asked for).
+EVAL_ORIGINS = ("eval:", "experiment:")
 
 
 def default_store_path() -> Path:
@@ -84,6 +104,8 @@ class RunStore:
                 try:
                     for stmt in filter(str.strip, sql.split(";")):
                         self._conn.execute(stmt)
+                    if n in BACKFILL:
+                        BACKFILL[n](self._conn)
                     self._conn.execute(f"PRAGMA user_version = {n}")
                     self._conn.execute("COMMIT")
                 except Exception:
@@ -107,10 +129,12 @@ class RunStore:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 self._conn.execute(
-                    "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT OR REPLACE INTO runs (id, created_at, mode, prompt_text, final_answer, degraded, "
+                    "parent_run_id, data, status, owner, origin, pool_text, judge_text, winner_text, total_tokens, "
+                    "cost_usd, total_s) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (result.run_id, result.created_at, result.mode, result.prompt.get("text", ""),
                      result.final_answer, int(result.degraded), result.parent_run_id, data,
-                     "interrupted" if result.interrupted else "done", owner))
+                     "interrupted" if result.interrupted else "done", owner, *_summary(result)))
                 self._conn.execute("DELETE FROM run_images WHERE run_id = ?", (result.run_id,))
                 for pos, img in enumerate(images):
                     self._conn.execute("INSERT OR IGNORE INTO images VALUES (?,?,?)", (img.sha256, img.mime, img.data))
@@ -121,17 +145,119 @@ class RunStore:
                 raise
         return result.run_id
 
-    def list(self, limit: int = 50, owner: str | None = None) -> list[dict[str, Any]]:
-        """Newest first: id, time, mode, prompt, final answer, degraded, parent, status (done / interrupted).
+    def list(self, limit: int = 50, owner: str | None = None, *, origin: str | None = None,
+             mode: str | None = None, search: str | None = None, include_eval: bool = True,
+             labelled: bool | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        """Newest first: id, time, mode, prompt, final answer, degraded, parent, status (done / interrupted),
+        origin, pool, judge, winner, tokens, cost, seconds, and the researcher's label (or None).
 
         Args:
             owner: only this owner's runs (a public server's visitor); None lists every run.
+            origin: only runs of this origin ("page", "api", "cli", "python"; "eval" matches every evaluation).
+            mode: only runs of this fusion mode. search: words that must all appear in the prompt, the final
+                answer, the pool or the judge (case-insensitive).
+            include_eval: also list the runs that are items of an evaluation or an experiment.
+            labelled: only runs the researcher labelled (True) or did not (False).
         """
+        where, args = self._filters(owner, origin, mode, search, include_eval, labelled)
+        rows = self._conn.execute(
+            f"SELECT {', '.join('r.' + c for c in _LIST_COLUMNS)}, l.best_member, l.fused, l.blind "
+            f"FROM runs r LEFT JOIN labels l ON l.run_id = r.id {where} ORDER BY r.created_at DESC LIMIT ? OFFSET ?",
+            (*args, limit, offset)).fetchall()
+        out = []
+        for r in rows:
+            d = dict(zip(_LIST_KEYS, r[:len(_LIST_KEYS)]))
+            d["degraded"] = bool(d["degraded"])
+            best, fused, blind = r[len(_LIST_KEYS):]
+            d["label"] = None if fused is None and best is None and blind is None else \
+                {"best_member": best, "fused": fused, "blind": bool(blind)}
+            out.append(d)
+        return out
+
+    def count(self, owner: str | None = None, *, origin: str | None = None, mode: str | None = None,
+              search: str | None = None, include_eval: bool = True, labelled: bool | None = None) -> int:
+        """How many runs ``list`` would give with no limit."""
+        where, args = self._filters(owner, origin, mode, search, include_eval, labelled)
+        return self._conn.execute(f"SELECT count(*) FROM runs r LEFT JOIN labels l ON l.run_id = r.id {where}",
+                                  args).fetchone()[0]
+
+    def origins(self, owner: str | None = None) -> list[str]:
+        """The origins present, most used first (evaluations as "eval:NAME")."""
         where, args = ("WHERE owner = ?", (owner,)) if owner is not None else ("", ())
-        rows = self._conn.execute("SELECT id, created_at, mode, prompt_text, final_answer, degraded, parent_run_id, "
-                                  f"status FROM runs {where} ORDER BY created_at DESC LIMIT ?", (*args, limit)).fetchall()
-        keys = ("run_id", "created_at", "mode", "prompt", "final_answer", "degraded", "parent_run_id", "status")
-        return [dict(zip(keys, r)) | {"degraded": bool(r[5])} for r in rows]
+        return [r[0] for r in self._conn.execute(f"SELECT origin, count(*) c FROM runs {where} GROUP BY origin "
+                                                 "ORDER BY c DESC", args).fetchall()]
+
+    @staticmethod
+    def _filters(owner, origin, mode, search, include_eval, labelled) -> tuple[str, tuple]:
+        conds: list[str] = []
+        args: list[Any] = []
+        if owner is not None:
+            conds.append("r.owner = ?")
+            args.append(owner)
+        if origin:
+            if origin in ("eval", "experiment"):
+                conds.append("r.origin LIKE ?")
+                args.append(origin + ":%")
+            else:
+                conds.append("r.origin = ?")
+                args.append("" if origin == "unknown" else origin)
+        elif not include_eval:
+            conds.append(" AND ".join("r.origin NOT LIKE ?" for _ in EVAL_ORIGINS))
+            args.extend(o + "%" for o in EVAL_ORIGINS)
+        if mode:
+            conds.append("r.mode = ?")
+            args.append(mode)
+        for word in (search or "").split()[:8]:
+            like = "%" + word.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            conds.append("(" + " OR ".join(f"lower(r.{c}) LIKE ? ESCAPE '\\'" for c in _SEARCHED) + ")")
+            args.extend([like] * len(_SEARCHED))
+        if labelled is not None:
+            conds.append("l.run_id IS NOT NULL" if labelled else "l.run_id IS NULL")
+        return ("WHERE " + " AND ".join(conds)) if conds else "", tuple(args)
+
+    # ---- the researcher as a judge: one label per run ----
+
+    def set_label(self, run_id: str, best_member: int | None = None, fused: str | None = None, *,
+                  blind: bool = False, owner: str | None = None) -> dict[str, Any]:
+        """Store (or replace) the researcher's label of a run: the best member answer (pool index;
+        ``NONE_STANDS_OUT`` (-1): none is better than the others; None: not picked) and the fused answer rated
+        against it (better / same / worse; None: not rated)."""
+        result = self.load(run_id, owner)
+        n = len(result.outputs)
+        if best_member is not None and not (-1 <= int(best_member) < n):
+            raise ConfigError(f"run {run_id} has {n} member answers; there is no member {best_member}")
+        if fused is not None and fused not in RATINGS:
+            raise ConfigError(f"rate the fused answer as one of {', '.join(RATINGS)}, not {fused!r}")
+        if best_member is None and fused is None:
+            raise ConfigError("a label needs the best member answer, a rating of the fused answer, or both")
+        import time
+
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO labels VALUES (?,?,?,?,?)",
+                               (run_id, None if best_member is None else int(best_member), fused, int(blind),
+                                time.time()))
+        return self.label(run_id, owner)
+
+    def label(self, run_id: str, owner: str | None = None) -> dict[str, Any] | None:
+        """The researcher's label of a run, or None."""
+        self._row(run_id, owner, "id")
+        row = self._conn.execute("SELECT best_member, fused, blind, created_at FROM labels WHERE run_id = ?",
+                                 (run_id,)).fetchone()
+        return None if row is None else {"best_member": row[0], "fused": row[1], "blind": bool(row[2]),
+                                         "created_at": row[3]}
+
+    def delete_label(self, run_id: str, owner: str | None = None) -> bool:
+        self._row(run_id, owner, "id")
+        with self._lock:
+            return self._conn.execute("DELETE FROM labels WHERE run_id = ?", (run_id,)).rowcount > 0
+
+    def labelled_runs(self, owner: str | None = None, include_eval: bool = True) -> list[tuple[FusionResult, dict]]:
+        """Every labelled run with its label (oldest first): what judge-human agreement is computed on."""
+        where, args = self._filters(owner, None, None, None, include_eval, True)
+        rows = self._conn.execute(f"SELECT r.data, l.best_member, l.fused, l.blind FROM runs r JOIN labels l "
+                                  f"ON l.run_id = r.id {where} ORDER BY r.created_at", args).fetchall()
+        return [(FusionResult.from_dict(json.loads(d)), {"best_member": b, "fused": f, "blind": bool(bl)})
+                for d, b, f, bl in rows]
 
     def _row(self, run_id: str, owner: str | None, column: str) -> Any:
         row = self._conn.execute(f"SELECT {column}, owner FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -194,6 +320,45 @@ class RunStore:
 
     def close(self) -> None:
         self._conn.close()
+
+
+_LIST_COLUMNS = ("id", "created_at", "mode", "prompt_text", "final_answer", "degraded", "parent_run_id", "status",
+                 "origin", "pool_text", "judge_text", "winner_text", "total_tokens", "cost_usd", "total_s")
+_LIST_KEYS = ("run_id", "created_at", "mode", "prompt", "final_answer", "degraded", "parent_run_id", "status",
+              "origin", "pool", "judge", "winner", "total_tokens", "cost_usd", "total_s")
+_SEARCHED = ("prompt_text", "final_answer", "pool_text", "judge_text", "id")
+
+
+def _summary(result: FusionResult) -> tuple:
+    """The listed columns a record gives: origin, pool, judge, winner, tokens, cost, seconds."""
+    pool = ", ".join(_member_name(m) for m in result.pool)
+    judge = _member_name(result.judge) if result.judge else ""
+    v = result.verdict
+    winner = ""
+    if v is not None and v.winner is not None and 0 <= v.winner < len(result.pool):
+        outs = result.outputs
+        winner = outs[v.winner].label if v.winner < len(outs) else _member_name(result.pool[v.winner])
+    elif result.mode == "merge" and result.final_answer:
+        winner = "merged"
+    return (result.origin or "", pool, judge, winner, result.total_tokens, result.total_cost_usd, result.total_s)
+
+
+def _member_name(m: dict[str, Any]) -> str:
+    return m.get("label") or m.get("display_name") or (m.get("model") or {}).get("name", "?")
+
+
+def _backfill_summaries(conn: sqlite3.Connection) -> None:
+    """Migration 5: fill the listed columns of runs stored before they existed."""
+    for run_id, data in conn.execute("SELECT id, data FROM runs").fetchall():
+        try:
+            result = FusionResult.from_dict(json.loads(data))
+        except Exception:  # a record this version cannot read: listed with what the old columns hold
+            continue
+        conn.execute("UPDATE runs SET origin=?, pool_text=?, judge_text=?, winner_text=?, total_tokens=?, "
+                     "cost_usd=?, total_s=? WHERE id = ?", (*_summary(result), run_id))
+
+
+BACKFILL[5] = _backfill_summaries
 
 
 def _refuse_secrets(data: str, result: FusionResult) -> None:

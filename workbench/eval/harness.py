@@ -104,6 +104,7 @@ class _Plan:
     policy: Policy | None = None  #: what the caller may name and spend (checked again by every run)
     owner: str | None = None  #: whose runs these are (a public server's visitor)
     member_systems: list[str] | None = None  #: the members' row names ("member:wrong", "member:wrong#2")
+    origin: str = "eval"  #: stored with every run of the evaluation ("eval:DATASET"; History hides them by default)
 
 
 async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], judge: str | Member | None = None,
@@ -172,7 +173,7 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
         if isinstance(grader, Failure):  # a judge that cannot load grades nothing; its runs record why
             grader = None
     plan = _Plan(members, judge_member, mode_objs, settings, inject, store, cache_key, grader, registry, policy,
-                 owner, member_systems)
+                 owner, member_systems, f"eval:{ds.name}")
     sem = asyncio.Semaphore(max(1, concurrency))
     bar = tqdm(total=len(ds.items), desc=f"evaluating {ds.name}", disable=not progress)
     bar.update(sum(all((i.id, s) in done for s in systems) for i in ds.items))
@@ -198,8 +199,9 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
         frame = pd.DataFrame(columns=["item_id", "system", "kind", "mode", "correct", "latency_s", "tokens"])
     frame = frame[frame["system"].isin(systems)].reset_index(drop=True)
     frame.attrs.update(eval_id=eval_id, dataset=ds.name, seed=settings.seed or 0, pool=[m.label for m in members],
-                       member_systems=member_systems,
-                       judge=judge_member.label if judge_member else None)
+                       member_systems=member_systems, judge=judge_member.label if judge_member else None,
+                       swap_k=settings.swap_k, inject=inject,  # the report says which probes measured nothing
+                       noise=[m.label for m in [*members, judge_member] if m is not None and m.model.is_noise])
     return frame
 
 
@@ -210,7 +212,7 @@ async def _evaluate_item(item: Item, plan: _Plan, todo: list[str]) -> list[dict[
     cached = await asyncio.to_thread(plan.store.eval_members, plan.cache_key, cache_item)
     if cached is None:  # the pool's answers: generated once per item, whatever judges and modes come later
         base = _finished(await fuse(prompt, plan.members, None, "vote", plan.settings, registry=plan.registry,
-                                    store=plan.store, policy=plan.policy, owner=plan.owner))
+                                    store=plan.store, policy=plan.policy, owner=plan.owner, origin=plan.origin))
         cached = [asdict(o) for o in base.rounds[0]]
         await asyncio.to_thread(plan.store.put_eval_members, plan.cache_key, cache_item, cached)
     round1 = [MemberOutput(**o) for o in cached]
@@ -239,7 +241,7 @@ async def _evaluate_item(item: Item, plan: _Plan, todo: list[str]) -> list[dict[
             continue
         r = _finished(await fuse(prompt, plan.members, plan.judge if mode.judged else None, mode, plan.settings,
                                  registry=plan.registry, store=plan.store, policy=plan.policy, owner=plan.owner,
-                                 reuse_rounds=[round1]))
+                                 reuse_rounds=[round1], origin=plan.origin))
         s = await score(r.final_answer, item, grader) if r.final_answer else None
         correct = s.correct if s else False  # None: the fused answer could not be scored
         v = r.verdict

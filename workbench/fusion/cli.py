@@ -28,14 +28,22 @@ def register(sub) -> None:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_fuse)
 
-    s = sub.add_parser("runs", help="list, show, export, delete and re-judge stored runs")
-    s.add_argument("action", choices=["list", "show", "export", "delete", "rejudge"])
+    s = sub.add_parser("runs", help="list, show, export, delete, re-judge and label stored runs; the judge's "
+                                     "agreement with your labels")
+    s.add_argument("action", choices=["list", "show", "export", "delete", "rejudge", "label", "agreement"])
     s.add_argument("run_id", nargs="?")
     s.add_argument("--format", choices=["json", "md"], default="md")
     s.add_argument("--out", help="write the export here instead of stdout")
     s.add_argument("--judge")
-    s.add_argument("--mode", choices=[n for n, m in MODES.items() if not m.multi_round])
+    s.add_argument("--mode", choices=list(MODES), help="rejudge: the new mode (not debate); list: only this mode")
     s.add_argument("--limit", type=int, default=20)
+    s.add_argument("--origin", help="list: only runs from page, api, gradio-api, cli, python, eval (any evaluation) "
+                                    "or eval:DATASET")
+    s.add_argument("--search", help="list: words that must all appear in the prompt, answer, pool or judge")
+    s.add_argument("--all", action="store_true", help="list / agreement: include evaluation items (hidden by default)")
+    s.add_argument("--best", help="label: the best member answer (its number from 1, or its name; 0: none stands out)")
+    s.add_argument("--fused", choices=["better", "same", "worse"],
+                   help="label: the fused answer compared with the best member answer")
     s.add_argument("--store")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_runs)
@@ -67,6 +75,36 @@ def cmd_fuse(args) -> int:
     return 0
 
 
+def list_line(r: dict) -> str:
+    """One run as a line of `runs list`: time, origin, mode, pool -> verdict, cost, label, prompt, id."""
+    import time
+
+    flag = " (interrupted)" if r["status"] == "interrupted" else " (degraded)" if r["degraded"] else ""
+    cost = f"${r['cost_usd']:.4f}" if r.get("cost_usd") is not None else "-"
+    lab = r.get("label") or {}
+    label = f" [you: {lab.get('fused') or 'picked'}]" if lab else ""
+    verdict = f" -> {r['winner']}" if r.get("winner") else ""
+    return (f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(r['created_at']))}  {r.get('origin') or 'unknown':<10} "
+            f"{r['mode']:<8} {(r.get('pool') or '')[:40]}{verdict}  {cost}  {r['prompt'][:40]!r}{flag}{label}  "
+            f"{r['run_id']}")
+
+
+def _member_index(result, best: str) -> int | None:
+    """--best as a pool index: a number from 1 (0: none stands out) or a member's name."""
+    from ..errors import ConfigError
+
+    labels = [o.label for o in result.outputs]
+    if best.strip().isdigit():
+        n = int(best)
+        if n == 0:
+            return -1  # none stands out
+        if 1 <= n <= len(labels):
+            return result.outputs[n - 1].member
+    elif best in labels:
+        return result.outputs[labels.index(best)].member
+    raise ConfigError(f"--best {best!r}: give 1..{len(labels)} or one of {', '.join(labels)} (0: none stands out)")
+
+
 def cmd_runs(args) -> int:
     from ..errors import ConfigError
     from ..render import export
@@ -74,12 +112,23 @@ def cmd_runs(args) -> int:
 
     store = RunStore(args.store)
     if args.action == "list":
-        rows = store.list(args.limit)
+        filters = dict(origin=args.origin, mode=args.mode, search=args.search, include_eval=args.all)
+        rows = store.list(args.limit, **filters)
         if args.json:
             print(json.dumps(rows, indent=2))
-        for r in rows if not args.json else []:
-            flag = " (interrupted)" if r["status"] == "interrupted" else " (degraded)" if r["degraded"] else ""
-            print(f"{r['run_id']}  {r['mode']:<8} {r['prompt'][:50]!r}{flag}")
+            return 0
+        for r in rows:
+            print(list_line(r))
+        total = store.count(**filters)
+        hidden = "" if args.all or args.origin else \
+            f"; {store.count() - store.count(include_eval=False)} evaluation item(s) hidden (--all shows them)"
+        print(f"{len(rows)} of {total} run(s){hidden}; store: {store.path}", file=sys.stderr)
+        return 0
+    if args.action == "agreement":
+        from ..labels import agreement, agreement_markdown
+
+        a = agreement(store.labelled_runs(include_eval=args.all))
+        print(json.dumps(a, indent=2, default=str) if args.json else agreement_markdown(a).replace("**", ""))
         return 0
     if not args.run_id:
         raise ConfigError(f"runs {args.action} needs a run id (see `workbench runs list`)")
@@ -87,6 +136,16 @@ def cmd_runs(args) -> int:
         if not store.delete(args.run_id):
             raise ConfigError(f"no run {args.run_id!r}")
         print(f"deleted {args.run_id}")
+        return 0
+    if args.action == "label":
+        from ..labels import NONE_STANDS_OUT
+
+        result = store.load(args.run_id)
+        best = _member_index(result, args.best) if args.best is not None else None
+        lab = store.set_label(args.run_id, best, args.fused)
+        names = {NONE_STANDS_OUT: "none stands out", None: "-"}
+        print(json.dumps(lab) if args.json else f"labelled {args.run_id}: best "
+              f"{names[best] if best in names else result.pool[best].get('label', best)}, fused {lab['fused'] or '-'}")
         return 0
     if args.action == "rejudge":
         from .engine import rejudge

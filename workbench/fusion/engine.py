@@ -63,7 +63,7 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
                       mode: str | Mode = "best-of", settings: FusionSettings | None = None, *,
                       registry: Registry | None = None, store=None, policy: Policy | None = None,
                       owner: str | None = None, quota: str | None = None,
-                      reuse_rounds: list[list[MemberOutput]] | None = None, origin: str = "",
+                      reuse_rounds: list[list[MemberOutput]] | None = None, origin: str = "python",
                       **overrides) -> AsyncIterator[Event]:
     """Run one fusion and yield its events; the last is RunDone with the FusionResult.
 
@@ -82,7 +82,8 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
             counts it in the server's total only (a run inside an evaluation that is counted as a whole).
         reuse_rounds: rounds generated before (a stored run, an evaluation cache); they are reused, not
             regenerated, and a debate continues from the last of them.
-        origin: where the run came from ("page", "api", "cli"...), stored with it.
+        origin: where the run came from, stored with it and shown in History: "page", "api", "gradio-api",
+            "cli", "eval:DATASET" (an evaluation's items); "python" (a script or notebook) by default.
 
     Raises:
         ConfigError, InputError, UnknownModelError: the call itself is wrong (before anything runs).
