@@ -132,7 +132,8 @@ async def test_page_handlers_recheck_the_browser_state_on_every_call(listener, m
     said = []
 
     async def page_run():
-        async for upd in handlers["build_fuse_tab.run"]({"text": "hi", "files": []}, rows, "evil", "best-of", 1, 8, 0.7, 1, crafted):
+        async for upd in handlers["build_fuse_tab.run"]({"text": "hi", "files": []}, rows, "evil", "best-of", 1, 8, 0.7, 1,
+                                                        False, crafted):
             said.extend(str(v) for v in upd.values())
 
     async def rejudge_run():

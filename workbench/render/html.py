@@ -20,17 +20,41 @@ def fmt_s(x: float | None) -> str:
     return "–" if x is None else f"{x:.2f} s"
 
 
-def member_stats(o: MemberOutput) -> str:
-    """One line under a member's column: TTFT, latency, tokens, tokens/s, cost, finish reason."""
+def member_stats(o: MemberOutput, batch: tuple[int, float | None] | None = None) -> str:
+    """One line under a member's column: when it finished (seconds from the run's start, its own row even in
+    a batch), TTFT, tokens, its own tokens/s, cost, finish reason. ``batch``: (rows generated together, the
+    batch's tokens/s) when this member shared one generate call with others."""
     if not o.ok:
         return f"**failed ({o.kind})**: {o.reason}"
     tps = o.tokens_per_s
     cost = f"${o.cost_usd:.5f}" if o.cost_usd is not None else "cost –"
     notes = "".join(f"<br>_{esc(n)}_" for n in o.notes)
-    return (f"TTFT {fmt_s(o.ttft_s)} · latency {fmt_s(o.latency_s)} · {o.prompt_tokens}→{o.completion_tokens} tok · "
-            f"{tps:.1f} tok/s · {cost} · {o.finish_reason}{notes}" if tps is not None else
-            f"TTFT {fmt_s(o.ttft_s)} · latency {fmt_s(o.latency_s)} · {o.prompt_tokens}→{o.completion_tokens} tok · "
-            f"{cost} · {o.finish_reason}{notes}")
+    done = f"done at {fmt_s(o.end_s)}" if o.end_s else f"latency {fmt_s(o.latency_s)}"
+    rate = f" · {tps:.1f} tok/s" if tps is not None else ""
+    shared = ""
+    if batch is not None and batch[0] > 1:
+        shared = f"<br>_batched with {batch[0] - 1} other row(s): its tok/s is a share of the batch's"
+        shared += f" {batch[1]:.1f} tok/s_" if batch[1] else "_"
+    return (f"{done} · TTFT {fmt_s(o.ttft_s)} · {o.prompt_tokens}→{o.completion_tokens} tok{rate} · {cost} · "
+            f"{o.finish_reason}{notes}{shared}")
+
+
+def batches(result: FusionResult, round_no: int) -> dict[int, tuple[int, float | None]]:
+    """Member -> (rows generated together, their tokens/s together) for one round: the members of one
+    local model started together share a batched generate call."""
+    rnd = result.rounds[round_no - 1] if 0 < round_no <= len(result.rounds) else []
+    groups: dict[tuple, list[MemberOutput]] = {}
+    for o in rnd:
+        spec = result.pool[o.member]["model"] if o.member < len(result.pool) else {}
+        if spec.get("backend") in ("local", "tiny", "gguf") and o.ok:
+            groups.setdefault((spec.get("name"), round(o.start_s, 1)), []).append(o)
+    out: dict[int, tuple[int, float | None]] = {}
+    for rows in groups.values():
+        span = max(o.end_s for o in rows) - min(o.start_s + (o.ttft_s or 0) for o in rows)
+        tokens = sum(max(0, o.completion_tokens - 1) for o in rows)
+        for o in rows:
+            out[o.member] = (len(rows), tokens / span if span > 0.05 and tokens else None)
+    return out
 
 
 def change_note(prev: MemberOutput | None, cur: MemberOutput) -> str:
@@ -41,6 +65,40 @@ def change_note(prev: MemberOutput | None, cur: MemberOutput) -> str:
     if ratio >= 0.999:
         return "unchanged"
     return f"changed ({100 * (1 - ratio):.0f}% different)"
+
+
+def round_times(outputs: list[MemberOutput]) -> tuple[float, float]:
+    """(wall seconds of a round: first request to last token, its slowest member's latency)."""
+    if not outputs:
+        return 0.0, 0.0
+    return (max(o.end_s for o in outputs) - min(o.start_s for o in outputs), max(o.latency_s for o in outputs))
+
+
+def thumbnails_html(text: str, images: list, size: int = 96) -> str:
+    """The prompt a run was given, as a strip: its images as small thumbnails (scaled down here, sent inline,
+    whole image visible) and its text."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    thumbs = []
+    for img in images:
+        try:
+            pil = img.to_pil() if hasattr(img, "to_pil") else Image.open(img)
+            pil = pil.convert("RGB")
+            w, h = pil.size
+            pil.thumbnail((size, size))
+            buf = io.BytesIO()
+            pil.save(buf, format="PNG")
+            src = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+            thumbs.append(f'<figure class="wb-thumb"><img src="{src}" alt="input image {len(thumbs) + 1}" '
+                          f'width="{pil.size[0]}" height="{pil.size[1]}"><figcaption>{w}×{h}</figcaption></figure>')
+        except Exception:  # already checked when the run started; a thumbnail is not worth failing over
+            thumbs.append('<figure class="wb-thumb"><figcaption>(image)</figcaption></figure>')
+    body = f'<div class="wb-thumbs">{"".join(thumbs)}</div>' if thumbs else ""
+    return (f'<div class="wb-strip"><span class="wb-strip-label">This run\'s prompt</span>{body}'
+            f'<div class="wb-prompt-echo">{esc(text) or "<em>(no text)</em>"}</div></div>')
 
 
 def transcript_html(result: FusionResult) -> str:
@@ -110,11 +168,18 @@ def verdict_html(result: FusionResult) -> str:
 
 
 def status_line(result: FusionResult) -> str:
-    """The run's one-line summary for the status bar."""
+    """The run's one-line summary for the status bar (every round timed the same way: its wall time and its
+    slowest member, beside the judge's time)."""
     ok = sum(o.ok for o in result.outputs)
-    parts = [f"Run `{result.run_id}`: {ok}/{len(result.outputs)} members answered",
-             f"pool {result.pool_wall_s:.2f} s (slowest member {result.slowest_member_s:.2f} s)",
-             f"judge {result.judge_wall_s:.2f} s", f"{result.total_tokens} tokens"]
+    parts = [f"Run `{result.run_id}`: {ok}/{len(result.outputs)} members answered"]
+    walls = [round_times(r) for r in result.rounds]
+    if len(walls) == 1:
+        parts.append(f"pool {walls[0][0]:.2f} s (slowest member {walls[0][1]:.2f} s)")
+    elif walls:
+        parts.append(f"{len(walls)} rounds {result.pool_wall_s:.2f} s ("
+                     + "; ".join(f"round {n}: {w:.2f} s, slowest member {m:.2f} s" for n, (w, m) in enumerate(walls, 1))
+                     + ")")
+    parts += [f"judge {result.judge_wall_s:.2f} s", f"{result.total_tokens} tokens"]
     if result.total_cost_usd is not None:
         parts.append(f"${result.total_cost_usd:.5f}")
     line = " · ".join(parts)
@@ -125,3 +190,50 @@ def status_line(result: FusionResult) -> str:
     if result.noise:
         line += " · random-weight model: the text is noise"
     return line
+
+
+def _run_column(r: FusionResult) -> str:
+    import time
+
+    v = r.verdict
+    names = {o.member: o.label for o in r.outputs}
+    winner = names.get(v.winner, "") if v is not None and v.winner is not None else ""
+    judge = r.judge["label"] if r.judge else "none (vote)"
+    cost = f"${r.total_cost_usd:.5f}" if r.total_cost_usd is not None else "cost –"
+    members = "".join(
+        f'<div class="wb-answer"><strong>{esc(o.label)}</strong>{" ★" if o.member == (v.winner if v else None) else ""}'
+        f' <small>{esc(member_stats(o))}</small><pre class="wb-pre">{esc(o.text)}</pre></div>' for o in r.outputs)
+    return (f'<div class="wb-compare-col" data-run="{esc(r.run_id)}">'
+            f'<h4>{esc(r.run_id)}</h4><p>{time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at))} · '
+            f'{esc(r.origin or "unknown")} · mode <strong>{esc(r.mode)}</strong> · judge <strong>{esc(judge)}</strong></p>'
+            f'<p>pool: {esc(", ".join(o.label for o in r.outputs))}</p>'
+            f'<p>{r.total_s:.2f} s · {r.total_tokens} tokens · {cost}'
+            + (f" · winner <strong>{esc(winner)}</strong>" if winner else "") + "</p>"
+            f'<h5>Final answer</h5><pre class="wb-pre wb-final">{esc(r.final_answer)}</pre>'
+            f'<details><summary>Member answers ({len(r.outputs)})</summary>{members}</details>'
+            + (f'<details><summary>Rationale</summary><pre class="wb-pre">{esc(v.rationale)}</pre></details>'
+               if v is not None and v.rationale else "") + "</div>")
+
+
+def compare_html(a: FusionResult, b: FusionResult) -> str:
+    """Two runs side by side (same prompt, different pools or judges): what differs, then each run."""
+    diffs = []
+    same_prompt = a.prompt.get("text") == b.prompt.get("text") and \
+        [i.get("sha256") for i in a.prompt.get("images", [])] == [i.get("sha256") for i in b.prompt.get("images", [])]
+    if not same_prompt:
+        diffs.append("the prompts differ")
+    pool_a, pool_b = [m.get("label") for m in a.pool], [m.get("label") for m in b.pool]
+    if pool_a != pool_b:
+        diffs.append("pools differ: " + ", ".join(pool_a) + " vs " + ", ".join(pool_b))
+    ja, jb = (r.judge["label"] if r.judge else "vote" for r in (a, b))
+    if ja != jb:
+        diffs.append(f"judges differ: {ja} vs {jb}")
+    if a.mode != b.mode:
+        diffs.append(f"modes differ: {a.mode} vs {b.mode}")
+    same_answer = a.final_answer.strip() == b.final_answer.strip()
+    detail = [d for d in diffs if d != "the prompts differ"]
+    head = (f'<p class="wb-compare-head">{"Same prompt" if same_prompt else "⚠ Different prompts"}; '
+            + esc("; ".join(detail) if detail else "same pool, judge and mode")
+            + f'. Final answers: <strong>{"the same" if same_answer else "different"}</strong>.</p>'
+            f'<p><em>Prompt:</em> {esc(a.prompt.get("text", "")[:400])}</p>')
+    return (head + '<div class="wb-compare">' + _run_column(a) + _run_column(b) + "</div>")

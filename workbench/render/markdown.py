@@ -36,7 +36,11 @@ def _fmt(x: float | None, unit: str = "s") -> str:
 
 def to_markdown(r: FusionResult) -> str:
     """Render one run for humans (exports and the UI's history)."""
+    import time
+
     out = [f"# Fusion run {r.run_id}", "",
+           f"- {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r.created_at))}, from "
+           f"{r.origin or 'unknown origin'}",
            f"- mode: **{r.mode}**" + (f", {len(r.rounds)} rounds" if len(r.rounds) > 1 else ""),
            f"- judge: {r.judge['label'] if r.judge else '(none: vote)'}"
            + (" (also a member)" if r.judge_is_member else "")]
@@ -44,7 +48,10 @@ def to_markdown(r: FusionResult) -> str:
         out.append(f"- re-judged from run {r.parent_run_id}")
     if r.noise:
         out.append("- **a random-weight tiny model took part: its text is noise**")
-    out += [f"- pool wall time {_fmt(r.pool_wall_s)} (slowest member {_fmt(r.slowest_member_s)}), "
+    walls = [(max(o.end_s for o in rnd) - min(o.start_s for o in rnd), max(o.latency_s for o in rnd))
+             for rnd in r.rounds if rnd]
+    per_round = "; ".join(f"round {n} {_fmt(w)}, slowest member {_fmt(m)}" for n, (w, m) in enumerate(walls, 1))
+    out += [f"- pool wall time {_fmt(r.pool_wall_s)} ({per_round or 'no round'}), "
             f"judge {_fmt(r.judge_wall_s)}, total {_fmt(r.total_s)}; tokens {r.total_tokens}, "
             f"cost {_fmt(r.total_cost_usd, ' USD')}", "", "## Prompt", "", r.prompt.get("text") or "(image only)"]
     for img in r.prompt.get("images", []):

@@ -17,8 +17,9 @@ from .fuse_tab import owner_of, quota_of
 from .pool import members_from_rows
 
 
-def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy) -> None:
-    """Lay out the tab inside the current Blocks; pool and judge come from the Fuse tab's controls."""
+def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy):
+    """Lay out the tab inside the current Blocks; pool and judge come from the Fuse tab's controls.
+    Returns (the judge-vs-you Markdown, the handler that fills it) for the page's load."""
     with gr.Tab("Evaluate"):
         gr.Markdown("Run the pool (from the Fuse tab) on a generated dataset with ground truth: each member alone, "
                     "each fusion mode, and the oracle (is any member right?). Member answers are cached, so adding "
@@ -41,6 +42,10 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
         with gr.Row():
             judge_plot = gr.Plot(label="Judge")
             debate_plot = gr.Plot(label="Debate")
+        with gr.Accordion("Judge vs you (your labels of runs, from the Label tab, History or the Fuse tab)",
+                          open=True, elem_id="eval-agreement-acc"):
+            agree_md = gr.Markdown("", elem_id="eval-agreement")
+            agree_btn = gr.Button("Refresh", size="sm", elem_id="eval-agreement-refresh")
         last = gr.State(None)  # this session's last evaluation frame (kept on the server), for the instruments
         with gr.Accordion("Research instruments (on the cached answers of the last evaluation)", open=False):
             gr.Markdown("Where the gain comes from and what the judge does, from the answers already cached: "
@@ -164,6 +169,15 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
 
         inst_btn.click(run_instruments, [last, instruments, judge_dd], [inst_status, *inst_plots, analyses],
                        api_visibility="private", concurrency_limit=2)
+
+        def judge_vs_you(request: gr.Request = None) -> str:
+            """The judge's agreement with the researcher's labels, evaluation items included."""
+            from ..labels import agreement, agreement_markdown
+
+            return agreement_markdown(agreement(store.labelled_runs(owner_of(request, policy), include_eval=True)))
+
+        agree_btn.click(judge_vs_you, None, agree_md, api_visibility="private")
+    return agree_md, judge_vs_you
 
 
 #: the instruments the tab offers (``workbench.experiments``)

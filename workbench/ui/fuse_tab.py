@@ -13,6 +13,7 @@ from .. import plots
 from ..errors import WorkbenchError
 from ..fusion.engine import fuse_stream
 from ..fusion.modes import MODE_NAMES, get_mode
+from ..labels import NONE_STANDS_OUT, RATINGS
 from ..policy import Policy
 from ..records import FusionResult
 from ..render import html as render
@@ -68,14 +69,18 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
                                           submit_btn="Fuse", elem_id="prompt-box")
         with gr.Row(equal_height=True):
             status = gr.Markdown("", elem_id="status")
-            stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn", scale=0, min_width=100, size="sm")
+            keep_cb = gr.Checkbox(False, label="Keep prompt and images after a run", elem_id="keep-prompt",
+                                  scale=0, min_width=160)
+            stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn", scale=0, min_width=100, size="sm",
+                                 interactive=False)
         with gr.Accordion("Pool, judge and mode", open=False, elem_id="settings"):
             pool_df = gr.Dataframe(headers=POOL_HEADERS, value=start_pool, column_count=4,
                                    interactive=True, label="Pool (one member a row)", elem_id="pool-table")
             with gr.Row():
                 add_model = gr.Dropdown(model_choices, value=preset, label="Model", allow_custom_value=True)
                 add_persona = gr.Dropdown(persona_choices, value="", label="Persona", allow_custom_value=True)
-                add_temp = gr.Number(None, label="Temperature (blank: the run's)")
+                add_temp = gr.Textbox("", label="Temperature", placeholder="blank: the run's",
+                                      elem_id="add-temp", max_lines=1)
                 add_btn = gr.Button("Add member", elem_id="add-member")
                 clear_btn = gr.Button("Clear pool")
             with gr.Accordion("Add an OpenAI-compatible endpoint", open=False, elem_id="endpoint-acc"):
@@ -96,8 +101,11 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
                                       label="Max new tokens")
                 temp_sl = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature")
                 swap_sl = gr.Slider(1, 4, value=1, step=1, label="Judge orderings (verdict corrected for position)")
-        images_gallery = gr.Gallery(label="Input images (sent once to every vision member)", visible=False,
-                                    height=140, columns=8, object_fit="contain", elem_id="input-images")
+        with gr.Row(equal_height=True, visible=False) as strip_row:
+            images_strip = gr.HTML("", elem_id="input-images")
+            reuse_btn = gr.Button("Reuse this prompt", elem_id="reuse-prompt", scale=0, min_width=140, size="sm")
+        last_prompt = gr.State(None)  #: the last run's prompt box value (text and image files), for "reuse"
+        last_run = gr.State(None)  #: the last finished run's id (for the researcher's label)
         with gr.Row(elem_classes="wb-members"):
             heads, bodies, stats, cols = [], [], [], []
             for i in range(MAX_MEMBERS):
@@ -110,19 +118,49 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
             transcript = gr.HTML("", elem_id="transcript")
         with gr.Accordion("Judge", open=True, elem_id="judge-acc"):
             verdict = gr.HTML("", elem_id="verdict")
+            with gr.Group(visible=False, elem_id="your-verdict") as label_box:
+                with gr.Row(equal_height=True):
+                    label_best = gr.Radio([], label="You as the judge: the best member answer", elem_id="label-best")
+                    label_fused = gr.Radio(list(RATINGS), label="The fused answer, against that one",
+                                           elem_id="label-fused")
+                    label_btn = gr.Button("Save my label", elem_id="label-save", scale=0, min_width=120)
+                label_msg = gr.Markdown("", elem_id="label-msg")
         with gr.Row():
             timeline_plot = gr.Plot(label="Timeline")
             tokens_plot = gr.Plot(label="Tokens and cost")
 
+    running: dict[str, int] = {}  #: runs in flight per browser session (Stop is enabled while any is)
+
+    def session_of(request) -> str:
+        return getattr(request, "session_hash", None) or "anonymous"
+
+    def ended(request) -> dict:
+        """A run of this session ended: Stop stays enabled only while another one runs."""
+        key = session_of(request)
+        running[key] = max(0, running.get(key, 0) - 1)
+        if not running[key]:
+            running.pop(key, None)
+            return {stop_btn: gr.update(interactive=False)}
+        return {}
+
     def final_updates(result: FusionResult) -> dict:
         upd = {status: render.status_line(result), transcript: render.transcript_html(result),
                verdict: render.verdict_html(result), timeline_plot: plots.run_timeline(result),
-               tokens_plot: plots.tokens_and_cost(result)}
+               tokens_plot: plots.tokens_and_cost(result), last_run: result.run_id}
+        last = len(result.rounds)
+        batched = render.batches(result, last)
         for o in result.rounds[-1] if result.rounds else []:
-            upd[stats[o.member]] = (f"round {o.round} · " if len(result.rounds) > 1 else "") + render.member_stats(o)
+            upd[stats[o.member]] = (f"round {o.round} · " if last > 1 else "") + \
+                render.member_stats(o, batched.get(o.member))
+        if result.outputs and not result.interrupted:
+            upd[label_box] = gr.update(visible=True)
+            upd[label_best] = gr.update(choices=[(o.label, o.member) for o in result.outputs]
+                                        + [("none stands out", NONE_STANDS_OUT)], value=None)
+            upd[label_fused] = gr.update(value=None)
+            upd[label_msg] = ""
         return upd
 
-    async def run(mm, rows, judge, mode, rounds, max_tokens, temperature, swap_k, state,
+    async def run(mm, rows, judge, mode, rounds, max_tokens, temperature, swap_k, keep, state,
                   request: gr.Request = None):
         text = (mm or {}).get("text", "") if isinstance(mm, dict) else str(mm or "")
         files = (mm or {}).get("files", []) if isinstance(mm, dict) else []
@@ -152,16 +190,23 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
             yield {status: f"⚠ {exc}"}
             return
         n = len(members)
+        thumbs = await asyncio.to_thread(render.thumbnails_html, text, loaded)
         first = {status: f"Running {mode} with {n} member(s)…",
-                 images_gallery: gr.update(value=list(files) or None, visible=bool(files)),
+                 strip_row: gr.update(visible=True), images_strip: thumbs,
+                 last_prompt: {"text": text, "files": list(files)},
                  noise_md: gr.update(visible=any(m.model.is_noise for m in members)
                                      or bool(judge_member and judge_member.model.is_noise)),
-                 transcript: "", verdict: "", timeline_plot: None, tokens_plot: None}
+                 transcript: "", verdict: "", timeline_plot: None, tokens_plot: None,
+                 stop_btn: gr.update(interactive=True), label_box: gr.update(visible=False), last_run: None}
+        if not keep:  # the strip above shows what was sent; "Reuse this prompt" puts it back
+            first[prompt_box] = {"text": "", "files": []}
         for i in range(MAX_MEMBERS):
             first[cols[i]] = gr.update(visible=i < n)
             first[heads[i]] = f"**{members[i].label}**" if i < n else ""
             first[bodies[i]] = ""
             first[stats[i]] = "waiting…" if i < n else ""
+        key = session_of(request)
+        running[key] = running.get(key, 0) + 1
         yield first
         try:
             events = fuse_stream(prompt, members, judge_member, mode, settings, store=store, registry=reg,
@@ -174,18 +219,48 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
                     upd[status] = u.status
                 if u.result is not None:
                     upd.update(final_updates(u.result))
+                    upd.update(ended(request))
+                    key = None
                 yield upd
         except WorkbenchError as exc:
-            yield {status: f"⚠ {exc}"}
+            upd = {status: f"⚠ {exc}" + ("" if keep else " (your prompt is in the strip: **Reuse this prompt**)")}
+            if key is not None:
+                upd.update(ended(request))
+                key = None
+            yield upd
+        finally:
+            if key is not None:  # cancelled by Stop or a closed tab: the stop handler re-renders the button
+                running[key] = max(0, running.get(key, 0) - 1)
+                if not running[key]:
+                    running.pop(key, None)
 
-    run_inputs = [prompt_box, pool_df, judge_dd, mode_radio, rounds_sl, tokens_sl, temp_sl, swap_sl, saved]
-    run_outputs = [prompt_box, status, images_gallery, noise_md, transcript, verdict, timeline_plot,
-                   tokens_plot] + heads + bodies + stats + cols
+    run_inputs = [prompt_box, pool_df, judge_dd, mode_radio, rounds_sl, tokens_sl, temp_sl, swap_sl, keep_cb, saved]
+    run_outputs = [prompt_box, status, strip_row, images_strip, last_prompt, noise_md, transcript, verdict,
+                   timeline_plot, tokens_plot, stop_btn, label_box, label_best, label_fused, label_msg,
+                   last_run] + heads + bodies + stats + cols
     # progress shows on the judge section only: the prompt box stays usable and the columns readable
     run_event = prompt_box.submit(run, run_inputs, run_outputs, api_visibility="private", concurrency_limit=None,
                                   show_progress="minimal", show_progress_on=[verdict])
-    stop_btn.click(lambda: "⏹ Run stopped: every member and the judge were cancelled.", None, status,
-                   cancels=[run_event], api_visibility="private")
+
+    def stopped(request: gr.Request = None):
+        running.pop(session_of(request), None)
+        return "⏹ Run stopped: every member and the judge were cancelled.", gr.update(interactive=False)
+
+    stop_btn.click(stopped, None, [status, stop_btn], cancels=[run_event], api_visibility="private")
+    reuse_btn.click(lambda last, cur: last or cur, [last_prompt, prompt_box], prompt_box, api_visibility="private")
+
+    def save_label(run_id, best, fused, request: gr.Request = None):
+        if not run_id:
+            return "⚠ no finished run to label"
+        if best is None and not fused:
+            return "⚠ pick the best member answer, rate the fused answer, or both"
+        try:
+            store.set_label(run_id, best, fused or None, owner=owner_of(request, policy))
+        except WorkbenchError as exc:
+            return f"⚠ {exc}"
+        return f"Saved your label of `{run_id}` (History and Evaluate report the judge's agreement with you)."
+
+    label_btn.click(save_label, [last_run, label_best, label_fused], label_msg, api_visibility="private")
 
     # ---- pool editing, persisted in the browser ----
     add_btn.click(add_member_row, [pool_df, add_model, add_persona, add_temp], [pool_df, status],

@@ -17,11 +17,24 @@ from .api import add_fuse_api
 from .evaluate_tab import build_evaluate_tab
 from .fuse_tab import build_fuse_tab
 from .history_tab import build_history_tab
+from .label_tab import KEYS_JS, build_label_tab
 from .pool import default_pool
 from .startup import TINY, Preloader, choose_preset
 
 CSS = """
 .wb-members { overflow-x: auto; flex-wrap: nowrap !important; }
+.wb-strip { display: flex; align-items: center; gap: 10px; flex-wrap: wrap; }
+.wb-strip-label { font-size: 0.8em; opacity: 0.7; }
+.wb-thumbs { display: flex; gap: 6px; }
+.wb-thumb { margin: 0; text-align: center; }
+.wb-thumb img { max-width: 96px; max-height: 96px; border: 1px solid var(--border-color-primary); border-radius: 4px; }
+.wb-thumb figcaption { font-size: 0.7em; opacity: 0.7; }
+.wb-prompt-echo { white-space: pre-wrap; max-height: 4.5em; overflow: auto; flex: 1; font-size: 0.9em; }
+.wb-compare { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; }
+.wb-compare-col { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px; min-width: 0; }
+.wb-blind-grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(280px, 1fr)); gap: 10px; }
+.wb-blind { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 6px; }
+.wb-fused { border-color: #4c78a8; border-width: 2px; }
 .wb-member { min-width: 280px; max-width: 420px; border: 1px solid var(--border-color-primary);
              border-radius: 8px; padding: 6px; }
 .wb-pre { white-space: pre-wrap; word-break: break-word; font-family: var(--font-mono); font-size: 0.85em; }
@@ -55,8 +68,9 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
         gr.Markdown(("⚠ " + notice) if notice else "", elem_classes="wb-notice", visible=bool(notice))
         noise_md = gr.Markdown(NOISE_NOTICE, elem_id="noise-notice", elem_classes="wb-notice", visible=is_noise)
         fuse = build_fuse_tab(preset, start_pool, store, model_choices, persona_choices, noise_md, policy)
-        build_evaluate_tab(fuse.pool_df, fuse.judge_dd, fuse.saved, store, policy)
+        eval_agree_md, eval_agree = build_evaluate_tab(fuse.pool_df, fuse.judge_dd, fuse.saved, store, policy)
         history = build_history_tab(store, model_choices, preset, fuse.saved, policy)
+        build_label_tab(store, policy)
         add_fuse_api(store, policy)
 
         def with_endpoints(state):
@@ -73,10 +87,12 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
                 if preset != TINY and pool == start_pool:  # fall back to what can run
                     pool, judge = default_pool(TINY), gr.update(choices=judge["choices"], value=TINY)
                     msg += " Falling back to the tiny offline model (random weights: its answers are noise)."
-            return (pool, with_endpoints(state), judge, msg) + history.refresh(request)
+            return (pool, with_endpoints(state), judge, msg, eval_agree(request)) + \
+                tuple(history.refresh_all(request=request))
 
-        demo.load(restore, fuse.saved, [fuse.pool_df, fuse.add_model, fuse.judge_dd, fuse.status, history.table,
-                                        history.run_dd], api_visibility="private")
+        demo.load(restore, fuse.saved, [fuse.pool_df, fuse.add_model, fuse.judge_dd, fuse.status, eval_agree_md,
+                                        *history.outputs], api_visibility="private")
+        demo.load(None, None, None, js=KEYS_JS)  # the Label tab's keyboard shortcuts
 
     demo.queue(default_concurrency_limit=16, max_size=policy.limits.queue_size)
     demo.policy, demo.store, demo.preloader = policy, store, loader

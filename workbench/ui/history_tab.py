@@ -1,4 +1,5 @@
-"""The History tab: stored runs, reopen one, re-judge it without regenerating, export JSON or Markdown."""
+"""The History tab: every stored run, filtered and searched; a row click opens it; two runs side by side;
+the researcher's label of a run and the judge's agreement with those labels; re-judge; export."""
 
 from __future__ import annotations
 
@@ -14,10 +15,16 @@ import gradio as gr
 from .. import plots, render
 from ..errors import WorkbenchError
 from ..fusion.engine import rejudge
-from ..fusion.modes import MODES
-from ..store import RunStore
+from ..fusion.modes import MODE_NAMES, MODES
+from ..labels import NONE_STANDS_OUT, RATINGS, agreement, agreement_markdown
 from ..policy import Policy
+from ..render.html import compare_html
+from ..store import RunStore
 from .fuse_tab import owner_of, quota_of
+
+HEADERS = ["when", "origin", "mode", "pool", "judge", "verdict", "cost", "tokens", "you", "prompt", "run"]
+PAGE = 200  #: rows shown at once (the newest that match; the count says how many match)
+ANY = "any"
 
 
 @dataclass
@@ -28,49 +35,159 @@ class HistoryTab:
     run_dd: Any
     judge_dd: Any  #: the re-judge model list (grows with endpoints added on the Fuse tab)
     refresh: Callable[..., tuple]  #: (request) -> (table rows, run dropdown update)
+    outputs: list  #: what ``refresh_all`` fills
+    refresh_all: Callable[..., tuple]  #: (filters..., request) -> values for ``outputs``
+    filters: list  #: the filter inputs of ``refresh_all``
+
+
+def row_of(r: dict[str, Any]) -> list[Any]:
+    """One run as a History table row."""
+    lab = r.get("label") or {}
+    you = lab.get("fused") or ("picked" if lab.get("best_member") is not None else "") if lab else ""
+    flag = " (interrupted)" if r["status"] == "interrupted" else " (degraded)" if r["degraded"] else ""
+    verdict = (r.get("winner") or "") or (r["final_answer"] or "")[:40]
+    return [time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])), r.get("origin") or "unknown",
+            r["mode"] + flag, r.get("pool") or "", r.get("judge") or "", verdict,
+            "" if r.get("cost_usd") is None else f"${r['cost_usd']:.4f}", r.get("total_tokens") or 0, you,
+            (r["prompt"] or "")[:80], r["run_id"]]
 
 
 def build_history_tab(store: RunStore, model_choices: list[str], preset: str, saved, policy: Policy) -> HistoryTab:
     """Lay out the tab inside the current Blocks and wire its handlers. On a public server a visitor sees,
-    opens, re-judges and exports only the runs of their own session."""
+    opens, labels, re-judges and exports only the runs of their own session."""
     with gr.Tab("History"):
-        runs_df = gr.Dataframe(headers=["run", "when", "mode", "prompt", "final answer", "degraded"],
-                               interactive=False, elem_id="runs-table")
-        with gr.Row():
-            run_dd = gr.Dropdown([], label="Run", elem_id="run-select", allow_custom_value=True)
-            refresh_btn = gr.Button("Refresh")
-            open_btn = gr.Button("Open", elem_id="open-run")
-        with gr.Row():
-            rj_judge = gr.Dropdown(model_choices, value=preset, label="Re-judge with", allow_custom_value=True)
-            rj_mode = gr.Radio([n for n, m in MODES.items() if not m.multi_round], value="merge", label="Mode")
-            rj_btn = gr.Button("Re-judge (no regeneration)", elem_id="rejudge")
-        with gr.Row():
-            exp_json = gr.Button("Export JSON")
-            exp_md = gr.Button("Export Markdown")
-            exp_file = gr.File(label="Export", interactive=False)
+        with gr.Row(equal_height=True):
+            search = gr.Textbox(label="Search (prompt, answer, pool, judge, run id)", elem_id="hist-search",
+                                max_lines=1, scale=3)
+            origin_dd = gr.Dropdown([ANY, "page", "api", "gradio-api", "cli", "python", "eval"], value=ANY,
+                                    label="Origin", elem_id="hist-origin", allow_custom_value=True, scale=1)
+            mode_dd = gr.Dropdown([ANY, *MODE_NAMES], value=ANY, label="Mode", elem_id="hist-mode", scale=1)
+            labelled_dd = gr.Dropdown([ANY, "labelled", "unlabelled"], value=ANY, label="Your label",
+                                      elem_id="hist-labelled", scale=1)
+            include_eval = gr.Checkbox(False, label="Show evaluation items", elem_id="hist-include-eval", scale=1)
+            refresh_btn = gr.Button("Refresh", scale=0, min_width=90, elem_id="hist-refresh")
+        count_md = gr.Markdown("", elem_id="hist-count")
+        runs_df = gr.Dataframe(headers=HEADERS, interactive=False, elem_id="runs-table", wrap=False,
+                               max_height=420)
+        ids = gr.State([])  #: the run ids of the table's rows, in order (a row click opens ids[row])
+        agree_md = gr.Markdown("", elem_id="hist-agreement")
+        with gr.Row(equal_height=True):
+            run_dd = gr.Dropdown([], label="Run", elem_id="run-select", allow_custom_value=True, scale=3)
+            open_btn = gr.Button("Open", elem_id="open-run", scale=0, min_width=90)
+            compare_dd = gr.Dropdown([], label="Compare with (same prompt, or any run id)", elem_id="compare-select",
+                                     allow_custom_value=True, scale=3)
+            compare_btn = gr.Button("Compare side by side", elem_id="compare-runs", scale=0, min_width=120)
         hist_status = gr.Markdown("", elem_id="history-status")
+        compare_view = gr.HTML("", elem_id="compare-view")
+        with gr.Group(visible=False, elem_id="hist-label-box") as label_box:
+            with gr.Row(equal_height=True):
+                label_best = gr.Radio([], label="You as the judge: the best member answer", elem_id="hist-label-best")
+                label_fused = gr.Radio(list(RATINGS), label="The fused answer, against that one",
+                                       elem_id="hist-label-fused")
+                label_btn = gr.Button("Save my label", elem_id="hist-label-save", scale=0, min_width=120)
         hist_view = gr.Markdown("", elem_id="history-view")
         hist_plot = gr.Plot(label="Timeline")
+        with gr.Accordion("Re-judge or export this run", open=False, elem_id="hist-actions"):
+            with gr.Row():
+                rj_judge = gr.Dropdown(model_choices, value=preset, label="Re-judge with", allow_custom_value=True)
+                rj_mode = gr.Radio([n for n, m in MODES.items() if not m.multi_round], value="merge", label="Mode")
+                rj_btn = gr.Button("Re-judge (no regeneration)", elem_id="rejudge")
+            with gr.Row():
+                exp_json = gr.Button("Export JSON")
+                exp_md = gr.Button("Export Markdown")
+                exp_file = gr.File(label="Export", interactive=False)
 
-    def refresh(request: gr.Request = None):
-        runs = store.list(100, owner=owner_of(request, policy))
-        rows = [[r["run_id"], time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])), r["mode"],
-                 r["prompt"][:60], (r["final_answer"] or "")[:60],
-                 "interrupted" if r["status"] == "interrupted" else "yes" if r["degraded"] else ""] for r in runs]
-        return rows, gr.update(choices=[r["run_id"] for r in runs])
+    filters = [search, origin_dd, mode_dd, labelled_dd, include_eval]
 
-    refresh_btn.click(refresh, None, [runs_df, run_dd], api_visibility="private")
+    def query(search_text, origin, mode, labelled, with_eval, request) -> tuple[list[dict], int, str]:
+        owner = owner_of(request, policy)
+        kw = dict(origin=None if origin in (None, "", ANY) else origin, mode=None if mode in (None, "", ANY) else mode,
+                  search=search_text or None, include_eval=bool(with_eval),
+                  labelled={"labelled": True, "unlabelled": False}.get(labelled))
+        runs = store.list(PAGE, owner=owner, **kw)
+        total = store.count(owner=owner, **kw)
+        hidden = 0 if with_eval or kw["origin"] else store.count(owner=owner) - store.count(owner=owner,
+                                                                                          include_eval=False)
+        note = f"**{total}** run(s) match" + (f"; the newest {PAGE} shown" if total > PAGE else "") + \
+            (f"; {hidden} evaluation item(s) hidden (tick *Show evaluation items*)" if hidden else "") + \
+            ". Click a row to open the run."
+        return runs, total, note
+
+    def refresh_all(search_text=None, origin=ANY, mode=ANY, labelled=ANY, with_eval=False,
+                    request: gr.Request = None):
+        runs, _, note = query(search_text, origin, mode, labelled, with_eval, request)
+        owner = owner_of(request, policy)
+        origins = sorted({o.split(":")[0] if o.startswith("eval:") else o for o in store.origins(owner)} - {""})
+        return ([row_of(r) for r in runs], [r["run_id"] for r in runs], note,
+                agreement_markdown(agreement(store.labelled_runs(owner))),
+                gr.update(choices=[r["run_id"] for r in runs]),
+                gr.update(choices=[ANY, *dict.fromkeys(["page", "api", "gradio-api", "cli", "python", "eval",
+                                                         *origins])]))
+
+    outputs = [runs_df, ids, count_md, agree_md, run_dd, origin_dd]
+    for ev in (refresh_btn.click, search.submit, origin_dd.input, mode_dd.input, labelled_dd.input,
+               include_eval.input):
+        ev(refresh_all, filters, outputs, api_visibility="private")
+
+    def refresh(request: gr.Request = None):  # the page's load handler: table and run list, no filters
+        rows, _ids, _note, _agree, dd, _origins = refresh_all(request=request)
+        return rows, dd
 
     def open_run(run_id, request: gr.Request = None):
+        owner = owner_of(request, policy)
+        run_id = (run_id or "").strip()
         try:
-            result = store.load((run_id or "").strip(), owner=owner_of(request, policy))
+            result = store.load(run_id, owner=owner)
+            label = store.label(run_id, owner)
         except WorkbenchError as exc:
-            return f"⚠ {exc}", "", None
-        return f"Run `{result.run_id}`", render.to_markdown(result), plots.run_timeline(result)
+            return f"⚠ {exc}", "", None, gr.update(visible=False), gr.update(), gr.update(), gr.update(), ""
+        same = [r["run_id"] for r in store.list(50, owner=owner, search=None) if r["run_id"] != run_id
+                and r["prompt"] == result.prompt.get("text", "")]
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(result.created_at))
+        msg = (f"Run `{result.run_id}` ({when}, from {result.origin or 'unknown'})"
+               + (f"; {len(same)} other run(s) of the same prompt: pick one under *Compare with*" if same else ""))
+        best = gr.update(choices=[(o.label, o.member) for o in result.outputs]
+                         + [("none stands out", NONE_STANDS_OUT)],
+                         value=label["best_member"] if label else None)
+        return (msg, render.to_markdown(result), plots.run_timeline(result),
+                gr.update(visible=bool(result.outputs)), best,
+                gr.update(value=label["fused"] if label else None),
+                gr.update(choices=same, value=same[0] if same else None), "")
 
-    open_btn.click(open_run, run_dd, [hist_status, hist_view, hist_plot], api_visibility="private")
+    open_outputs = [hist_status, hist_view, hist_plot, label_box, label_best, label_fused, compare_dd, compare_view]
+    open_btn.click(open_run, run_dd, open_outputs, api_visibility="private")
 
-    async def rejudge_run(run_id, judge, mode, state, request: gr.Request = None):
+    def open_row(row_ids, evt: gr.SelectData, request: gr.Request = None):
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        run_id = row_ids[row] if row_ids and 0 <= row < len(row_ids) else ""
+        return (gr.update(value=run_id),) + open_run(run_id, request)
+
+    runs_df.select(open_row, ids, [run_dd, *open_outputs], api_visibility="private")
+
+    def compare(a, b, request: gr.Request = None):
+        owner = owner_of(request, policy)
+        try:
+            ra, rb = (store.load((x or "").strip(), owner=owner) for x in (a, b))
+        except WorkbenchError as exc:
+            return f"⚠ {exc} (open a run, then pick the one to compare it with)"
+        return compare_html(ra, rb)
+
+    compare_btn.click(compare, [run_dd, compare_dd], compare_view, api_visibility="private")
+
+    def save_label(run_id, best, fused, *flt, request: gr.Request = None):
+        if best is None and not fused:
+            return ("⚠ pick the best member answer, rate the fused answer, or both",) + tuple(gr.update()
+                                                                                        for _ in outputs)
+        try:
+            store.set_label((run_id or "").strip(), best, fused or None, owner=owner_of(request, policy))
+        except WorkbenchError as exc:
+            return (f"⚠ {exc}",) + tuple(gr.update() for _ in outputs)
+        return (f"Saved your label of `{run_id}`.",) + refresh_all(*flt, request=request)
+
+    label_btn.click(save_label, [run_dd, label_best, label_fused, *filters], [hist_status, *outputs],
+                    api_visibility="private")
+
+    async def rejudge_run(run_id, judge, mode, state, *flt, request: gr.Request = None):
         owner = owner_of(request, policy)
         try:
             old = await asyncio.to_thread(store.load, (run_id or "").strip(), owner)  # SQLite off the loop
@@ -79,15 +196,15 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, sa
             new = await rejudge(old, policy.member(judge, reg) if MODES[mode].judged else None, mode,
                                 images=images, registry=reg, policy=policy, quota=quota_of(request, policy))
         except WorkbenchError as exc:
-            return f"⚠ {exc}", gr.update(), gr.update(), gr.update(), gr.update()
+            return (f"⚠ {exc}", gr.update(), gr.update()) + tuple(gr.update() for _ in outputs)
         await asyncio.to_thread(store.save, new, images, owner)
-        rows, dd = refresh(request)
+        fresh = list(refresh_all(*flt, request=request))
+        fresh[outputs.index(run_dd)] = gr.update(choices=fresh[1], value=new.run_id)
         return (f"Re-judged `{old.run_id}` as `{new.run_id}` ({mode}, no member regenerated).",
-                render.to_markdown(new), plots.run_timeline(new), rows,
-                gr.update(choices=dd["choices"], value=new.run_id))
+                render.to_markdown(new), plots.run_timeline(new), *fresh)
 
-    rj_btn.click(rejudge_run, [run_dd, rj_judge, rj_mode, saved],
-                 [hist_status, hist_view, hist_plot, runs_df, run_dd], api_visibility="private")
+    rj_btn.click(rejudge_run, [run_dd, rj_judge, rj_mode, saved, *filters],
+                 [hist_status, hist_view, hist_plot, *outputs], api_visibility="private")
 
     def export(run_id, fmt, request):
         try:
@@ -107,4 +224,4 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, sa
     exp_json.click(export_json, run_dd, [exp_file, hist_status], api_visibility="private")
     exp_md.click(export_md, run_dd, [exp_file, hist_status], api_visibility="private")
 
-    return HistoryTab(runs_df, run_dd, rj_judge, refresh)
+    return HistoryTab(runs_df, run_dd, rj_judge, refresh, outputs, refresh_all, filters)

@@ -55,12 +55,23 @@ def members_from_rows(rows: Any, reg: Registry, policy: Policy) -> list[Member]:
     return members
 
 
-def add_member_row(table: Any, model: str, persona: str, temp: float | None) -> tuple[list[list[Any]], str]:
-    """The table with one more member row, and a message ("" when added)."""
+def add_member_row(table: Any, model: str, persona: str, temp: Any) -> tuple[list[list[Any]], str]:
+    """The table with one more member row, and a message ("" when added). A blank temperature leaves the
+    row's blank too: the member samples at the run's temperature (and batches with the other members)."""
     rows = [r for r in rows_of(table) if r and str(r[0]).strip() not in ("", "nan", "None")]
     if len(rows) >= MAX_MEMBERS:
         return rows, f"⚠ at most {MAX_MEMBERS} members"
-    rows.append([model or "", persona or "", "" if temp is None else temp, ""])
+    text = "" if temp is None else str(temp).strip()
+    if text.lower() in ("", "nan", "none"):
+        value: Any = ""
+    else:
+        try:
+            value = float(text)
+        except ValueError:
+            return rows, f"⚠ temperature {text!r} is not a number (leave it blank for the run's)"
+        if not 0 <= value <= 2:
+            return rows, f"⚠ temperature {value:g} is outside 0..2"
+    rows.append([model or "", persona or "", value, ""])
     return rows, ""
 
 

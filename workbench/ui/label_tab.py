@@ -1,0 +1,205 @@
+"""The Label tab: the researcher judges a queue of stored runs by keyboard, arena-style.
+
+Each run's member answers are shown blind (no names, in a random order fixed per run and session); the
+researcher picks the best (keys 1-8, 0 when none stands out), then the fused answer is revealed and rated
+against that pick (b better, s same, w worse); n skips. Labels go to the run store with the run
+(``RunStore.set_label``, ``blind=True``); the judge's agreement with them (``workbench.labels``) updates as
+you go. The queue lives on the server, per browser session, and its events run one at a time in order, so
+keys pressed faster than the page redraws are applied in the order they were pressed.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import gradio as gr
+
+from ..errors import WorkbenchError
+from ..labels import NONE_STANDS_OUT, agreement, agreement_markdown, blind_order
+from ..policy import Policy
+from ..render.html import esc
+from ..store import RunStore
+from .fuse_tab import owner_of
+from .pool import MAX_MEMBERS
+
+QUEUE = 200  #: runs taken into one queue (the newest unlabelled)
+LETTERS = "ABCDEFGH"
+
+#: Keys -> the button they press while the Label tab is shown (and no text field has the focus).
+KEYS_JS = """
+() => {
+  if (window.__wbLabelKeys) return;
+  window.__wbLabelKeys = true;
+  document.addEventListener('keydown', (e) => {
+    const panel = document.getElementById('label-panel');
+    if (!panel || panel.offsetParent === null) return;
+    const t = e.target;
+    if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' || t.isContentEditable)) return;
+    if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
+    const k = e.key.toLowerCase();
+    const named = {b: 'label-rate-better', s: 'label-rate-same', w: 'label-rate-worse', n: 'label-skip'};
+    const id = named[k] || (/^[0-8]$/.test(k) ? 'label-pick-' + k : null);
+    if (!id) return;
+    const btn = document.getElementById(id);
+    if (btn && btn.offsetParent !== null && !btn.disabled) { e.preventDefault(); btn.click(); }
+  });
+}
+"""
+
+
+class _Sessions:
+    """Each browser session's queue: run ids, position, the pick made on the current run (bounded LRU)."""
+
+    def __init__(self, size: int = 256):
+        self._d: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.size = size
+
+    def get(self, key: str) -> dict[str, Any]:
+        s = self._d.pop(key, None) or {"queue": [], "pos": 0, "pick": None, "done": 0}
+        self._d[key] = s
+        while len(self._d) > self.size:
+            self._d.popitem(last=False)
+        return s
+
+
+def build_label_tab(store: RunStore, policy: Policy) -> None:
+    """Lay out the tab inside the current Blocks and wire its handlers."""
+    sessions = _Sessions()
+    with gr.Tab("Label", elem_id="label-tab"):
+        with gr.Column(elem_id="label-panel"):
+            gr.Markdown("**You as the judge.** Stored runs, one at a time: the member answers are shown blind, "
+                        "in random order. Keys: **1–8** pick the best answer (**0**: none stands out), then the "
+                        "fused answer appears: **b** better, **s** same, **w** worse than your pick; **n** skips. "
+                        "The judge's agreement with you is below.")
+            with gr.Row(equal_height=True):
+                include_eval = gr.Checkbox(False, label="Include evaluation items", elem_id="label-include-eval")
+                start_btn = gr.Button("Start / reload the queue (unlabelled runs, newest first)",
+                                      elem_id="label-start", variant="primary")
+            progress = gr.Markdown("", elem_id="label-progress")
+            prompt_md = gr.Markdown("", elem_id="label-prompt")
+            answers = gr.HTML("", elem_id="label-answers")
+            with gr.Row():
+                picks = [gr.Button(f"{LETTERS[i]} · {i + 1}", elem_id=f"label-pick-{i + 1}", visible=False,
+                                   min_width=70, size="sm") for i in range(MAX_MEMBERS)]
+                none_btn = gr.Button("None stands out · 0", elem_id="label-pick-0", visible=False, size="sm")
+                skip_btn = gr.Button("Skip · n", elem_id="label-skip", visible=False, size="sm")
+            fused = gr.HTML("", elem_id="label-fused")
+            with gr.Row(visible=False) as rate_row:
+                rates = [gr.Button(f"Fused {r} · {r[0]}", elem_id=f"label-rate-{r}", size="sm")
+                         for r in ("better", "same", "worse")]
+            agree_md = gr.Markdown("", elem_id="label-agreement")
+
+    outputs = [progress, prompt_md, answers, fused, rate_row, *picks, none_btn, skip_btn, agree_md]
+
+    def key_of(request) -> str:
+        return getattr(request, "session_hash", None) or "anonymous"
+
+    def view(sess: dict[str, Any], owner: str | None, note: str = "") -> tuple:
+        agree = agreement_markdown(agreement(store.labelled_runs(owner, include_eval=True)))
+        hidden = (gr.update(visible=False),) * (len(picks) + 2)
+        queue, pos = sess["queue"], sess["pos"]
+        if pos >= len(queue):
+            msg = (f"Queue done: **{sess['done']}** labelled this session. " if queue else
+                   "No unlabelled runs with two or more answers here. ") + \
+                "Press *Start* to load more (runs made since, or evaluation items)."
+            return (note + msg, "", "", "", gr.update(visible=False), *hidden, agree)
+        try:
+            r = store.load(queue[pos], owner)
+        except WorkbenchError as exc:  # deleted since the queue was made: skip it
+            sess["pos"] += 1
+            return view(sess, owner, f"⚠ {exc}; skipped. ")
+        outs = r.outputs
+        order = blind_order(r.run_id, len(outs), sess.get("salt", ""))
+        blocks = []
+        for i, j in enumerate(order):
+            o = outs[j]
+            body = esc(o.text) if o.ok else f"<em>(no answer: {esc(o.kind or 'failed')})</em> {esc(o.text)}"
+            blocks.append(f'<div class="wb-blind" data-key="{i + 1}"><strong>Answer {LETTERS[i]}</strong> '
+                          f'<small>(key {i + 1})</small><pre class="wb-pre">{body}</pre></div>')
+        picked = sess["pick"]
+        if picked is None:
+            fused_html = "<p><em>Pick the best answer first; the fused answer shows then.</em></p>"
+        else:
+            which = "none stands out" if picked == NONE_STANDS_OUT else \
+                f"Answer {LETTERS[order.index(next(k for k, o in enumerate(outs) if o.member == picked))]}"
+            fused_html = (f'<div class="wb-blind wb-fused"><strong>The fused answer</strong> <small>(your pick: '
+                          f'{esc(which)}; is this better, the same or worse? b / s / w)</small>'
+                          f'<pre class="wb-pre">{esc(r.final_answer)}</pre></div>')
+        head = (f"{note}Run **{pos + 1} of {len(queue)}** · {sess['done']} labelled this session · "
+                f"`{r.run_id}`")
+        text = r.prompt.get("text") or "(image only)"
+        images = len(r.prompt.get("images", []))
+        prompt = f"**Prompt**{f' ({images} image(s))' if images else ''}:\n\n> " + text.replace("\n", "\n> ")
+        pick_vis = tuple(gr.update(visible=i < len(outs)) for i in range(len(picks)))
+        return (head, prompt, '<div class="wb-blind-grid">' + "".join(blocks) + "</div>", fused_html,
+                gr.update(visible=True), *pick_vis, gr.update(visible=True), gr.update(visible=True), agree)
+
+    def start(with_eval, request: gr.Request = None):
+        owner = owner_of(request, policy)
+        sess = sessions.get(key_of(request))
+        runs = store.list(QUEUE, owner=owner, labelled=False, include_eval=bool(with_eval))
+        queue = []
+        for row in runs:
+            if row["status"] != "done":
+                continue
+            try:
+                r = store.load(row["run_id"], owner)
+            except WorkbenchError:
+                continue
+            if sum(o.ok for o in r.outputs) >= 2 and r.final_answer:
+                queue.append(r.run_id)
+        sess.update(queue=queue, pos=0, pick=None, done=0, salt=key_of(request))
+        return view(sess, owner)
+
+    def pick(k: int):
+        def handler(request: gr.Request = None):
+            owner = owner_of(request, policy)
+            sess = sessions.get(key_of(request))
+            if sess["pos"] >= len(sess["queue"]):
+                return view(sess, owner)
+            if k == 0:
+                sess["pick"] = NONE_STANDS_OUT
+            else:
+                try:
+                    r = store.load(sess["queue"][sess["pos"]], owner)
+                except WorkbenchError as exc:
+                    return view(sess, owner, f"⚠ {exc}. ")
+                order = blind_order(r.run_id, len(r.outputs), sess.get("salt", ""))
+                if k > len(order):
+                    return view(sess, owner, f"⚠ this run has {len(order)} answers. ")
+                sess["pick"] = r.outputs[order[k - 1]].member
+            return view(sess, owner)
+        return handler
+
+    def rate(rating: str):
+        def handler(request: gr.Request = None):
+            owner = owner_of(request, policy)
+            sess = sessions.get(key_of(request))
+            if sess["pos"] >= len(sess["queue"]):
+                return view(sess, owner)
+            if sess["pick"] is None:
+                return view(sess, owner, "⚠ pick the best answer first (1–8, or 0). ")
+            try:
+                store.set_label(sess["queue"][sess["pos"]], sess["pick"], rating, blind=True, owner=owner)
+            except WorkbenchError as exc:
+                return view(sess, owner, f"⚠ {exc}. ")
+            sess.update(pos=sess["pos"] + 1, pick=None, done=sess["done"] + 1)
+            return view(sess, owner)
+        return handler
+
+    def skip(request: gr.Request = None):
+        sess = sessions.get(key_of(request))
+        if sess["pos"] < len(sess["queue"]):
+            sess.update(pos=sess["pos"] + 1, pick=None)
+        return view(sess, owner_of(request, policy))
+
+    # one at a time, in the order pressed: a rating typed right after a pick is applied after it
+    one = dict(api_visibility="private", concurrency_id="label-queue", concurrency_limit=1, show_progress="hidden")
+    start_btn.click(start, include_eval, outputs, **one)
+    for i, b in enumerate(picks):
+        b.click(pick(i + 1), None, outputs, **one)
+    none_btn.click(pick(0), None, outputs, **one)
+    skip_btn.click(skip, None, outputs, **one)
+    for r, b in zip(("better", "same", "worse"), rates):
+        b.click(rate(r), None, outputs, **one)
