@@ -90,3 +90,30 @@ def test_ctrl_c_on_an_idle_demo_with_a_local_model_exits_0(tmp_path, port):
             proc.kill()
     assert proc.returncode == 0, out[-3000:]
     assert "SIGINT: refusing new runs" in out and "terminate called" not in out and "Traceback" not in out
+
+
+def test_a_busy_port_is_one_line_naming_the_flag(tmp_path, port):
+    """`make demo ARGS="--port N"` on a taken port: one line that names a free port and the flag, exit 2."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        env = {**os.environ, "WORKBENCH_HOME": str(tmp_path / "home")}
+        out = subprocess.run([sys.executable, "-m", "workbench.cli", "demo", "--preset", "tiny-offline", "--port",
+                              str(port)], env=env, capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert len(lines) == 1 and f"port {port}" in lines[0] and "in use" in lines[0] and "--port" in lines[0], lines
+    assert "share=True" not in out.stderr
+
+
+def test_the_demo_names_its_flags_not_launch_arguments(tmp_path, port):
+    proc, client = launch_demo(tmp_path, port, ["--preset", "tiny-offline"])
+    try:
+        assert client.view_api(print_info=False, return_format="dict") is not None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=60)[0]
+    assert f"Fusion Workbench on http://127.0.0.1:{port}" in out and "--share" in out
+    assert "share=True" not in out and "launch()" not in out

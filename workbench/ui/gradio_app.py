@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from ..errors import ConfigError
 from ..policy import Policy
 from ..render.html import NOISE_NOTICE
 from ..specs import load_registry
@@ -113,12 +114,60 @@ def start(preset: str | None = None, host: str = "127.0.0.1", port: int | None =
     from ..serve import mount_routes
 
     policy = Policy.for_host(True if (public or kw.get("share")) else public, bind_host=host)
+    port = choose_port(host, port)  # before anything loads: a busy port is one line, not a traceback
     print(policy.describe(), file=sys.stderr, flush=True)
     demo = build_demo(preset, pool=pool, policy=policy, store=kw.pop("store", None), preload=kw.pop("preload", True))
     routes = mount_routes(policy, demo.store, api_key_env)
-    demo.launch(server_name=host, server_port=port, css=CSS, prevent_thread_lock=True,
-                app_kwargs={"routes": routes}, **kw)
+    kw.setdefault("quiet", True)  # Gradio's own lines name launch() arguments; ours name the flags
+    try:
+        demo.launch(server_name=host, server_port=port, css=CSS, prevent_thread_lock=True,
+                    app_kwargs={"routes": routes}, **kw)
+    except OSError as exc:  # taken between the check and the bind
+        demo.close()
+        raise ConfigError(busy_message(host, port)) from exc
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    print(f"Fusion Workbench on {url}  (OpenAI-compatible API at {url}/v1; runs stored in {demo.store.path})",
+          file=sys.stderr, flush=True)
+    if getattr(demo, "share_url", None):
+        print(f"Public link: {demo.share_url}", file=sys.stderr, flush=True)
+    elif not kw.get("share"):
+        print("A public gradio.live link: add --share (make demo ARGS=--share); Ctrl-C stops.", file=sys.stderr,
+              flush=True)
     return demo
+
+
+DEFAULT_PORT = 7860
+
+
+def busy_message(host: str, port: int) -> str:
+    """One line: the port is taken, and the flag that picks a free one."""
+    from ..serve.cli import port_free
+
+    nxt = next((p for p in range(port + 1, port + 100) if port_free(host, p)), None)
+    hint = f"; {nxt} is free: workbench demo --port {nxt} (make demo ARGS=\"--port {nxt}\")" if nxt else ""
+    return f"port {port} on {host} is in use (another workbench or server?){hint}"
+
+
+def choose_port(host: str, port: int | None) -> int:
+    """The port to serve on: the one asked for (ConfigError with the next free one when it is taken), else
+    $GRADIO_SERVER_PORT or 7860, moving to the next free one when that is taken (said on stderr)."""
+    import os
+    import sys
+
+    from ..serve.cli import port_free
+
+    if port is not None:
+        if not port_free(host, port):
+            raise ConfigError(busy_message(host, port))
+        return port
+    first = int(os.environ.get("GRADIO_SERVER_PORT") or DEFAULT_PORT)
+    for p in range(first, first + 100):
+        if port_free(host, p):
+            if p != first:
+                print(f"port {first} is in use; serving on {p} instead (--port N to choose)", file=sys.stderr,
+                      flush=True)
+            return p
+    raise ConfigError(f"no free port in {first}-{first + 99} on {host}: choose one with --port N")
 
 
 def launch(preset: str | None = None, host: str = "127.0.0.1", port: int | None = None,
