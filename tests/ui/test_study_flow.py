@@ -101,6 +101,9 @@ def test_input_strip_thumbnails_prompt_cleared_and_reused(spage, circle_png, tmp
     wait_text(page, "#input-images", "Kept?")
     wait_text(page, "#verdict", "Final answer")
     assert page.input_value("#prompt-box textarea") == "Kept?"
+    page.get_by_role("tab", name="History").click()  # finished runs show there without a refresh
+    wait_text(page, "#runs-table", "Kept?")
+    page.get_by_role("tab", name="Fuse").click()
 
 
 def test_stop_is_enabled_only_while_a_run_runs(spage, server):

@@ -36,6 +36,7 @@ class FuseTab:
     status: Any
     noise_md: Any
     endpoint_added: Any  #: the event of adding an endpoint (other tabs chain their model lists on it)
+    run_event: Any = None  #: the event of a run (History chains its refresh on it)
 
 
 def _load_image(path: str) -> ImageData | str:
@@ -101,7 +102,7 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
                                       label="Max new tokens")
                 temp_sl = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature")
                 swap_sl = gr.Slider(1, 4, value=1, step=1, label="Judge orderings (verdict corrected for position)")
-        with gr.Row(equal_height=True, visible=False) as strip_row:
+        with gr.Row(equal_height=False, visible=False) as strip_row:
             images_strip = gr.HTML("", elem_id="input-images")
             reuse_btn = gr.Button("Reuse this prompt", elem_id="reuse-prompt", scale=0, min_width=140, size="sm")
         last_prompt = gr.State(None)  #: the last run's prompt box value (text and image files), for "reuse"
@@ -285,4 +286,4 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
 
     endpoint_added = ep_btn.click(add_endpoint, [ep_name, ep_url, ep_model, ep_key, ep_vision, saved],
                                   [saved, add_model, judge_dd, status], api_visibility="private")
-    return FuseTab(saved, pool_df, judge_dd, add_model, status, noise_md, endpoint_added)
+    return FuseTab(saved, pool_df, judge_dd, add_model, status, noise_md, endpoint_added, run_event)

@@ -78,6 +78,9 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
             return gr.update(choices=sorted(set(model_choices) | {e["name"] for e in (state or {}).get("endpoints", [])}))
 
         fuse.endpoint_added.then(with_endpoints, fuse.saved, history.judge_dd, api_visibility="private")
+        # a finished run shows in History at once (with the filters the History tab has)
+        fuse.run_event.then(history.refresh_all, history.filters, history.outputs, api_visibility="private",
+                            show_progress="hidden")
 
         def restore(state, request: gr.Request = None):
             state = state or {}
