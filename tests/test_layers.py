@@ -10,6 +10,7 @@ LAYERS = [
     {"errors", "types", "paths", "answers", "escaping"},
     {"settings", "specs"},
     {"records"},
+    {"labels"},,
     {"events", "shutdown", "scripted_server"},
     {"backends"},
     {"store", "render", "plots", "policy", "serving"},

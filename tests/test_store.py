@@ -268,3 +268,16 @@ async def test_cli_runs_list_shows_time_and_origin_and_labels(store, member, cap
     capsys.readouterr()
     assert main(["runs", "agreement", "--store", db]) == 0
     assert "1 of 1" in capsys.readouterr().out
+
+
+async def test_labels_of_a_public_visitor_are_theirs_only(store, member):
+    pool = [member("reply=Paris;own=1", "alpha"), member("reply=Lyon;own=1", "beta")]
+    mine = await wb.fuse("mine", pool, mode="vote", store=store, owner="visitor-a")
+    theirs = await wb.fuse("theirs", pool, mode="vote", store=store, owner="visitor-b")
+    store.set_label(mine.run_id, 0, "same", owner="visitor-a")
+    with pytest.raises(wb.ConfigError, match="no run"):
+        store.set_label(theirs.run_id, 0, "same", owner="visitor-a")
+    with pytest.raises(wb.ConfigError, match="no run"):
+        store.label(mine.run_id, owner="visitor-b")
+    assert [r.run_id for r, _ in store.labelled_runs("visitor-a")] == [mine.run_id]
+    assert store.labelled_runs("visitor-b") == []
