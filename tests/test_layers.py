@@ -10,7 +10,7 @@ LAYERS = [
     {"errors", "types", "paths", "answers", "escaping"},
     {"settings", "specs"},
     {"records"},
-    {"labels"},,
+    {"labels"},
     {"events", "shutdown", "scripted_server"},
     {"backends"},
     {"store", "render", "plots", "policy", "serving"},
