@@ -65,7 +65,8 @@ def agreement(labelled: Iterable[tuple[FusionResult, dict[str, Any]]]) -> dict[s
 
     Returns a dict: ``labelled`` runs; ``compared`` (the human named a best answer and the judge chose one),
     ``agree``, ``rate``, ``ci`` (Wilson 95 %), ``chance`` (mean of 1/members: a judge picking at random);
-    ``skipped`` (why the other runs were not compared); ``by_judge`` (the same per judge); ``fused``: the
+    ``skipped`` (why the other runs were not compared); ``by_judge`` (the same per judge); ``by_view``: the
+    same for blind labels and for labels made seeing names and the judge's pick; ``fused``: the
     ratings of the fused answer (count, share and interval of each of better / same / worse)."""
     labelled = list(labelled)
     rows = []
@@ -86,13 +87,13 @@ def agreement(labelled: Iterable[tuple[FusionResult, dict[str, Any]]]) -> dict[s
         elif n_ok < 2:
             skipped["fewer than two answers"] += 1
         else:
-            rows.append((judge_name(result), pick == human, 1 / max(2, n_ok)))
+            rows.append((judge_name(result), pick == human, 1 / max(2, n_ok), bool(label.get("blind"))))
 
     def block(rs) -> dict[str, Any]:
-        k, n = sum(a for _, a, _ in rs), len(rs)
+        k, n = sum(r[1] for r in rs), len(rs)
         lo, hi = wilson(k, n)
         return {"compared": n, "agree": k, "rate": k / n if n else float("nan"), "ci": (lo, hi),
-                "chance": sum(c for _, _, c in rs) / n if n else float("nan")}
+                "chance": sum(r[2] for r in rs) / n if n else float("nan")}
 
     by_judge: dict[str, list] = defaultdict(list)
     for r in rows:
@@ -100,12 +101,18 @@ def agreement(labelled: Iterable[tuple[FusionResult, dict[str, Any]]]) -> dict[s
     rated = sum(ratings.values())
     fused = {r: {"count": c, "share": c / rated if rated else float("nan"), "ci": wilson(c, rated)}
              for r, c in ratings.items()}
-    return {"labelled": len(labelled), **block(rows), "skipped": dict(skipped),
+    # labels made blind (the Label tab) and labels made seeing the names and the judge's pick (under a run)
+    by_view = {"blind": block([r for r in rows if r[3]]), "seen": block([r for r in rows if not r[3]])}
+    return {"labelled": len(labelled), **block(rows), "skipped": dict(skipped), "by_view": by_view,
             "by_judge": {j: block(rs) for j, rs in sorted(by_judge.items())}, "fused": fused, "rated": rated}
 
 
 def _pct(x: float) -> str:
     return "–" if x != x else f"{100 * x:.0f}%"
+
+
+def _agree(b: dict[str, Any]) -> str:
+    return f"{b['agree']}/{b['compared']} = {_pct(b['rate'])} (CI {_pct(b['ci'][0])}–{_pct(b['ci'][1])})"
 
 
 def agreement_markdown(a: dict[str, Any]) -> str:
@@ -123,8 +130,14 @@ def agreement_markdown(a: dict[str, Any]) -> str:
                         if lo <= a["chance"] else ""))
         if len(a["by_judge"]) > 1 or (a["by_judge"] and a["compared"] < a["labelled"]):
             for j, b in a["by_judge"].items():
-                lines.append(f"- `{j}`: {b['agree']}/{b['compared']} = {_pct(b['rate'])} "
-                             f"(CI {_pct(b['ci'][0])}–{_pct(b['ci'][1])}; chance {_pct(b['chance'])})")
+                lines.append(f"- `{j}`: {_agree(b)}; chance {_pct(b['chance'])}")
+        bv = a["by_view"]
+        if bv["blind"]["compared"] and bv["seen"]["compared"]:
+            lines.append("Blind labels (Label tab): " + _agree(bv["blind"]) + "; labels made seeing the names and "
+                         "the judge's pick (under a run): " + _agree(bv["seen"]) + " — these can lean toward the judge.")
+        elif bv["seen"]["compared"]:
+            lines.append("All these labels were made seeing the names and the judge's pick, which can pull them "
+                         "toward the judge; the Label tab's blind queue gives the unbiased figure.")
     else:
         lines.append(f"**Judge vs you:** {a['labelled']} labelled run(s), none comparable yet.")
     if a["skipped"]:

@@ -90,6 +90,9 @@ class RunStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        # search folds case in Python (SQLite's lower() knows ASCII only: "École" would not find "école")
+        self._conn.create_function("fold", 1, lambda x: x.casefold() if isinstance(x, str) else x,
+                                   deterministic=True)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._migrate()
@@ -128,10 +131,12 @@ class RunStore:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
+                # an upsert, not INSERT OR REPLACE: a replaced row would take the researcher's label with it
                 self._conn.execute(
-                    "INSERT OR REPLACE INTO runs (id, created_at, mode, prompt_text, final_answer, degraded, "
+                    "INSERT INTO runs (id, created_at, mode, prompt_text, final_answer, degraded, "
                     "parent_run_id, data, status, owner, origin, pool_text, judge_text, winner_text, total_tokens, "
-                    "cost_usd, total_s) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "cost_usd, total_s) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                    + ", ".join(f"{c} = excluded.{c}" for c in _SAVED_COLUMNS[1:]),
                     (result.run_id, result.created_at, result.mode, result.prompt.get("text", ""),
                      result.final_answer, int(result.degraded), result.parent_run_id, data,
                      "interrupted" if result.interrupted else "done", owner, *_summary(result)))
@@ -208,12 +213,27 @@ class RunStore:
             conds.append("r.mode = ?")
             args.append(mode)
         for word in (search or "").split()[:8]:
-            like = "%" + word.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            conds.append("(" + " OR ".join(f"lower(r.{c}) LIKE ? ESCAPE '\\'" for c in _SEARCHED) + ")")
+            like = "%" + word.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            conds.append("(" + " OR ".join(f"fold(r.{c}) LIKE ? ESCAPE '\\'" for c in _SEARCHED) + ")")
             args.extend([like] * len(_SEARCHED))
         if labelled is not None:
             conds.append("l.run_id IS NOT NULL" if labelled else "l.run_id IS NULL")
         return ("WHERE " + " AND ".join(conds)) if conds else "", tuple(args)
+
+    def same_prompt(self, run_id: str, owner: str | None = None, limit: int = 50) -> list[str]:
+        """Other runs (newest first) given the same prompt as ``run_id``: the same text and the same images."""
+        text = self._row(run_id, owner, "prompt_text")
+        where, args = ("AND owner = ?", (owner,)) if owner is not None else ("", ())
+        ids = [r[0] for r in self._conn.execute(
+            f"SELECT id FROM runs WHERE prompt_text = ? AND id != ? {where} ORDER BY created_at DESC LIMIT ?",
+            (text, run_id, *args, limit * 4)).fetchall()]
+
+        def shas(rid):
+            return [r[0] for r in self._conn.execute("SELECT sha256 FROM run_images WHERE run_id = ? "
+                                                     "ORDER BY position", (rid,)).fetchall()]
+
+        mine = shas(run_id)
+        return [i for i in ids if shas(i) == mine][:limit]
 
     # ---- the researcher as a judge: one label per run ----
 
@@ -224,7 +244,11 @@ class RunStore:
         against it (better / same / worse; None: not rated)."""
         result = self.load(run_id, owner)
         n = len(result.outputs)
-        if best_member is not None and not (-1 <= int(best_member) < n):
+        try:
+            best_member = None if best_member is None else int(best_member)
+        except (TypeError, ValueError):
+            raise ConfigError(f"the best member is a member's number, not {best_member!r}") from None
+        if best_member is not None and not (-1 <= best_member < n):
             raise ConfigError(f"run {run_id} has {n} member answers; there is no member {best_member}")
         if fused is not None and fused not in RATINGS:
             raise ConfigError(f"rate the fused answer as one of {', '.join(RATINGS)}, not {fused!r}")
@@ -232,10 +256,12 @@ class RunStore:
             raise ConfigError("a label needs the best member answer, a rating of the fused answer, or both")
         import time
 
-        with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO labels VALUES (?,?,?,?,?)",
-                               (run_id, None if best_member is None else int(best_member), fused, int(blind),
-                                time.time()))
+        try:
+            with self._lock:
+                self._conn.execute("INSERT OR REPLACE INTO labels VALUES (?,?,?,?,?)",
+                                   (run_id, best_member, fused, int(blind), time.time()))
+        except sqlite3.IntegrityError:  # the run was deleted meanwhile
+            raise ConfigError(f"no run {run_id!r} in this store") from None
         return self.label(run_id, owner)
 
     def label(self, run_id: str, owner: str | None = None) -> dict[str, Any] | None:
@@ -322,6 +348,9 @@ class RunStore:
         self._conn.close()
 
 
+_SAVED_COLUMNS = ("id", "created_at", "mode", "prompt_text", "final_answer", "degraded", "parent_run_id", "data",
+                  "status", "owner", "origin", "pool_text", "judge_text", "winner_text", "total_tokens", "cost_usd",
+                  "total_s")
 _LIST_COLUMNS = ("id", "created_at", "mode", "prompt_text", "final_answer", "degraded", "parent_run_id", "status",
                  "origin", "pool_text", "judge_text", "winner_text", "total_tokens", "cost_usd", "total_s")
 _LIST_KEYS = ("run_id", "created_at", "mode", "prompt", "final_answer", "degraded", "parent_run_id", "status",
@@ -356,6 +385,14 @@ def _backfill_summaries(conn: sqlite3.Connection) -> None:
             continue
         conn.execute("UPDATE runs SET origin=?, pool_text=?, judge_text=?, winner_text=?, total_tokens=?, "
                      "cost_usd=?, total_s=? WHERE id = ?", (*_summary(result), run_id))
+    # the fused runs of earlier evaluations are named in their result rows (the pool's own runs are not)
+    for (data,) in conn.execute("SELECT data FROM eval_rows").fetchall():
+        try:
+            run_id = json.loads(data).get("run_id")
+        except ValueError:
+            continue
+        if run_id:
+            conn.execute("UPDATE runs SET origin = 'eval:(before origins)' WHERE id = ? AND origin = ''", (run_id,))
 
 
 BACKFILL[5] = _backfill_summaries

@@ -290,6 +290,19 @@ def test_label_a_queue_of_runs_by_keyboard(browser, tmp_path_factory, remote, ca
         with capsys.disabled():
             print(f"\nlabelled 20 runs by keyboard in {elapsed:.1f} s ({elapsed / 20:.2f} s a run, "
                   f"waiting for each redraw)")
+        # keys typed ahead of the redraws are applied in order, none dropped (three runs, six keys at once)
+        async def three():
+            return [await wb.fuse(f"More {k}?", pool, judge, store=store, origin="page") for k in range(3)]
+
+        more = in_thread(three)
+        page.click("#label-start")
+        wait_text(page, "#label-progress", "Run 1 of 3")
+        page.click("#label-progress")
+        page.keyboard.type("0s0s0s", delay=20)
+        wait_text(page, "#label-progress", "Queue done")
+        assert [store.label(r.run_id)["best_member"] for r in more] == [-1, -1, -1]
+        assert all(store.label(r.run_id)["fused"] == "same" for r in more)
+        wait_text(page, "#label-agreement", "15 of 20")  # "none stands out" is not compared
         # the same figure on the Evaluate tab
         page.get_by_role("tab", name="Evaluate").click()
         page.click("#eval-agreement-refresh")

@@ -40,7 +40,7 @@ def register(sub) -> None:
     s.add_argument("--origin", help="list: only runs from page, api, gradio-api, cli, python, eval (any evaluation) "
                                     "or eval:DATASET")
     s.add_argument("--search", help="list: words that must all appear in the prompt, answer, pool or judge")
-    s.add_argument("--all", action="store_true", help="list / agreement: include evaluation items (hidden by default)")
+    s.add_argument("--all", action="store_true", help="list: include evaluation items (hidden by default)")
     s.add_argument("--best", help="label: the best member answer (its number from 1, or its name; 0: none stands out)")
     s.add_argument("--fused", choices=["better", "same", "worse"],
                    help="label: the fused answer compared with the best member answer")
@@ -120,14 +120,14 @@ def cmd_runs(args) -> int:
         for r in rows:
             print(list_line(r))
         total = store.count(**filters)
-        hidden = "" if args.all or args.origin else \
-            f"; {store.count() - store.count(include_eval=False)} evaluation item(s) hidden (--all shows them)"
+        n_hidden = 0 if args.all or args.origin else store.count(**{**filters, "include_eval": True}) - total
+        hidden = f"; {n_hidden} evaluation item(s) hidden (--all shows them)" if n_hidden else ""
         print(f"{len(rows)} of {total} run(s){hidden}; store: {store.path}", file=sys.stderr)
         return 0
     if args.action == "agreement":
         from ..labels import agreement, agreement_markdown
 
-        a = agreement(store.labelled_runs(include_eval=args.all))
+        a = agreement(store.labelled_runs(include_eval=True))  # as History and Evaluate report it
         print(json.dumps(a, indent=2, default=str) if args.json else agreement_markdown(a).replace("**", ""))
         return 0
     if not args.run_id:

@@ -192,6 +192,14 @@ def status_line(result: FusionResult) -> str:
     return line
 
 
+def _plain_stats(o: MemberOutput) -> str:
+    if not o.ok:
+        return f"failed ({o.kind}): {o.reason}"
+    tps = o.tokens_per_s
+    return (f"done at {fmt_s(o.end_s)} · {o.prompt_tokens}→{o.completion_tokens} tok"
+            + (f" · {tps:.1f} tok/s" if tps is not None else "") + f" · {o.finish_reason}")
+
+
 def _run_column(r: FusionResult) -> str:
     import time
 
@@ -202,7 +210,7 @@ def _run_column(r: FusionResult) -> str:
     cost = f"${r.total_cost_usd:.5f}" if r.total_cost_usd is not None else "cost –"
     members = "".join(
         f'<div class="wb-answer"><strong>{esc(o.label)}</strong>{" ★" if o.member == (v.winner if v else None) else ""}'
-        f' <small>{esc(member_stats(o))}</small><pre class="wb-pre">{esc(o.text)}</pre></div>' for o in r.outputs)
+        f' <small>{esc(_plain_stats(o))}</small><pre class="wb-pre">{esc(o.text)}</pre></div>' for o in r.outputs)
     return (f'<div class="wb-compare-col" data-run="{esc(r.run_id)}">'
             f'<h4>{esc(r.run_id)}</h4><p>{time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at))} · '
             f'{esc(r.origin or "unknown")} · mode <strong>{esc(r.mode)}</strong> · judge <strong>{esc(judge)}</strong></p>'

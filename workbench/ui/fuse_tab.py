@@ -207,9 +207,9 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
             first[bodies[i]] = ""
             first[stats[i]] = "waiting…" if i < n else ""
         key = session_of(request)
-        running[key] = running.get(key, 0) + 1
-        yield first
         try:
+            running[key] = running.get(key, 0) + 1
+            yield first
             events = fuse_stream(prompt, members, judge_member, mode, settings, store=store, registry=reg,
                                  policy=policy, owner=owner_of(request, policy), quota=quota_of(request, policy),
                                  origin="page")

@@ -106,8 +106,7 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, sa
                   labelled={"labelled": True, "unlabelled": False}.get(labelled))
         runs = store.list(PAGE, owner=owner, **kw)
         total = store.count(owner=owner, **kw)
-        hidden = 0 if with_eval or kw["origin"] else store.count(owner=owner) - store.count(owner=owner,
-                                                                                          include_eval=False)
+        hidden = 0 if with_eval or kw["origin"] else store.count(owner=owner, **{**kw, "include_eval": True}) - total
         note = f"**{total}** run(s) match" + (f"; the newest {PAGE} shown" if total > PAGE else "") + \
             (f"; {hidden} evaluation item(s) hidden (tick *Show evaluation items*)" if hidden else "") + \
             ". Click a row to open the run."
@@ -140,9 +139,8 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, sa
             result = store.load(run_id, owner=owner)
             label = store.label(run_id, owner)
         except WorkbenchError as exc:
-            return f"⚠ {exc}", "", None, gr.update(visible=False), gr.update(), gr.update(), gr.update(), ""
-        same = [r["run_id"] for r in store.list(50, owner=owner, search=None) if r["run_id"] != run_id
-                and r["prompt"] == result.prompt.get("text", "")]
+            return f"⚠ {exc}", "", None, gr.update(visible=False), gr.update(), gr.update(), gr.update(), "", None
+        same = store.same_prompt(run_id, owner)
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(result.created_at))
         msg = (f"Run `{result.run_id}` ({when}, from {result.origin or 'unknown'})"
                + (f"; {len(same)} other run(s) of the same prompt: pick one under *Compare with*" if same else ""))
@@ -152,9 +150,11 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, sa
         return (msg, render.to_markdown(result), plots.run_timeline(result),
                 gr.update(visible=bool(result.outputs)), best,
                 gr.update(value=label["fused"] if label else None),
-                gr.update(choices=same, value=same[0] if same else None), "")
+                gr.update(choices=same, value=same[0] if same else None), "", result.run_id)
 
-    open_outputs = [hist_status, hist_view, hist_plot, label_box, label_best, label_fused, compare_dd, compare_view]
+    opened = gr.State(None)  #: the run shown below (a label is saved to it, whatever the Run box holds now)
+    open_outputs = [hist_status, hist_view, hist_plot, label_box, label_best, label_fused, compare_dd, compare_view,
+                    opened]
     open_btn.click(open_run, run_dd, open_outputs, api_visibility="private")
 
     def open_row(row_ids, evt: gr.SelectData, request: gr.Request = None):
@@ -184,7 +184,7 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, sa
             return (f"⚠ {exc}",) + tuple(gr.update() for _ in outputs)
         return (f"Saved your label of `{run_id}`.",) + refresh_all(*flt, request=request)
 
-    label_btn.click(save_label, [run_dd, label_best, label_fused, *filters], [hist_status, *outputs],
+    label_btn.click(save_label, [opened, label_best, label_fused, *filters], [hist_status, *outputs],
                     api_visibility="private")
 
     async def rejudge_run(run_id, judge, mode, state, *flt, request: gr.Request = None):
@@ -196,15 +196,16 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, sa
             new = await rejudge(old, policy.member(judge, reg) if MODES[mode].judged else None, mode,
                                 images=images, registry=reg, policy=policy, quota=quota_of(request, policy))
         except WorkbenchError as exc:
-            return (f"⚠ {exc}", gr.update(), gr.update()) + tuple(gr.update() for _ in outputs)
+            return (f"⚠ {exc}", gr.update(), gr.update(), gr.update(), gr.update()) + tuple(gr.update()
+                                                                                        for _ in outputs)
         await asyncio.to_thread(store.save, new, images, owner)
         fresh = list(refresh_all(*flt, request=request))
         fresh[outputs.index(run_dd)] = gr.update(choices=fresh[1], value=new.run_id)
         return (f"Re-judged `{old.run_id}` as `{new.run_id}` ({mode}, no member regenerated).",
-                render.to_markdown(new), plots.run_timeline(new), *fresh)
+                render.to_markdown(new), plots.run_timeline(new), new.run_id, gr.update(value=None), *fresh)
 
     rj_btn.click(rejudge_run, [run_dd, rj_judge, rj_mode, saved, *filters],
-                 [hist_status, hist_view, hist_plot, *outputs], api_visibility="private")
+                 [hist_status, hist_view, hist_plot, opened, label_fused, *outputs], api_visibility="private")
 
     def export(run_id, fmt, request):
         try:

@@ -18,7 +18,7 @@ import gradio as gr
 from ..errors import WorkbenchError
 from ..labels import NONE_STANDS_OUT, agreement, agreement_markdown, blind_order
 from ..policy import Policy
-from ..render.html import esc
+from ..render.html import esc, thumbnails_html
 from ..store import RunStore
 from .fuse_tab import owner_of
 from .pool import MAX_MEMBERS
@@ -77,7 +77,7 @@ def build_label_tab(store: RunStore, policy: Policy) -> None:
                 start_btn = gr.Button("Start / reload the queue (unlabelled runs, newest first)",
                                       elem_id="label-start", variant="primary")
             progress = gr.Markdown("", elem_id="label-progress")
-            prompt_md = gr.Markdown("", elem_id="label-prompt")
+            prompt_md = gr.HTML("", elem_id="label-prompt")
             answers = gr.HTML("", elem_id="label-answers")
             with gr.Row():
                 picks = [gr.Button(f"{LETTERS[i]} · {i + 1}", elem_id=f"label-pick-{i + 1}", visible=False,
@@ -95,8 +95,10 @@ def build_label_tab(store: RunStore, policy: Policy) -> None:
     def key_of(request) -> str:
         return getattr(request, "session_hash", None) or "anonymous"
 
-    def view(sess: dict[str, Any], owner: str | None, note: str = "") -> tuple:
-        agree = agreement_markdown(agreement(store.labelled_runs(owner, include_eval=True)))
+    def view(sess: dict[str, Any], owner: str | None, note: str = "", fresh: bool = False) -> tuple:
+        if fresh or "agree" not in sess:  # after a label or a start only: a pick changes no figure
+            sess["agree"] = agreement_markdown(agreement(store.labelled_runs(owner, include_eval=True)))
+        agree = sess["agree"]
         hidden = (gr.update(visible=False),) * (len(picks) + 2)
         queue, pos = sess["queue"], sess["pos"]
         if pos >= len(queue):
@@ -128,9 +130,9 @@ def build_label_tab(store: RunStore, policy: Policy) -> None:
                           f'<pre class="wb-pre">{esc(r.final_answer)}</pre></div>')
         head = (f"{note}Run **{pos + 1} of {len(queue)}** · {sess['done']} labelled this session · "
                 f"`{r.run_id}`")
-        text = r.prompt.get("text") or "(image only)"
-        images = len(r.prompt.get("images", []))
-        prompt = f"**Prompt**{f' ({images} image(s))' if images else ''}:\n\n> " + text.replace("\n", "\n> ")
+        images = store.images(r.run_id, owner) if r.prompt.get("images") else []
+        prompt = ('<div class="wb-label-prompt">' + thumbnails_html(r.prompt.get("text") or "", images, size=160)
+                  .replace("This run's prompt", "Prompt") + "</div>")
         pick_vis = tuple(gr.update(visible=i < len(outs)) for i in range(len(picks)))
         return (head, prompt, '<div class="wb-blind-grid">' + "".join(blocks) + "</div>", fused_html,
                 gr.update(visible=True), *pick_vis, gr.update(visible=True), gr.update(visible=True), agree)
@@ -150,7 +152,7 @@ def build_label_tab(store: RunStore, policy: Policy) -> None:
             if sum(o.ok for o in r.outputs) >= 2 and r.final_answer:
                 queue.append(r.run_id)
         sess.update(queue=queue, pos=0, pick=None, done=0, salt=key_of(request))
-        return view(sess, owner)
+        return view(sess, owner, fresh=True)
 
     def pick(k: int):
         def handler(request: gr.Request = None):
@@ -185,7 +187,7 @@ def build_label_tab(store: RunStore, policy: Policy) -> None:
             except WorkbenchError as exc:
                 return view(sess, owner, f"⚠ {exc}. ")
             sess.update(pos=sess["pos"] + 1, pick=None, done=sess["done"] + 1)
-            return view(sess, owner)
+            return view(sess, owner, fresh=True)
         return handler
 
     def skip(request: gr.Request = None):
@@ -194,8 +196,11 @@ def build_label_tab(store: RunStore, policy: Policy) -> None:
             sess.update(pos=sess["pos"] + 1, pick=None)
         return view(sess, owner_of(request, policy))
 
-    # one at a time, in the order pressed: a rating typed right after a pick is applied after it
-    one = dict(api_visibility="private", concurrency_id="label-queue", concurrency_limit=1, show_progress="hidden")
+    # one at a time, in the order pressed: a rating typed right after a pick is applied after it; a key pressed
+    # again before the page redrew counts again ("multiple"), it is not dropped. Each event is a few ms of
+    # SQLite (the agreement is recomputed only after a label), so one lane serves many labellers.
+    one = dict(api_visibility="private", concurrency_id="label-queue", concurrency_limit=1, show_progress="hidden",
+               trigger_mode="multiple")
     start_btn.click(start, include_eval, outputs, **one)
     for i, b in enumerate(picks):
         b.click(pick(i + 1), None, outputs, **one)
