@@ -164,3 +164,33 @@ async def test_page_handlers_recheck_the_browser_state_on_every_call(listener, m
         await attack()
     assert any("⚠" in s and "key" in s for s in said), said
     assert Listener.seen == []
+
+
+async def test_a_visitor_sees_counts_and_labels_only_their_own_runs(tmp_path, remote):
+    """Public mode: History's table, counts and agreement, and the Label tab's queue hold only the visitor's runs."""
+    from types import SimpleNamespace
+
+    import workbench as wb
+    from workbench.specs import Member
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    pool = [Member(remote("reply=Paris;vis=1", name="alpha")), Member(remote("reply=Lyon;vis=1", name="beta"))]
+    judge = Member(remote("judge_pick=Lyon;vis=1", name="J"))
+    a = [await wb.fuse(f"a{k}", pool, judge, store=store, owner="sess-a", origin="page") for k in range(2)]
+    await wb.fuse("b0", pool, judge, store=store, owner="sess-b", origin="page")
+    await wb.fuse("b1", pool, judge, store=store, owner="sess-b", origin="eval:builtin:arithmetic")
+    store.set_label(a[0].run_id, 1, "same", owner="sess-a")
+    demo = build_demo("tiny-offline", store=store, preload=False, policy=Policy.for_host(public=True))
+    fns = {f.fn.__qualname__: f.fn for f in demo.fns.values() if f.fn is not None}
+    refresh_all = fns["build_history_tab.<locals>.refresh_all"]
+    start = fns["build_label_tab.<locals>.start"]
+    visitor = {s: SimpleNamespace(session_hash=s, client=SimpleNamespace(host="203.0.113.9")) for s in ("sess-a",
+                                                                                                       "sess-b")}
+    rows_a, ids_a, note_a, agree_a, *_ = refresh_all(request=visitor["sess-a"])
+    rows_b, ids_b, note_b, agree_b, *_ = refresh_all(request=visitor["sess-b"])
+    assert set(ids_a) == {r.run_id for r in a} and "2** run(s) match" in note_a and "1 of 1" in agree_a
+    assert len(ids_b) == 1 and "1 evaluation item(s) hidden" in note_b and "no labelled runs" in agree_b
+    queue_b = start(True, request=visitor["sess-b"])
+    assert "Run **1 of 2**" in queue_b[0] and "a0" not in queue_b[1] and "a1" not in queue_b[1]
+    queue_a = start(False, request=visitor["sess-a"])
+    assert "Run **1 of 1**" in queue_a[0]  # a0 is labelled already
