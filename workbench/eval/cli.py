@@ -58,17 +58,27 @@ def cmd_eval(args) -> int:
 def run_experiments(df, names: list[str], judge: str | None, dataset: str, out: str,
                     pool: list[str] | None = None, store=None, settings=None, limit: int | None = None,
                     mode: str = "best-of") -> None:
-    """Run instruments on an evaluation frame; print each summary, write its table (CSV) and all figures in one
-    HTML page (plotly included once)."""
+    """Run instruments on an evaluation frame; print each summary, write its table (CSV) and one self-contained
+    HTML page (what ran, a noise notice, per instrument its table, headline numbers and figure; plotly.js once)."""
+    import html
     import json
     from pathlib import Path
 
     from .. import experiments as X
     from ..errors import ConfigError
+    from .report import figure_html, noise_notice, page, table_html
 
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    parts = []
+    items = int(df["item_id"].nunique()) if "item_id" in df else 0
+    parts = [f"<h1>Research instruments: {html.escape(dataset)}</h1>",
+             f"<p class='wb-summary'>{html.escape(', '.join(dict.fromkeys(names)))} on the cached member answers of "
+             f"{items} items of {html.escape(dataset)} "
+             f"(pool: {html.escape(', '.join(df.attrs.get('pool') or pool or []))}"
+             f"; judge: {html.escape(str(judge))}). Each section shows the instrument's table, its headline numbers "
+             "(with paired 95% intervals) and its figure; an interval that includes 0 is no evidence either way.</p>"]
+    if noise_notice(df):
+        parts.append(f"<p class='wb-notice'>{html.escape(noise_notice(df))}</p>")
     for name in dict.fromkeys(names):
         if name == "cost_matched_ablation":
             if not judge:
@@ -94,7 +104,10 @@ def run_experiments(df, names: list[str], judge: str | None, dataset: str, out: 
         e.frame.to_csv(folder / f"{name}.csv", index=False)
         print(f"\n== {name} ({e.judge_calls} judge calls) ==\n{e.frame.to_string(index=False)}")
         print(json.dumps(e.summary, indent=1, default=str))
-        parts.append(e.figure.to_html(full_html=False, include_plotlyjs=not parts))
-    page = folder / "experiments.html"
-    page.write_text("<!doctype html><meta charset='utf-8'><title>Experiments</title>" + "".join(parts))
-    print(f"\nwrote {page}")
+        parts += [f"<h2>{html.escape(name)}</h2>", f"<p class='muted'>{e.judge_calls} judge calls</p>",
+                  table_html(e.frame), "<details><summary>headline numbers</summary><pre>"
+                  + html.escape(json.dumps(e.summary, indent=1, default=str)) + "</pre></details>",
+                  figure_html(e.figure, f"fig-{name}")]
+    path = folder / "experiments.html"
+    path.write_text(page("Research instruments", parts))
+    print(f"\nwrote {path}")
