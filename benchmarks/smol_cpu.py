@@ -8,7 +8,8 @@ Prints:
 3. 4 members sharing one model in one batched call vs one member alone vs 4 separate calls (ratios);
 4. a 3-member best-of run end to end vs its slowest member (ratio), locally and through `transformers serve`;
 5. the valid-verdict rate of tiny and SmolLM2 judges per mode, without and with constrained decoding.
-Run it on an idle machine: under load every figure moves (FACTS.md), the ratios less than the times.
+Run it on an idle machine: under load every figure moves (see FACTS.md at the repo root), the ratios less than
+the times.
 """
 
 from __future__ import annotations

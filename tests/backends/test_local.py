@@ -36,7 +36,7 @@ def tiny_fp32():
 
 
 def test_llama4_forward_pass_with_image(tiny_dir):
-    """Catches a transformers release that breaks Llama 4 (5.24.0 did: see FACTS.md)."""
+    """Catches a transformers release that breaks Llama 4 (5.24.0 did: see FACTS.md at the repo root)."""
     from transformers import AutoProcessor, Llama4ForConditionalGeneration
 
     model = Llama4ForConditionalGeneration.from_pretrained(tiny_dir, dtype=torch.bfloat16)

@@ -53,7 +53,7 @@ def tiny_config():
 
 
 def tiny_config_kwargs(vocab_size: int) -> dict:
-    """The tiny Llama 4 config, following FACTS.md's consistency rules."""
+    """The tiny Llama 4 config, following the consistency rules in FACTS.md at the repo root."""
     text = dict(
         vocab_size=vocab_size, hidden_size=64, intermediate_size=64, intermediate_size_mlp=128,
         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
@@ -115,8 +115,8 @@ def build_tiny_llama4(out_dir: str | Path, seed: int = 0, dtype: str = "bfloat16
                 if ".experts." in name:
                     p.normal_(0.0, expert_std)
     model = model.to(getattr(torch, dtype))
-    # `.to(bfloat16)` turns the vision rotary buffer real (FACTS.md); it is not saved, and loading with
-    # `dtype=bfloat16` rebuilds it correctly.
+    # `.to(bfloat16)` turns the vision rotary buffer real (see FACTS.md at the repo root); it is not saved, and
+    # loading with `dtype=bfloat16` rebuilds it correctly.
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|end_of_text|>")]
     image_processor = Llama4ImageProcessor(size={"height": 32, "width": 32}, max_patches=4)
