@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import ConfigError, WorkbenchError
-from .labels import NONE_STANDS_OUT, RATINGS  # noqa: F401 (NONE_STANDS_OUT: for callers)
+from .labels import RATINGS
 from .paths import data_home
 from .records import FusionResult
 from .types import ImageData

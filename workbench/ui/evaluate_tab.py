@@ -95,7 +95,6 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
             s = metrics.summary(df)
             acc = s["accuracy"]
             shown = acc[["system", "n", "accuracy", "ci_low", "ci_high", "tokens_per_correct", "mean_latency_s"]].round(3)
-            paired = s["paired"]
             lines = [f"**{len(df['item_id'].unique())} items** · best single member: **{s['best_member']}**"]
             lines += metric_lines(s)
             if any(m.model.is_noise for m in members):

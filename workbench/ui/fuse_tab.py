@@ -47,6 +47,22 @@ def _load_image(path: str) -> ImageData | str:
         return str(exc)
 
 
+def label_controls(prefix: str) -> tuple:
+    """The researcher's label of one run (best member answer, the fused answer against it, save), hidden until
+    a run is shown: (group, best radio, rating radio, save button); element ids ``{prefix}label-...``."""
+    with gr.Group(visible=False, elem_id=f"{prefix}label-box") as box:
+        with gr.Row(equal_height=True):
+            best = gr.Radio([], label="You as the judge: the best member answer", elem_id=f"{prefix}label-best")
+            fused = gr.Radio(list(RATINGS), label="The fused answer, against that one", elem_id=f"{prefix}label-fused")
+            save = gr.Button("Save my label", elem_id=f"{prefix}label-save", scale=0, min_width=120)
+    return box, best, fused, save
+
+
+def label_choices(result: FusionResult) -> list[tuple[str, int]]:
+    """The best-member choices of a run: its members by name, and "none stands out"."""
+    return [(o.label, o.member) for o in result.outputs] + [("none stands out", NONE_STANDS_OUT)]
+
+
 def owner_of(request: gr.Request | None, policy: Policy) -> str | None:
     """Whose runs these are: the visitor's session on a public server; nobody's (shared) locally."""
     return (getattr(request, "session_hash", None) or "anonymous") if policy.public else None
@@ -119,13 +135,8 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
             transcript = gr.HTML("", elem_id="transcript")
         with gr.Accordion("Judge", open=True, elem_id="judge-acc"):
             verdict = gr.HTML("", elem_id="verdict")
-            with gr.Group(visible=False, elem_id="your-verdict") as label_box:
-                with gr.Row(equal_height=True):
-                    label_best = gr.Radio([], label="You as the judge: the best member answer", elem_id="label-best")
-                    label_fused = gr.Radio(list(RATINGS), label="The fused answer, against that one",
-                                           elem_id="label-fused")
-                    label_btn = gr.Button("Save my label", elem_id="label-save", scale=0, min_width=120)
-                label_msg = gr.Markdown("", elem_id="label-msg")
+            label_box, label_best, label_fused, label_btn = label_controls("")
+            label_msg = gr.Markdown("", elem_id="label-msg")
         with gr.Row():
             timeline_plot = gr.Plot(label="Timeline")
             tokens_plot = gr.Plot(label="Tokens and cost")
@@ -155,8 +166,7 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
                 render.member_stats(o, batched.get(o.member))
         if result.outputs and not result.interrupted:
             upd[label_box] = gr.update(visible=True)
-            upd[label_best] = gr.update(choices=[(o.label, o.member) for o in result.outputs]
-                                        + [("none stands out", NONE_STANDS_OUT)], value=None)
+            upd[label_best] = gr.update(choices=label_choices(result), value=None)
             upd[label_fused] = gr.update(value=None)
             upd[label_msg] = ""
         return upd

@@ -16,11 +16,11 @@ from .. import plots, render
 from ..errors import WorkbenchError
 from ..fusion.engine import rejudge
 from ..fusion.modes import MODE_NAMES, MODES
-from ..labels import NONE_STANDS_OUT, RATINGS, agreement, agreement_markdown
+from ..labels import agreement, agreement_markdown
 from ..policy import Policy
 from ..render.html import compare_html
 from ..store import RunStore
-from .fuse_tab import owner_of, quota_of
+from .fuse_tab import label_choices, label_controls, owner_of, quota_of
 
 HEADERS = ["when", "origin", "mode", "pool", "judge", "verdict", "cost", "tokens", "you", "prompt", "run"]
 PAGE = 200  #: rows shown at once (the newest that match; the count says how many match)
@@ -79,12 +79,7 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, sa
             compare_btn = gr.Button("Compare side by side", elem_id="compare-runs", scale=0, min_width=120)
         hist_status = gr.Markdown("", elem_id="history-status")
         compare_view = gr.HTML("", elem_id="compare-view")
-        with gr.Group(visible=False, elem_id="hist-label-box") as label_box:
-            with gr.Row(equal_height=True):
-                label_best = gr.Radio([], label="You as the judge: the best member answer", elem_id="hist-label-best")
-                label_fused = gr.Radio(list(RATINGS), label="The fused answer, against that one",
-                                       elem_id="hist-label-fused")
-                label_btn = gr.Button("Save my label", elem_id="hist-label-save", scale=0, min_width=120)
+        label_box, label_best, label_fused, label_btn = label_controls("hist-")
         hist_view = gr.Markdown("", elem_id="history-view")
         hist_plot = gr.Plot(label="Timeline")
         with gr.Accordion("Re-judge or export this run", open=False, elem_id="hist-actions"):
@@ -144,9 +139,7 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, sa
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(result.created_at))
         msg = (f"Run `{result.run_id}` ({when}, from {result.origin or 'unknown'})"
                + (f"; {len(same)} other run(s) of the same prompt: pick one under *Compare with*" if same else ""))
-        best = gr.update(choices=[(o.label, o.member) for o in result.outputs]
-                         + [("none stands out", NONE_STANDS_OUT)],
-                         value=label["best_member"] if label else None)
+        best = gr.update(choices=label_choices(result), value=label["best_member"] if label else None)
         return (msg, render.to_markdown(result), plots.run_timeline(result),
                 gr.update(visible=bool(result.outputs)), best,
                 gr.update(value=label["fused"] if label else None),

@@ -4,8 +4,9 @@ Each run's member answers are shown blind (no names, in a random order fixed per
 researcher picks the best (keys 1-8, 0 when none stands out), then the fused answer is revealed and rated
 against that pick (b better, s same, w worse); n skips. Labels go to the run store with the run
 (``RunStore.set_label``, ``blind=True``); the judge's agreement with them (``workbench.labels``) updates as
-you go. The queue lives on the server, per browser session, and its events run one at a time in order, so
-keys pressed faster than the page redraws are applied in the order they were pressed.
+you go. The queue lives on the server, per browser session; the page sends one key at a time (the next once
+the last one's effect is shown) and the server runs the tab's events one at a time, so keys typed faster than
+the page redraws are applied in the order they were typed.
 """
 
 from __future__ import annotations
@@ -31,6 +32,25 @@ KEYS_JS = """
 () => {
   if (window.__wbLabelKeys) return;
   window.__wbLabelKeys = true;
+  // Keys are queued and pressed one at a time: the next only after the page showed the last one's effect (or
+  // 2 s), so two requests never race to the server and keys typed ahead are applied in the order typed.
+  const queue = [];
+  let busy = false;
+  const watched = () => ['label-progress', 'label-fused'].map(i => document.getElementById(i)).filter(Boolean);
+  const snapshot = () => watched().map(e => e.innerText).join('|');
+  function pump() {
+    if (busy || !queue.length) return;
+    const btn = document.getElementById(queue.shift());
+    if (!btn || btn.offsetParent === null || btn.disabled) { pump(); return; }
+    busy = true;
+    const before = snapshot();
+    let done = false;
+    const finish = () => { if (done) return; done = true; obs.disconnect(); busy = false; setTimeout(pump, 0); };
+    const obs = new MutationObserver(() => { if (snapshot() !== before) finish(); });
+    watched().forEach(el => obs.observe(el, {childList: true, subtree: true, characterData: true}));
+    setTimeout(finish, 2000);
+    btn.click();
+  }
   document.addEventListener('keydown', (e) => {
     const panel = document.getElementById('label-panel');
     if (!panel || panel.offsetParent === null) return;
@@ -41,8 +61,9 @@ KEYS_JS = """
     const named = {b: 'label-rate-better', s: 'label-rate-same', w: 'label-rate-worse', n: 'label-skip'};
     const id = named[k] || (/^[0-8]$/.test(k) ? 'label-pick-' + k : null);
     if (!id) return;
-    const btn = document.getElementById(id);
-    if (btn && btn.offsetParent !== null && !btn.disabled) { e.preventDefault(); btn.click(); }
+    e.preventDefault();
+    queue.push(id);
+    pump();
   });
 }
 """
