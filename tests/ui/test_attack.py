@@ -194,3 +194,31 @@ async def test_a_visitor_sees_counts_and_labels_only_their_own_runs(tmp_path, re
     assert "Run **1 of 2**" in queue_b[0] and "a0" not in queue_b[1] and "a1" not in queue_b[1]
     queue_a = start(False, request=visitor["sess-a"])
     assert "Run **1 of 1**" in queue_a[0]  # a0 is labelled already
+
+
+async def test_label_keys_arriving_out_of_order_still_make_whole_labels(tmp_path, remote):
+    """A rating that reaches the server before its pick (two requests racing) is kept until the pick comes."""
+    from types import SimpleNamespace
+
+    import workbench as wb
+    from workbench.specs import Member
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    pool = [Member(remote("reply=Paris;ooo=1", name="alpha")), Member(remote("reply=Lyon;ooo=1", name="beta"))]
+    runs = [await wb.fuse(f"q{k}", pool, mode="vote", store=store, origin="page") for k in range(2)]
+    demo = build_demo("tiny-offline", store=store, preload=False)
+    me = SimpleNamespace(session_hash="s1", client=SimpleNamespace(host="127.0.0.1"))
+    handlers = {}
+    for f in demo.fns.values():
+        for block_id, _ in f.targets:
+            elem = getattr(demo.blocks.get(block_id), "elem_id", None)
+            if elem and elem.startswith("label-"):
+                handlers[elem] = f.fn
+    handlers["label-start"](False, request=me)
+    handlers["label-rate-worse"](request=me)  # arrives first
+    out = handlers["label-pick-0"](request=me)
+    assert "Run **2 of 2**" in out[0]
+    handlers["label-pick-1"](request=me)
+    handlers["label-rate-better"](request=me)
+    assert [store.label(r.run_id)["fused"] for r in runs[::-1]] == ["worse", "better"]
+    assert store.label(runs[1].run_id)["best_member"] == -1

@@ -66,6 +66,12 @@ def in_thread(make_coro):
         return ex.submit(lambda: asyncio.run(make_coro())).result()
 
 
+def wait_count(page, n: int) -> None:
+    """History's count line says exactly n runs match (not 12 when n is 2)."""
+    page.wait_for_function("n => document.querySelector('#hist-count').innerText.trim().startsWith(n + ' run(s) match')",
+                           arg=n, timeout=90_000)
+
+
 def stop_enabled(page) -> bool:
     return page.evaluate("() => !document.querySelector('#stop-btn').disabled")
 
@@ -201,7 +207,7 @@ def test_history_filters_search_row_click_and_compare(spage, study, remote, tmp_
     # origin filter
     page.get_by_label("Origin").click()
     page.get_by_role("option", name="api", exact=True).click()
-    wait_text(page, "#hist-count", "2 run(s) match")
+    wait_count(page, 2)
     assert "page question" not in text_of(page, "#runs-table")
     page.get_by_label("Origin").click()
     page.get_by_role("option", name="any", exact=True).click()
@@ -210,7 +216,7 @@ def test_history_filters_search_row_click_and_compare(spage, study, remote, tmp_
     page.fill("#hist-search textarea, #hist-search input", "CLI question")
     page.keyboard.press("Enter")
     page.wait_for_function("() => !document.querySelector('#runs-table').innerText.includes('page question')")
-    wait_text(page, "#hist-count", "2 run(s) match")
+    wait_count(page, 2)
     assert "api question" not in text_of(page, "#runs-table") and "cli question 1" in text_of(page, "#runs-table")
     page.fill("#hist-search textarea, #hist-search input", "")
     page.keyboard.press("Enter")

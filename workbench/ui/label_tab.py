@@ -32,12 +32,13 @@ KEYS_JS = """
 () => {
   if (window.__wbLabelKeys) return;
   window.__wbLabelKeys = true;
-  // Keys are queued and pressed one at a time: the next only after the page showed the last one's effect (or
-  // 2 s), so two requests never race to the server and keys typed ahead are applied in the order typed.
+  // Keys are queued and pressed one at a time: the next only after the page showed the last one's answer (or
+  // 10 s), so two requests never race to the server and keys typed ahead are applied in the order typed.
   const queue = [];
   let busy = false;
-  const watched = () => ['label-progress', 'label-fused'].map(i => document.getElementById(i)).filter(Boolean);
-  const snapshot = () => watched().map(e => e.innerText).join('|');
+  const watched = () => ['label-progress', 'label-answers', 'label-fused'].map(i => document.getElementById(i))
+    .filter(Boolean);
+  const snapshot = () => watched().map(e => e.innerHTML).join('|');  // every answer carries a new data-seq
   function pump() {
     if (busy || !queue.length) return;
     const btn = document.getElementById(queue.shift());
@@ -48,7 +49,7 @@ KEYS_JS = """
     const finish = () => { if (done) return; done = true; obs.disconnect(); busy = false; setTimeout(pump, 0); };
     const obs = new MutationObserver(() => { if (snapshot() !== before) finish(); });
     watched().forEach(el => obs.observe(el, {childList: true, subtree: true, characterData: true}));
-    setTimeout(finish, 2000);
+    setTimeout(finish, 10000);
     btn.click();
   }
   document.addEventListener('keydown', (e) => {
@@ -117,6 +118,12 @@ def build_label_tab(store: RunStore, policy: Policy) -> None:
         return getattr(request, "session_hash", None) or "anonymous"
 
     def view(sess: dict[str, Any], owner: str | None, note: str = "", fresh: bool = False) -> tuple:
+        sess["seq"] = sess.get("seq", 0) + 1  # every answer differs: the page's key pump waits for it
+        out = _view(sess, owner, note, fresh)
+        seq = f'<span class="wb-seq" data-seq="{sess["seq"]}"></span>'
+        return (out[0], out[1], (out[2] or "") + seq, *out[3:])
+
+    def _view(sess: dict[str, Any], owner: str | None, note: str = "", fresh: bool = False) -> tuple:
         if fresh or "agree" not in sess:  # after a label or a start only: a pick changes no figure
             sess["agree"] = agreement_markdown(agreement(store.labelled_runs(owner, include_eval=True)))
         agree = sess["agree"]
@@ -131,7 +138,7 @@ def build_label_tab(store: RunStore, policy: Policy) -> None:
             r = store.load(queue[pos], owner)
         except WorkbenchError as exc:  # deleted since the queue was made: skip it
             sess["pos"] += 1
-            return view(sess, owner, f"⚠ {exc}; skipped. ")
+            return _view(sess, owner, f"⚠ {exc}; skipped. ")
         outs = r.outputs
         order = blind_order(r.run_id, len(outs), sess.get("salt", ""))
         blocks = []
@@ -172,7 +179,7 @@ def build_label_tab(store: RunStore, policy: Policy) -> None:
                 continue
             if sum(o.ok for o in r.outputs) >= 2 and r.final_answer:
                 queue.append(r.run_id)
-        sess.update(queue=queue, pos=0, pick=None, done=0, salt=key_of(request))
+        sess.update(queue=queue, pos=0, pick=None, done=0, salt=key_of(request), pending_rate=None)
         return view(sess, owner, fresh=True)
 
     def pick(k: int):
@@ -192,6 +199,8 @@ def build_label_tab(store: RunStore, policy: Policy) -> None:
                 if k > len(order):
                     return view(sess, owner, f"⚠ this run has {len(order)} answers. ")
                 sess["pick"] = r.outputs[order[k - 1]].member
+            if sess.get("pending_rate"):  # the rating came first (typed ahead): the label is complete
+                return rate(sess.pop("pending_rate"))(request)
             return view(sess, owner)
         return handler
 
@@ -201,20 +210,21 @@ def build_label_tab(store: RunStore, policy: Policy) -> None:
             sess = sessions.get(key_of(request))
             if sess["pos"] >= len(sess["queue"]):
                 return view(sess, owner)
-            if sess["pick"] is None:
-                return view(sess, owner, "⚠ pick the best answer first (1–8, or 0). ")
+            if sess["pick"] is None:  # kept: a pick that arrives next completes the label
+                sess["pending_rate"] = rating
+                return view(sess, owner, f"Rating *{rating}* noted: now pick the best answer (1–8, or 0). ")
             try:
                 store.set_label(sess["queue"][sess["pos"]], sess["pick"], rating, blind=True, owner=owner)
             except WorkbenchError as exc:
                 return view(sess, owner, f"⚠ {exc}. ")
-            sess.update(pos=sess["pos"] + 1, pick=None, done=sess["done"] + 1)
+            sess.update(pos=sess["pos"] + 1, pick=None, done=sess["done"] + 1, pending_rate=None)
             return view(sess, owner, fresh=True)
         return handler
 
     def skip(request: gr.Request = None):
         sess = sessions.get(key_of(request))
         if sess["pos"] < len(sess["queue"]):
-            sess.update(pos=sess["pos"] + 1, pick=None)
+            sess.update(pos=sess["pos"] + 1, pick=None, pending_rate=None)
         return view(sess, owner_of(request, policy))
 
     # one at a time, in the order pressed: a rating typed right after a pick is applied after it; a key pressed
