@@ -1,12 +1,13 @@
 # Two commands do all the set-up themselves on a fresh machine:
 #   make demo   -> creates .venv if missing, launches the Gradio workbench (SmolLM2 offline preset without a GPU)
 #   make test   -> creates .venv if missing, installs test needs (Chromium for browser tests), runs pytest
+#   make lab    -> creates .venv if missing, opens JupyterLab on notebooks/ (committed executed; ARGS passed on)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench install browser clean exit-check
+.PHONY: demo test lab bench install browser clean exit-check
 
 install: $(STAMP)
 
@@ -20,6 +21,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/workbench demo $(ARGS)
+
+# the notebooks extra (jupyterlab) comes with install; e.g. make lab ARGS="--no-browser --port 8889"
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/ $(ARGS)
 
 # Debian's chromium drives the browser tests (Playwright cannot download browsers here).
 browser:
