@@ -95,7 +95,13 @@ async def test_a_random_weight_model_in_the_pool_puts_a_notice_on_the_report(rem
 
 def test_interval_readings():
     assert report.interval_reading(0.1, 0.4).startswith("the 95% CI excludes 0: evidence of a gain")
-    assert report.interval_reading(-0.4, -0.1).startswith("the 95% CI excludes 0: evidence of a loss")
+    assert report.interval_reading(-0.4, -0.1, p=0.01, n=40).startswith("the 95% CI excludes 0: evidence of a loss")
+    # 3 items of 3 against: a one-point bootstrap interval, but McNemar's p is 0.25 and 3 items are few
+    assert report.interval_reading(-1.0, -1.0, p=0.25, n=3) == ("the 95% CI excludes 0 but the exact McNemar test "
+                                                                "does not (p = 0.25): too few items disagree to "
+                                                                "call it a loss")
+    assert report.interval_reading(0.2, 0.5, n=6) == ("the 95% CI excludes 0, but over only 6 items: a hint of a "
+                                                      "gain, not evidence")
     assert report.interval_reading(-0.2, 0.3).startswith("the 95% CI includes 0: no evidence either way")
     assert report.interval_reading(-0.7, 0.0).startswith("the 95% CI includes 0")  # an end at 0 is not evidence
     assert report.interval_reading(float("nan"), float("nan")) == "no interval: nothing was compared"

@@ -78,14 +78,23 @@ def page(title: str, parts: list[str], with_plotly: bool = True) -> str:
             "<body>\n" + "\n".join(parts) + "\n</body></html>\n")
 
 
-def interval_reading(lo: float, hi: float) -> str:
-    """What a 95% interval of a paired difference says, in words."""
+def interval_reading(lo: float, hi: float, p: float | None = None, n: int | None = None) -> str:
+    """What a 95% interval of a paired difference says, in words.
+
+    With few items a percentile bootstrap can exclude 0 when every item points one way (3 items of 3 is an
+    interval of one point), so an interval that excludes 0 counts as evidence only when the exact McNemar test
+    agrees (``p`` < 0.05, where given) and there are at least 10 items (``n``, where given).
+    """
     if lo != lo or hi != hi:
         return "no interval: nothing was compared"
-    if lo > 0:
-        return "the 95% CI excludes 0: evidence of a gain on items like these"
-    if hi < 0:
-        return "the 95% CI excludes 0: evidence of a loss on items like these"
+    if lo > 0 or hi < 0:
+        way = "gain" if lo > 0 else "loss"
+        if p is not None and p >= 0.05:
+            return (f"the 95% CI excludes 0 but the exact McNemar test does not (p = {p:.2f}): too few items "
+                    f"disagree to call it a {way}")
+        if n is not None and n < 10:
+            return f"the 95% CI excludes 0, but over only {n} items: a hint of a {way}, not evidence"
+        return f"the 95% CI excludes 0: evidence of a {way} on items like these"
     return "the 95% CI includes 0: no evidence either way (the difference could be noise)"
 
 
@@ -121,7 +130,7 @@ def summary_paragraph(df, s: dict | None = None) -> str:
         verb = ("beat it by" if r.diff > 0 else "fell behind it by" if r.diff < 0 else "tied it")
         gap = f" {abs(r.diff) * 100:.0f} points" if r.diff else ""
         text.append(f"{r.system} ({acc.loc[r.system, 'accuracy']:.0%}) {verb}{gap} over {r.n} paired items; "
-                    f"{interval_reading(r.ci_low, r.ci_high)}.")
+                    f"{interval_reading(r.ci_low, r.ci_high, r.mcnemar_p, r.n)}.")
     if "oracle" in acc.index:
         text.append(f"Some member was right on {acc.loc['oracle', 'accuracy']:.0%} of items (the oracle): the most "
                     "any pick of one member's answer could reach.")
