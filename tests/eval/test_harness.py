@@ -11,24 +11,16 @@ from workbench.eval import metrics
 from workbench.eval.harness import evaluate_async
 from workbench.specs import Member
 
-REFS = {"i1": 5, "i2": 7, "i3": 9, "i4": 11}
+from known import REFS, table
+
 A = {"i1": 5, "i2": 7, "i3": 9, "i4": 0}       # right on 3 of 4
 B = {"i1": 5, "i2": 8, "i3": 1, "i4": 11}      # right on i1, i4
 C = {"i1": 4, "i2": 8, "i3": 2, "i4": 0}       # always wrong; says 7 in every debate round
 JUDGE = {"i1": 5, "i2": 8, "i3": 9, "i4": 11}  # picks a wrong answer on i2 only (judge regret)
 
 
-def table(answers, tag="", extra=()):
-    entries = list(extra) + [f"[{k}]=>Final answer: {v}" for k, v in answers.items()]
-    return f"table={'~~'.join(entries)};tag={tag}"
 
 
-@pytest.fixture
-def dataset(tmp_path):
-    path = tmp_path / "known.jsonl"
-    path.write_text("".join(json.dumps({"id": k, "prompt": f"[{k}] compute", "reference": str(v),
-                                        "answer_type": "numeric"}) + "\n" for k, v in REFS.items()))
-    return str(path)
 
 
 @pytest.fixture

@@ -13,23 +13,16 @@ from workbench.eval.cli import run_experiments
 from workbench.eval.harness import evaluate_async
 from workbench.specs import Member
 
-REFS = {"i1": 5, "i2": 7, "i3": 9, "i4": 11}
+from known import REFS, table
+
 A = {"i1": 5, "i2": 7, "i3": 9, "i4": 0}       # right on 3 of 4: the best member
 B = {"i1": 5, "i2": 8, "i3": 1, "i4": 11}      # right on 2
 C = {"i1": 4, "i2": 8, "i3": 2, "i4": 0}       # never right
 JUDGE = {"i1": 5, "i2": 8, "i3": 9, "i4": 11}  # picks a wrong answer on i2 only
 
 
-def table(answers, tag):
-    return f"table={'~~'.join(f'[{k}]=>Final answer: {v}' for k, v in answers.items())};tag={tag}"
 
 
-@pytest.fixture
-def dataset(tmp_path):
-    path = tmp_path / "known.jsonl"
-    path.write_text("".join(json.dumps({"id": k, "prompt": f"[{k}] compute", "reference": str(v),
-                                        "answer_type": "numeric"}) + "\n" for k, v in REFS.items()))
-    return str(path)
 
 
 async def scripted(dataset, remote, tmp_path, tag, **kw):
