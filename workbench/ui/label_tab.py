@@ -141,6 +141,7 @@ def build_label_tab(store: RunStore, policy: Policy) -> None:
             return _view(sess, owner, f"⚠ {exc}; skipped. ")
         outs = r.outputs
         order = blind_order(r.run_id, len(outs), sess.get("salt", ""))
+        sess["shown"] = [outs[j].member for j in order]  # what keys 1.. pick
         blocks = []
         for i, j in enumerate(order):
             o = outs[j]
@@ -182,34 +183,29 @@ def build_label_tab(store: RunStore, policy: Policy) -> None:
         sess.update(queue=queue, pos=0, pick=None, done=0, salt=key_of(request), pending_rate=None)
         return view(sess, owner, fresh=True)
 
-    def pick(k: int):
+    def on_current(act):
+        """A key's handler: ``act(sess, owner)`` on the run shown; past the queue's end it only redraws."""
         def handler(request: gr.Request = None):
             owner = owner_of(request, policy)
             sess = sessions.get(key_of(request))
             if sess["pos"] >= len(sess["queue"]):
                 return view(sess, owner)
-            if k == 0:
-                sess["pick"] = NONE_STANDS_OUT
-            else:
-                try:
-                    r = store.load(sess["queue"][sess["pos"]], owner)
-                except WorkbenchError as exc:
-                    return view(sess, owner, f"⚠ {exc}. ")
-                order = blind_order(r.run_id, len(r.outputs), sess.get("salt", ""))
-                if k > len(order):
-                    return view(sess, owner, f"⚠ this run has {len(order)} answers. ")
-                sess["pick"] = r.outputs[order[k - 1]].member
+            return act(sess, owner, request)
+        return handler
+
+    def pick(k: int):
+        def act(sess, owner, request):
+            shown = sess.get("shown", [])  # pool indices as lettered on the screen (set by the last redraw)
+            if k > len(shown):
+                return view(sess, owner, f"⚠ this run has {len(shown)} answers. ")
+            sess["pick"] = NONE_STANDS_OUT if k == 0 else shown[k - 1]
             if sess.get("pending_rate"):  # the rating came first (typed ahead): the label is complete
                 return rate(sess.pop("pending_rate"))(request)
             return view(sess, owner)
-        return handler
+        return on_current(act)
 
     def rate(rating: str):
-        def handler(request: gr.Request = None):
-            owner = owner_of(request, policy)
-            sess = sessions.get(key_of(request))
-            if sess["pos"] >= len(sess["queue"]):
-                return view(sess, owner)
+        def act(sess, owner, request):
             if sess["pick"] is None:  # kept: a pick that arrives next completes the label
                 sess["pending_rate"] = rating
                 return view(sess, owner, f"Rating *{rating}* noted: now pick the best answer (1–8, or 0). ")
@@ -219,7 +215,7 @@ def build_label_tab(store: RunStore, policy: Policy) -> None:
                 return view(sess, owner, f"⚠ {exc}. ")
             sess.update(pos=sess["pos"] + 1, pick=None, done=sess["done"] + 1, pending_rate=None)
             return view(sess, owner, fresh=True)
-        return handler
+        return on_current(act)
 
     def skip(request: gr.Request = None):
         sess = sessions.get(key_of(request))
