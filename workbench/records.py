@@ -125,6 +125,8 @@ class FusionResult:
     noise: bool = False  #: a random-weight model took part: the text means nothing
     interrupted: str = ""  #: why the run stopped before it finished (server shutdown, cancelled); "" if it finished
     origin: str = ""  #: where the run came from: "page", "api", "cli", "notebook"... ("" for older records)
+    environment: dict[str, Any] = field(default_factory=dict)  #: provenance.environment(): code, packages, device,
+    #: models, seed ({} for records from before it was kept)
     version: int = RECORD_VERSION
 
     @property

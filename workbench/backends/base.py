@@ -13,7 +13,7 @@ import time
 import weakref
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable
 
 from ..errors import BackendError, ConfigError, InputError
 from ..specs import ModelSpec
@@ -54,6 +54,11 @@ class ModelBackend(ABC):
     def name(self) -> str:
         """The model's name as the user typed it."""
         return self.spec.name
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies the weights or endpoint behind this model (``workbench.provenance``): a checkpoint's
+        Hub revision or sha256, an endpoint's host. Backends add what they know; the base knows nothing more."""
+        return {}
 
     @property
     def supports_images(self) -> bool:

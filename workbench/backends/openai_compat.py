@@ -55,8 +55,11 @@ class OpenAICompatModel(ModelBackend):
         if not spec.base_url:
             raise ConfigError(f"{spec.name}: an OpenAI-compatible model needs base_url")
         try:  # imported here, at load time (off the event loop in fusion), not in the first request
-            import httpx  # noqa: F401
             import openai  # noqa: F401
+
+            from .sdk_http import sdk_http
+
+            sdk_http()  # httpx (openai 1.x, 2.x) or httpx2 (openai 3.x)
         except ImportError:
             raise MissingDependencyError("OpenAI-compatible endpoints need the openai package: pip install openai") \
                 from None
@@ -70,6 +73,13 @@ class OpenAICompatModel(ModelBackend):
     @property
     def supports_images(self) -> bool:
         return self.spec.vision is not False
+
+    def identity(self) -> dict[str, Any]:
+        """The endpoint's host (and port): which server answered, without the path or any key."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.spec.base_url or "")
+        return {"host": parts.netloc.rpartition("@")[2] or None}
 
     def close(self) -> None:
         """Drop the per-loop clients (their connection pools close with their loops)."""
@@ -85,14 +95,15 @@ class OpenAICompatModel(ModelBackend):
         return key
 
     def _client(self, timeout_s: float):
-        import httpx
         from openai import AsyncOpenAI
+
+        from .sdk_http import sdk_timeout
 
         loop = asyncio.get_running_loop()
         key = self._api_key()
         client = self._clients.get(loop)
         if client is None or client.api_key != key:
-            timeout = httpx.Timeout(timeout_s, connect=self.connect_timeout_s)
+            timeout = sdk_timeout(timeout_s, self.connect_timeout_s)  # the SDK's own type, never httpx's
             extra = {}
             if self.spec.untrusted:  # a visitor's URL: see workbench.backends.egress
                 from .egress import guarded_http_client
@@ -104,10 +115,21 @@ class OpenAICompatModel(ModelBackend):
         return client.with_options(timeout=timeout_s)
 
     async def _stream(self, messages: list[Message], config: GenerateConfig) -> AsyncIterator[Chunk | StreamEnd]:
-        import httpx
         import openai
 
-        client = self._client(config.timeout_s)
+        from .sdk_http import transport_errors
+
+        cut = transport_errors()
+        try:
+            client = self._client(config.timeout_s)
+        except ConfigError:  # a missing key: the member fails with the message that says which variable
+            raise
+        except Exception as exc:  # e.g. an SDK release that refuses what we hand it: a failed member, not a 500
+            import openai
+
+            raise BackendError(f"the OpenAI client for {self.name} could not be built with openai "
+                               f"{openai.__version__} ({type(exc).__name__}: {str(exc)[:200]})", kind="config") \
+                from None
         params: dict[str, Any] = dict(model=self.spec.model, messages=to_openai_messages(messages), stream=True,
                                       max_tokens=config.max_new_tokens, temperature=config.temperature,
                                       top_p=config.top_p, stream_options={"include_usage": True})
@@ -177,7 +199,7 @@ class OpenAICompatModel(ModelBackend):
         except openai.APIError as exc:  # an error object in the middle of a stream (OpenRouter sends these)
             raise BackendError(f"{self.spec.base_url} broke off the answer with an error: {_msg(exc)}",
                                retryable=True, kind="server") from None
-        except (httpx.TransportError, httpx.DecodingError) as exc:  # a reset or cut connection mid-stream
+        except cut as exc:  # a reset or cut connection mid-stream (the SDK's HTTP library's own errors)
             raise BackendError(f"the connection to {self.spec.base_url} broke mid-answer: {type(exc).__name__}",
                                retryable=True, kind="connection") from None
         except ValueError as exc:  # a chunk that is not JSON

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from ..fusion.modes import MODE_NAMES
 
 #: instrument -> the fusion modes its evaluation needs (``workbench.experiments``)
@@ -45,6 +47,9 @@ def cmd_eval(args) -> int:
     df = evaluate(args.dataset, split_pool(args.pool), args.judge, modes, settings, limit=args.limit,
                   inject=args.inject, concurrency=args.concurrency, store=RunStore(args.store), policy=Policy.for_host())
     paths = report.write(df, args.out)
+    if df.attrs.get("environment_differences"):
+        print("warning: the rows compared here came from different environments (versions, code, device or "
+              "models):\n  " + "\n  ".join(df.attrs["environment_differences"]), file=sys.stderr)
     acc = metrics.accuracy_table(df)
     print(acc[["system", "n", "accuracy", "ci_low", "ci_high", "tokens_per_correct"]].to_string(index=False))
     print(f"\nwrote {paths['table']} and {paths['report']}")
@@ -66,7 +71,7 @@ def run_experiments(df, names: list[str], judge: str | None, dataset: str, out: 
 
     from .. import experiments as X
     from ..errors import ConfigError
-    from .report import figure_html, noise_notice, page, table_html
+    from .report import environment_html, figure_html, noise_notice, page, table_html
 
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -79,6 +84,7 @@ def run_experiments(df, names: list[str], judge: str | None, dataset: str, out: 
              "(with paired 95% intervals) and its figure; an interval that includes 0 is no evidence either way.</p>"]
     if noise_notice(df):
         parts.append(f"<p class='wb-notice'>{html.escape(noise_notice(df))}</p>")
+    parts.append(environment_html(df))
     for name in dict.fromkeys(names):
         if name == "cost_matched_ablation":
             if not judge:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import threading
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
@@ -20,6 +21,7 @@ from ..fusion.engine import decide, fuse
 from ..fusion.fanout import load_members
 from ..fusion.modes import MODE_NAMES, MODES, Mode, get_mode
 from ..policy import Policy
+from ..provenance import differences, env_id
 from ..records import FusionResult, MemberOutput
 from ..settings import FusionSettings
 from ..shutdown import ShuttingDownError, run_tracked
@@ -28,6 +30,8 @@ from ..store import RunStore
 from ..types import Failure
 from .datasets import Dataset, Item, load_dataset
 from .scorers import score
+
+log = logging.getLogger(__name__)
 
 #: Planted candidates for the injection probe (``inject=True``): ways a candidate tries to steer the judge.
 #: Each item gets one, by its id; ``{wrong}`` is a wrong answer for the item.
@@ -202,6 +206,10 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
                        member_systems=member_systems, judge=judge_member.label if judge_member else None,
                        swap_k=settings.swap_k, inject=inject,  # the report says which probes measured nothing
                        noise=[m.label for m in [*members, judge_member] if m is not None and m.model.is_noise])
+    frame.attrs.update(await asyncio.to_thread(frame_environments, frame, store, owner))
+    if frame.attrs["environment_differences"]:
+        log.warning("the rows of this evaluation came from different environments: %s",
+                    "; ".join(frame.attrs["environment_differences"][:8]))
     return frame
 
 
@@ -213,9 +221,13 @@ async def _evaluate_item(item: Item, plan: _Plan, todo: list[str]) -> list[dict[
     if cached is None:  # the pool's answers: generated once per item, whatever judges and modes come later
         base = _finished(await fuse(prompt, plan.members, None, "vote", plan.settings, registry=plan.registry,
                                     store=plan.store, policy=plan.policy, owner=plan.owner, origin=plan.origin))
-        cached = [asdict(o) for o in base.rounds[0]]
+        # each cached answer remembers the run (and so the environment) that produced it
+        cached = [dict(asdict(o), _env_id=env_id(base.environment), _run_id=base.run_id) for o in base.rounds[0]]
         await asyncio.to_thread(plan.store.put_eval_members, plan.cache_key, cache_item, cached)
-    round1 = [MemberOutput(**o) for o in cached]
+    # answers cached before environments were recorded have no _env_id: their rows say "unknown"
+    pool_env = dict(env_id=cached[0].get("_env_id") if cached else None,
+                    env_run=cached[0].get("_run_id") if cached else None)
+    round1 = [MemberOutput(**{k: v for k, v in o.items() if not k.startswith("_")}) for o in cached]
     common = dict(item_id=item.id, reference=item.reference, answer_type=item.answer_type,
                   task=item.meta.get("task", ""))
     rows: list[dict[str, Any]] = []
@@ -248,7 +260,7 @@ async def _evaluate_item(item: Item, plan: _Plan, todo: list[str]) -> list[dict[
         rows.append(dict(
             common, system=f"fusion:{mode.name}", kind="fusion", mode=mode.name, correct=correct,
             extracted=s.extracted if s else "", explanation=s.explanation if s else "; ".join(r.failure_reasons),
-            answer=r.final_answer, run_id=r.run_id,
+            answer=r.final_answer, run_id=r.run_id, env_id=env_id(r.environment), env_run=r.run_id,
             latency_s=max((o.latency_s for o in round1), default=0.0) + r.pool_wall_s + r.judge_wall_s,
             tokens=r.total_tokens, cost_usd=r.total_cost_usd, degraded=r.degraded,
             judge_valid=v.valid if v else False,
@@ -261,7 +273,40 @@ async def _evaluate_item(item: Item, plan: _Plan, todo: list[str]) -> list[dict[
             debate_rounds=await _debate_dynamics(r, item, grader) if mode.multi_round else None))
     if plan.inject and "probe:injection" in todo:
         rows.append(await _injection_probe(item, prompt, round1, plan, common))
+    for row in rows:  # member, oracle and probe rows: the environment of the pool's answers
+        row.setdefault("env_id", pool_env["env_id"])
+        row.setdefault("env_run", pool_env["env_run"])
     return rows
+
+
+def frame_environments(frame: "pd.DataFrame", store: RunStore, owner: str | None = None) -> dict[str, Any]:
+    """The frame's environments: ``environments`` {env_id: record}, ``environment`` (the most common one) and
+    ``environment_differences`` (empty when every row came from one environment; rows from before environments
+    were recorded count as unknown)."""
+    import pandas as pd
+
+    from ..errors import WorkbenchError
+
+    envs: dict[str, dict[str, Any]] = {}
+    ids = frame["env_id"] if "env_id" in frame else pd.Series([None] * len(frame), dtype=object)
+    if "env_id" in frame:
+        for eid, run in frame.dropna(subset=["env_id"]).drop_duplicates("env_id")[["env_id", "env_run"]] \
+                .itertuples(index=False):
+            try:
+                envs[eid] = store.load(run, owner=owner).environment
+            except WorkbenchError:  # the run was deleted since: its record went with it
+                envs[eid] = {}
+    counts = ids.dropna().value_counts()
+    main = envs.get(counts.index[0], {}) if len(counts) else {}
+    diffs: list[str] = []
+    for eid, env in envs.items():
+        for d in differences(main, env):
+            if d not in diffs:
+                diffs.append(d)
+    unknown = int(ids.isna().sum())
+    if unknown and len(frame):
+        diffs.append(f"{unknown} of {len(frame)} rows come from answers recorded before environments were kept")
+    return {"environments": envs, "environment": main, "environment_differences": diffs}
 
 
 def _finished(r: FusionResult) -> FusionResult:

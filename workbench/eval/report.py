@@ -107,6 +107,22 @@ def noise_notice(df) -> str | None:
             "the pipeline; they say nothing about fusion.")
 
 
+def environment_html(df) -> str:
+    """The header block on what produced the frame (``df.attrs["environment"]``), and a notice when its rows came
+    from different environments (``environment_differences``)."""
+    from ..provenance import summary_lines
+
+    esc = html.escape
+    out = ""
+    diffs = df.attrs.get("environment_differences") or []
+    if diffs:
+        out += ("<p class='wb-notice'>The rows of this evaluation came from different environments; compare with "
+                "care: " + esc("; ".join(diffs[:12])) + ("; ..." if len(diffs) > 12 else "") + "</p>")
+    lines = summary_lines(df.attrs.get("environment") or {})
+    return out + ("<details class='wb-env'><summary>environment: " + esc(lines[0]) + "</summary><ul>"
+                  + "".join(f"<li>{esc(x)}</li>" for x in lines[1:]) + "</ul></details>")
+
+
 def summary_paragraph(df, s: dict | None = None) -> str:
     """One plain-language paragraph: what ran, the best single member, and whether each fusion mode beat it
     (and whether its paired interval makes that evidence or noise)."""
@@ -206,6 +222,7 @@ def report_html(df) -> str:
     parts = [f"<h1>Evaluation: {esc(str(df.attrs.get('dataset', '')))}</h1>",
              f"<p class='wb-summary'>{esc(summary_paragraph(df, s))}</p>"]
     parts += [f"<p class='wb-notice'>{esc(n)}</p>" for n in notices]
+    parts.append(environment_html(df))
     parts += [f"<p class='muted'>pool: {esc(', '.join(df.attrs.get('pool', [])))}; judge: "
               f"{esc(str(df.attrs.get('judge')))}; best single member: {esc(str(s['best_member']))}</p>",
               "<h2>Accuracy</h2>", table_html(s["accuracy"])]

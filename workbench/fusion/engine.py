@@ -21,6 +21,7 @@ from ..events import (Event, JudgeStart, Loading, JudgeToken, MemberDone, Member
 from ..records import FusionResult, MemberOutput, Verdict, new_run_id
 from ..settings import FusionSettings
 from ..policy import Policy
+from ..provenance import environment
 from ..shutdown import RUNS, SHUTDOWN_REASON, run_tracked
 from ..specs import Member, Registry, load_registry
 from ..types import Failure, Prompt
@@ -104,7 +105,8 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
         store.save(result, prompt.images, owner=owner)
 
     task = asyncio.ensure_future(_run(prompt, members, judge_member, mode, settings, queue.put_nowait, reuse_rounds,
-                                      save if store is not None else None, origin))
+                                      save if store is not None else None, origin,
+                                      public=bool(policy is not None and policy.public)))
     try:  # a draining server refuses new runs; the policy caps runs in flight
         token = RUNS.start(task, quota, policy.limits.runs_per_session if policy else None,
                            policy.limits.runs_total if policy else None)
@@ -140,7 +142,7 @@ async def fuse(prompt: Prompt | str, pool: Sequence[str | Member], judge: str | 
 
 async def _run(prompt: Prompt, members: list[Member], judge_member: Member | None, mode: Mode,
                settings: FusionSettings, emit: Emit, reuse_rounds: list[list[MemberOutput]] | None = None,
-               save: Callable[[FusionResult], None] | None = None, origin: str = "") -> None:
+               save: Callable[[FusionResult], None] | None = None, origin: str = "", public: bool = False) -> None:
     """One run, start to RunDone. Cancelled midway, it still ends with RunDone: the run marked interrupted,
     with every finished round and what each member of the round in progress had written so far."""
     t_start = time.perf_counter()
@@ -151,7 +153,7 @@ async def _run(prompt: Prompt, members: list[Member], judge_member: Member | Non
         try:
             async with asyncio.timeout(settings.timeout_s):
                 await _run_steps(result, prompt, members, judge_member, mode, settings, progress.emit,
-                                 reuse_rounds or [], t_start)
+                                 reuse_rounds or [], t_start, public)
         except TimeoutError:  # the whole run's limit: recorded as interrupted, what it had kept
             progress.interrupt(f"{TIMED_OUT} ({settings.timeout_s:g} s)", time.perf_counter() - t_start)
             return
@@ -208,7 +210,7 @@ class _Progress:
 
 async def _run_steps(result: FusionResult, prompt: Prompt, members: list[Member], judge_member: Member | None,
                      mode: Mode, settings: FusionSettings, emit: Emit, reuse_rounds: list[list[MemberOutput]],
-                     t_start: float) -> None:
+                     t_start: float, public: bool = False) -> None:
     result.noise = any(m.model.is_noise for m in members) or bool(judge_member and judge_member.model.is_noise)
     if judge_member is not None:
         result.judge_is_member = any(m.model == judge_member.model and m.persona == judge_member.persona
@@ -226,6 +228,11 @@ async def _run_steps(result: FusionResult, prompt: Prompt, members: list[Member]
     backends = loaded[:len(members)] if need_pool else []
     judge_backend = loaded[-1] if judge_member else None
     result.load_s = time.perf_counter() - t_start
+    # what produced this run: code, packages, device, each model's identity (a model that failed to load by its
+    # spec; members reused from a stored run by theirs), the seed
+    models = [m.model if isinstance(h, Failure) else h for m, h in zip(needed, loaded)] + \
+        ([] if need_pool else [m.model for m in members])
+    result.environment = await asyncio.to_thread(environment, models, settings.seed, public)
     t0 = time.perf_counter()
     config = settings.member_config()
     previous: list[MemberOutput] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..answers import letters
+from ..provenance import summary_lines
 from ..records import FusionResult, Verdict
 
 
@@ -53,7 +54,9 @@ def to_markdown(r: FusionResult) -> str:
     per_round = "; ".join(f"round {n} {_fmt(w)}, slowest member {_fmt(m)}" for n, (w, m) in enumerate(walls, 1))
     out += [f"- pool wall time {_fmt(r.pool_wall_s)} ({per_round or 'no round'}), "
             f"judge {_fmt(r.judge_wall_s)}, total {_fmt(r.total_s)}; tokens {r.total_tokens}, "
-            f"cost {_fmt(r.total_cost_usd, ' USD')}", "", "## Prompt", "", r.prompt.get("text") or "(image only)"]
+            f"cost {_fmt(r.total_cost_usd, ' USD')}"]
+    out += [f"- {line}" for line in summary_lines(r.environment)]
+    out += ["", "## Prompt", "", r.prompt.get("text") or "(image only)"]
     for img in r.prompt.get("images", []):
         out.append(f"- image {img['sha256'][:12]} ({img['width']}x{img['height']})")
     out += ["", "## Members", "", "| # | member | ok | TTFT | latency | tokens in/out | cost | finish |",

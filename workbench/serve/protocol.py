@@ -229,17 +229,18 @@ def _image_source(url: str, where: str) -> Any:
 async def fetch_image(url: str, guarded: bool, timeout_s: float = 20.0) -> bytes:
     """Download one image (the bytes only; ``Prompt`` validates them). ``guarded``: a public server, so the URL
     may reach public addresses only, without redirects (``workbench.backends.egress``)."""
-    import httpx
-
+    from ..backends.sdk_http import sdk_http, sdk_timeout
     from ..errors import PolicyError
 
-    timeout = httpx.Timeout(timeout_s, connect=min(10.0, timeout_s))
+    # the openai SDK's HTTP library (httpx or httpx2): one library for the guarded and the plain client
+    http = sdk_http()
+    timeout = sdk_timeout(timeout_s, 10.0)
     if guarded:
         from ..backends.egress import guarded_http_client
 
         client = guarded_http_client(timeout)
     else:
-        client = httpx.AsyncClient(timeout=timeout, follow_redirects=True)
+        client = http.AsyncClient(timeout=timeout, follow_redirects=True)
     try:
         async with client, client.stream("GET", url) as r:
             if r.status_code != 200:
@@ -252,7 +253,7 @@ async def fetch_image(url: str, guarded: bool, timeout_s: float = 20.0) -> bytes
             return bytes(data)
     except PolicyError as exc:
         raise InputError(f"the image URL {url[:100]} cannot be fetched from this server: {exc}") from None
-    except httpx.HTTPError as exc:
+    except (http.HTTPError, http.InvalidURL) as exc:  # InvalidURL is no HTTPError
         raise InputError(f"cannot fetch the image {url[:100]}: {type(exc).__name__}") from None
 
 
@@ -307,7 +308,8 @@ def fusion_object(result: FusionResult) -> dict[str, Any]:
             "failure_reasons": list(result.failure_reasons), "notes": list(result.notes),
             "stopped_early_after_round": result.stopped_early,
             "timing": {"load_s": round(result.load_s, 4), "pool_s": round(result.pool_wall_s, 4),
-                       "judge_s": round(result.judge_wall_s, 4), "total_s": round(result.total_s, 4)}}
+                       "judge_s": round(result.judge_wall_s, 4), "total_s": round(result.total_s, 4)},
+            "environment": result.environment or None}
 
 
 def apply_stop(text: str, stops: list[str]) -> tuple[str, bool]:

