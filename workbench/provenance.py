@@ -42,18 +42,20 @@ def code_version() -> dict[str, Any]:
     except md.PackageNotFoundError:
         version = None
     root = Path(__file__).resolve().parent.parent
-    commit = dirty = None
+    commit = dirty = diff_sha = None
     if (root / ".git").exists():
         try:
             git = ["git", "-C", str(root)]
             commit = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True,
                                     timeout=10).stdout.strip() or None
-            status = subprocess.run(git + ["status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                    text=True, timeout=10)
-            dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
+            diff = subprocess.run(git + ["diff", "HEAD"], capture_output=True, timeout=30)
+            if diff.returncode == 0:
+                dirty = bool(diff.stdout.strip())
+                diff_sha = hashlib.sha256(diff.stdout).hexdigest()[:12] if dirty else None
         except (OSError, subprocess.SubprocessError):
             pass
-    return {"workbench": version, "commit": commit, "dirty": dirty}
+    # diff_sha: which uncommitted changes (two dirty runs at one commit ran the same code only if it matches)
+    return {"workbench": version, "commit": commit, "dirty": dirty, "diff_sha": diff_sha}
 
 
 @functools.lru_cache(maxsize=1)
@@ -145,6 +147,10 @@ def model_identity(model: Any, public: bool = False) -> dict[str, Any]:
     spec = getattr(model, "spec", model)
     out: dict[str, Any] = {"name": spec.name, "backend": spec.backend, "model": spec.model,
                            "quant": getattr(spec, "quant", None)}
+    if spec.backend == "openai" and spec.base_url:  # known from the spec alone, loaded or not
+        from urllib.parse import urlsplit
+
+        out["host"] = urlsplit(spec.base_url).netloc.rpartition("@")[2] or None
     ident = getattr(model, "identity", None)
     if callable(ident):
         try:
@@ -194,8 +200,8 @@ def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     for key in ("workbench", "commit", "python", "platform"):
         if a.get(key) != b.get(key):
             out.append(f"{key}: {a.get(key)} vs {b.get(key)}")
-    if a.get("dirty") or b.get("dirty"):
-        out.append("uncommitted changes in the code")
+    if (a.get("dirty") or b.get("dirty")) and a.get("diff_sha") != b.get("diff_sha"):
+        out.append("different uncommitted changes in the code")
     pa, pb = a.get("packages") or {}, b.get("packages") or {}
     for name in sorted(set(pa) | set(pb)):
         if pa.get(name) != pb.get(name):
@@ -206,9 +212,9 @@ def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
             out.append(f"device {key}: {da.get(key)} vs {db.get(key)}")
     ma = {m["name"]: m for m in a.get("models") or []}
     mb = {m["name"]: m for m in b.get("models") or []}
-    for name in sorted(set(ma) & set(mb)):
-        ia = {k: v for k, v in ma[name].items() if k != "identity_error"}
-        ib = {k: v for k, v in mb[name].items() if k != "identity_error"}
+    for name in sorted(set(ma) & set(mb)):  # what both records know (a model reused from a stored run: its spec)
+        keys = (set(ma[name]) & set(mb[name])) - {"identity_error"}
+        ia, ib = ({k: m[name][k] for k in keys} for m in (ma, mb))
         if ia != ib:
             out.append(f"model {name}: {_short(ia)} vs {_short(ib)}")
     return out

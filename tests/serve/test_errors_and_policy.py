@@ -114,6 +114,7 @@ def test_an_sdk_that_refuses_its_client_gives_failed_members_and_a_stored_run_no
     run = store.load(r.json()["fusion"]["run_id"])
     assert run.degraded and all(not o.ok and o.kind == "config" for o in run.rounds[0])
     assert run.environment["packages"]["openai"] == openai.__version__
+    assert r.json()["fusion"]["environment"]["packages"]["openai"] == openai.__version__  # the API's fusion object
 
 
 def test_a_failure_after_the_stream_started_is_an_error_event(api):
