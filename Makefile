@@ -48,7 +48,8 @@ lock:
 # The newest releases pyproject allows, in a separate environment, through the tests at the library boundaries
 # (OpenAI backend and egress, serve, transformers loading incl. a Llama 4 forward, the Gradio app's start)
 LATEST_VENV := .venv-latest
-BOUNDARY_TESTS := tests/backends/test_openai_compat.py tests/backends/test_egress.py tests/backends/test_local.py \
+BOUNDARY_TESTS := tests/backends/test_openai_compat.py tests/backends/test_egress.py tests/backends/test_sdk_http.py \
+	tests/backends/test_local.py \
 	tests/backends/test_smol.py tests/serve tests/test_spaces.py tests/test_provenance.py
 test-latest:
 	@test -x $(LATEST_VENV)/bin/python || $(PYTHON) -m venv $(LATEST_VENV)

@@ -197,8 +197,9 @@ def test_an_aborted_stream_cancels_the_members_and_is_stored_as_interrupted(api)
     t0 = time.monotonic()
     run = _wait_stored_interrupted(store, before)
     assert time.monotonic() - t0 < 3.0  # the members (3 s of words each) were cancelled, not waited for
-    assert run.interrupted and run.origin == "api"
-    assert all(o.kind == "interrupted" for o in run.rounds[0]) and run.verdict is None
+    assert run.interrupted and run.origin == "api" and run.verdict is None
+    # cancelled during round 1 (or, on starlette 0.40 which sees the disconnect sooner, before it began)
+    assert len(run.rounds) <= 1 and all(o.kind == "interrupted" for o in (run.rounds or [[]])[0])
 
 
 def test_an_aborted_stream_during_judging_cancels_the_judge(api):
