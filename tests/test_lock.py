@@ -64,7 +64,7 @@ def test_a_drift_between_pyproject_and_the_lock_is_named(monkeypatch):
     lock = lockfiles.read_lock()
     lock["openai"] = ("1.0.0", {"<project>"})
     problems = lockfiles.disagreements(lock)
-    assert any("openai==1.0.0, outside pyproject's >=1.50" in p for p in problems)
+    assert any("openai==1.0.0, outside pyproject's >=1.55.3" in p for p in problems)
     assert any("requirements.txt is not what the lock gives" in p for p in problems)
 
 

@@ -55,3 +55,35 @@ async def test_a_short_answer_in_a_batch_returns_when_it_ends_not_when_the_batch
     assert smol.worker.batch_sizes[-1] == 2  # they did share one generate call
     # the short one still ends with its own last token, far before the long one
     assert short.latency_s < 0.6 * long.latency_s, (short.latency_s, long.latency_s)
+
+
+def test_the_spaces_cpu_default_loads_smollm2_through_the_hub_path(smol_dir, tmp_path):
+    """smol-hub (a Space's CPU default) through snapshot_download, from a Hub cache laid out as a download leaves
+    it (HF_HUB_OFFLINE here: no hub on this machine; the download itself is untested). Its record names the
+    revision. Without the cache, the error says how to get the weights."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    rev = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--HuggingFaceTB--SmolLM2-135M-Instruct"
+    shutil.copytree(smol_dir, repo / "snapshots" / rev)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(rev)
+    code = ("import asyncio, json, workbench as wb\n"
+            "from workbench.provenance import model_identity\n"
+            "m = wb.load_model('smol-hub')\n"
+            "r = asyncio.run(m.generate('What is the capital of France?', max_new_tokens=12, temperature=0))\n"
+            "print(json.dumps({'text': r.text, 'id': model_identity(m)}))\n")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    import json
+
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "Paris" in out["text"] and out["id"]["hub_revision"] == rev
+    env["HF_HUB_CACHE"] = str(tmp_path / "empty")
+    missing = subprocess.run([sys.executable, "-m", "workbench.cli", "generate", "--model", "smol-hub", "hi"],
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "not available offline" in missing.stderr
