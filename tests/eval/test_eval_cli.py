@@ -58,3 +58,25 @@ def test_eval_cli_image_ablation_on_shapes(tmp_path, server, capsys, monkeypatch
                  "--store", str(tmp_path / "s.sqlite"), "--out", str(out), "--experiment", "image_ablation"]) == 0
     printed = capsys.readouterr().out
     assert '"member:sees": {\n   "ignored_rate": 0.0' in printed and '"member:blind": {\n   "ignored_rate": 1.0' in printed
+
+
+def test_eval_cli_warns_when_cached_answers_come_from_another_environment(tmp_path, server, capsys, monkeypatch):
+    from workbench import provenance
+
+    models = tmp_path / "models.toml"
+    models.write_text(f'[models.right]\nbackend="openai"\nmodel="reply=Final answer: 5"\nbase_url="{server.base_url}"\n')
+    monkeypatch.setenv("WORKBENCH_MODELS_FILE", str(models))
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"id": "a", "prompt": "2+3?", "reference": "5", "answer_type": "numeric"}) + "\n")
+    args = ["eval", "--dataset", str(data), "--pool", "right,right", "--store", str(tmp_path / "s.sqlite"),
+            "--out", str(tmp_path / "out")]
+    real = provenance.package_versions()
+    monkeypatch.setattr(provenance, "package_versions", lambda: {**real, "openai": "0.0.0+older"})
+    assert main(args + ["--modes", "vote"]) == 0  # the pool's answers cached under an "older" install
+    assert "different environments" not in capsys.readouterr().err
+    monkeypatch.setattr(provenance, "package_versions", lambda: real)
+    assert main(args + ["--modes", "vote", "--swap-k", "2"]) == 0  # new rows beside the cached answers
+    err = capsys.readouterr().err
+    assert "warning: the rows compared here came from different environments" in err
+    assert f"openai: 0.0.0+older vs {real['openai']}" in err
+    assert "different environments" in (tmp_path / "out" / "report.html").read_text()
