@@ -50,7 +50,8 @@ lock:
 LATEST_VENV := .venv-latest
 BOUNDARY_TESTS := tests/backends/test_openai_compat.py tests/backends/test_egress.py tests/backends/test_sdk_http.py \
 	tests/backends/test_local.py \
-	tests/backends/test_smol.py tests/serve tests/test_spaces.py tests/test_provenance.py
+	tests/backends/test_smol.py tests/serve tests/test_spaces.py tests/test_provenance.py \
+	tests/eval/test_environments.py
 test-latest:
 	@test -x $(LATEST_VENV)/bin/python || $(PYTHON) -m venv $(LATEST_VENV)
 	PIP_FIND_LINKS= $(LATEST_VENV)/bin/pip install -q --upgrade --upgrade-strategy eager -e '.[dev]'

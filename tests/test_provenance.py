@@ -1,13 +1,9 @@
 """Every result carries the environment that made it (workbench.provenance): runs, exports, the API, evaluations."""
 
-import asyncio
 import importlib.metadata as md
-import json
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 import workbench as wb
 from workbench import provenance
@@ -15,7 +11,6 @@ from workbench.cli import main as cli
 from workbench.specs import Member, load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "eval"))
 
 
 def test_the_record_names_code_python_packages_and_device():
@@ -68,38 +63,3 @@ def test_a_run_from_before_records_has_an_empty_one_and_says_so():
     assert provenance.summary_lines({}) == ["environment: not recorded (a run from before records were kept)"]
     assert provenance.differences({}, {"python": "x"}) == [
         "an environment record is missing (a run from before records were kept)"]
-
-
-async def test_an_evaluation_warns_when_its_rows_come_from_different_environments(dataset, remote, tmp_path,
-                                                                                   monkeypatch):
-    from known import REFS, table
-
-    from workbench.eval.harness import evaluate_async
-    from workbench.eval.report import report_html
-
-    store = wb.RunStore(tmp_path / "s.sqlite")
-    pool = [Member(remote(table(REFS, "env"), name="A")), Member(remote(table(REFS, "env"), name="B"))]
-    # the pool's answers generated and cached under an older install (another transformers)
-    real = provenance.package_versions()
-    monkeypatch.setattr(provenance, "package_versions", lambda: {**real, "transformers": "0.0.0+elsewhere"})
-    df = await evaluate_async(dataset, pool, None, ["vote"], store=store, progress=False)
-    assert df.attrs["environment_differences"] == [] and df["env_id"].notna().all()
-    assert df.attrs["environment"]["packages"]["transformers"] == "0.0.0+elsewhere"
-    assert "environment: code: workbench" in report_html(df) and "different environments" not in report_html(df)
-    # today's install: a new evaluation of the same pool reuses those cached answers beside new fused runs
-    monkeypatch.undo()
-    again = await evaluate_async(dataset, pool, None, ["vote"], store=store, progress=False, swap_k=3)
-    diffs = again.attrs["environment_differences"]
-    assert any(d.startswith("transformers: ") and "0.0.0+elsewhere" in d for d in diffs), diffs
-    assert again["env_id"].nunique() == 2
-    assert "different environments" in report_html(again) and "0.0.0+elsewhere" in report_html(again)
-
-
-@pytest.fixture
-def dataset(tmp_path):
-    from known import REFS
-
-    path = tmp_path / "known.jsonl"
-    path.write_text("".join(json.dumps({"id": k, "prompt": f"[{k}] compute", "reference": str(v),
-                                        "answer_type": "numeric"}) + "\n" for k, v in REFS.items()))
-    return str(path)
