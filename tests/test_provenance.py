@@ -30,6 +30,9 @@ async def test_a_stored_run_records_each_models_identity_and_the_export_shows_it
                                                                                  monkeypatch, capsys):
     monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
     store = wb.RunStore(tmp_path / "runs.sqlite")
+    # "far" shares its endpoint and script with another spec, loaded first under that one's name: one backend,
+    # and the run still records the name it used
+    await wb.fuse("2+3?", [Member(remote("reply=Final answer: 5", name="first"))], None, "vote", max_new_tokens=4)
     pool = [Member(load_registry().resolve("tiny-offline")), Member(remote("reply=Final answer: 5", name="far"))]
     r = await wb.fuse("2+3?", pool, None, "vote", seed=7, max_new_tokens=4, store=store)
     env = store.load(r.run_id).environment
@@ -38,7 +41,7 @@ async def test_a_stored_run_records_each_models_identity_and_the_export_shows_it
     digest = provenance._sha256_files(sorted((p for p in Path(tiny_dir).rglob("*") if p.is_file()
                                               and not p.name.startswith(".")),
                                              key=lambda p: p.relative_to(tiny_dir).as_posix()))
-    assert tiny["sha256"] == digest and tiny["built"]["seed"] == 0 and tiny["path"] == str(tiny_dir)
+    assert tiny["sha256"] == digest and tiny["built"]["seed"] == 0 and tiny["checkpoint"] == str(tiny_dir)
     assert models["far"]["host"].startswith("127.0.0.1:") and models["far"]["backend"] == "openai"
     assert env["seed"] == 7 and env["device"]["gpus"] == [] and env["packages"]["torch"] == md.version("torch")
     assert cli(["runs", "show", r.run_id, "--store", str(tmp_path / "runs.sqlite")]) == 0

@@ -142,9 +142,10 @@ def checkpoint_identity(path: Path) -> dict[str, Any]:
     return out
 
 
-def model_identity(model: Any, public: bool = False) -> dict[str, Any]:
-    """One model's identity from its loaded backend (or handle, or a spec when it never loaded)."""
-    spec = getattr(model, "spec", model)
+def model_identity(model: Any, public: bool = False, spec: Any = None) -> dict[str, Any]:
+    """One model's identity from its loaded backend (or handle, or a spec when it never loaded). ``spec``: the
+    spec the caller named (a handle shares one loaded model among equal specs, which may carry other names)."""
+    spec = spec if spec is not None else getattr(model, "spec", model)
     out: dict[str, Any] = {"name": spec.name, "backend": spec.backend, "model": spec.model,
                            "quant": getattr(spec, "quant", None)}
     if spec.backend == "openai" and spec.base_url:  # known from the spec alone, loaded or not
@@ -159,7 +160,7 @@ def model_identity(model: Any, public: bool = False) -> dict[str, Any]:
             out["identity_error"] = f"{type(exc).__name__}: {exc}"[:200]
     if public:
         out.pop("host", None)
-        out.pop("path", None)
+        out.pop("checkpoint", None)
         if spec.backend == "local" and Path(str(spec.model)).is_absolute():
             out["model"] = Path(str(spec.model)).name  # the host's own folder layout stays on the host
     return out
@@ -169,15 +170,16 @@ def environment(models: Iterable[Any] = (), seed: int | None = None, public: boo
     """The environment record: code, Python, platform, package versions, device, models, seed.
 
     Args:
-        models: loaded backends or handles (or specs of models that failed to load), each recorded once by name.
+        models: loaded backends or handles, specs of models that failed to load, or (spec, backend or None)
+            pairs; each recorded once by the spec's name.
         seed: the run's seed (None: a fresh one each run, so sampled text is not reproducible).
         public: a public server's record: no endpoint hosts or host paths.
     """
     seen: dict[str, dict[str, Any]] = {}
     for m in models:
-        spec = getattr(m, "spec", m)
+        spec, backend = m if isinstance(m, tuple) else (getattr(m, "spec", m), m)
         if spec.name not in seen:
-            seen[spec.name] = model_identity(m, public)
+            seen[spec.name] = model_identity(backend if backend is not None else spec, public, spec)
     return {"record_version": RECORD_VERSION, **code_version(),
             "python": f"{platform.python_implementation()} {platform.python_version()}",
             "platform": f"{platform.system()} {platform.machine()}",

@@ -20,6 +20,8 @@ def test_fuse_endpoint_streams_members_transcript_and_verdict(app, red_png):
     assert result["verdict"]["mode"] == "debate" and result["final_answer"]
     assert "Round 1" in outs[-1]["transcript_html"]
     assert demo.store.load(result["run_id"]).run_id == result["run_id"]  # kept in the run store
+    # the environment comes through gradio_client intact (a "path" key would be taken for a file to download)
+    assert result["environment"]["models"][0]["checkpoint"] and result["environment"]["packages"]["gradio"]
 
 
 def test_fuse_endpoint_reports_bad_input_and_keeps_working(app):

@@ -309,7 +309,7 @@ class LocalModel(ModelBackend):
                 ident = {"sha256": file_sha256(Path(self.spec.model).expanduser())}
             else:
                 ident = checkpoint_identity(self.source)
-            ident["path"] = str(self.source)
+            ident["checkpoint"] = str(self.source)  # not "path": gradio_client reads such dicts as files
             self._identity = ident
         return dict(self._identity)
 

@@ -230,8 +230,8 @@ async def _run_steps(result: FusionResult, prompt: Prompt, members: list[Member]
     result.load_s = time.perf_counter() - t_start
     # what produced this run: code, packages, device, each model's identity (a model that failed to load by its
     # spec; members reused from a stored run by theirs), the seed
-    models = [m.model if isinstance(h, Failure) else h for m, h in zip(needed, loaded)] + \
-        ([] if need_pool else [m.model for m in members])
+    models = [(m.model, None if isinstance(h, Failure) else h) for m, h in zip(needed, loaded)] + \
+        ([] if need_pool else [(m.model, None) for m in members])
     result.environment = await asyncio.to_thread(environment, models, settings.seed, public)
     t0 = time.perf_counter()
     config = settings.member_config()
