@@ -28,7 +28,11 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # the closed form reaches 0 at k = 0 and 1 at k = n exactly; rounding left it a step off (2.8e-17,
+    # 0.9999999999999999), and the interval then excluded the observed rate
+    lo = 0.0 if k <= 0 else min(p, max(0.0, centre - half))
+    hi = 1.0 if k >= n else max(p, min(1.0, centre + half))
+    return lo, hi
 
 
 def judge_pick(result: FusionResult) -> int | None:

@@ -286,3 +286,13 @@ def test_self_preference_counts_wins_while_wrong():
     # member c (index 2) won 3 of 4; it was wrong with another right on i1, i2, i3 (won all three) but not i4
     assert s["win_rate"] == 0.75 and s["expected"] == 1 / 3
     assert s["verdicts_where_it_was_wrong"] == 3 and s["won_while_wrong"] == 1.0
+
+
+def test_debate_vs_vote_leaves_out_an_unscorable_vote_read_back_as_nan():
+    """A frame read back from CSV holds NaN where an answer could not be scored; bool(nan) is True."""
+    df = frame()
+    df["correct"] = df["correct"].astype(object)
+    df.loc[(df["item_id"] == "i3") & (df["system"] == "fusion:vote"), "correct"] = float("nan")
+    s = debate_vs_vote(df).summary
+    assert s["items"] == 3  # i3 left out, not counted as a right vote
+    assert s["vote_round1_accuracy"] == pytest.approx(2 / 3) and s["debate_accuracy"] == 1.0  # i1, i2, i4

@@ -27,6 +27,10 @@ def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, ci: float = 0.95, seed:
     return float(lo), float(hi)
 
 
+ACCURACY_COLUMNS = ["system", "kind", "n", "accuracy", "ci_low", "ci_high", "mean_latency_s", "tokens",
+                    "tokens_per_correct", "cost_usd", "cost_per_correct"]
+
+
 def accuracy_table(df: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Per system: n, accuracy with a bootstrap CI, mean latency, tokens and cost per correct answer."""
     rows = []
@@ -41,7 +45,7 @@ def accuracy_table(df: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.Da
                          tokens_per_correct=g["tokens"].sum() / n_right if n_right else float("inf"),
                          cost_usd=cost.sum() if len(cost) else None,
                          cost_per_correct=(cost.sum() / n_right if n_right and len(cost) else None)))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=ACCURACY_COLUMNS)  # the columns even with no graded row (0 items)
 
 
 def best_member(df: pd.DataFrame) -> str | None:

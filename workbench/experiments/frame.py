@@ -12,6 +12,12 @@ from ..errors import ConfigError
 from .common import Experiment, mean_ci, member_table, paired
 
 
+def scored(value) -> bool:
+    """A ``correct`` cell that holds a verdict: not None, and not NaN (what a frame read back from CSV holds where
+    an answer could not be scored; ``bool(nan)`` is True, so NaN must never reach a truth test)."""
+    return value is not None and not (isinstance(value, float) and value != value)
+
+
 def _system(df: pd.DataFrame, system: str) -> pd.DataFrame:
     rows = df[df["system"] == system]
     if rows.empty:
@@ -33,8 +39,8 @@ def debate_vs_vote(df: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> Exper
     debate, vote = _system(df, "fusion:debate"), _system(df, "fusion:vote")
     members = member_table(df)
     n_members = members["system"].nunique()
-    items = [i for i in debate.index if i in vote.index and debate.at[i, "correct"] is not None
-             and vote.at[i, "correct"] is not None and debate.at[i, "correct"] == debate.at[i, "correct"]]
+    items = [i for i in debate.index if i in vote.index and scored(debate.at[i, "correct"])
+             and scored(vote.at[i, "correct"])]
     rows = [dict(round=1, member_accuracy=members[members["item_id"].isin(items)]["correct"].mean(),
                  changed=0, right_to_wrong=0, wrong_to_right=0, items=len(items))]
     per: dict[int, dict] = {}
