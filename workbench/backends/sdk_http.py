@@ -8,6 +8,7 @@ transports and exceptions come from the module that client class is defined on.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from types import ModuleType
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 _HTTP_LIBS = ("httpx2", "httpx")
 
 
+@functools.cache
 def sdk_http() -> ModuleType:
     """The module (``httpx`` or ``httpx2``) whose ``AsyncClient`` the installed openai SDK subclasses."""
     import openai

@@ -289,13 +289,12 @@ def frame_environments(frame: "pd.DataFrame", store: RunStore, owner: str | None
 
     envs: dict[str, dict[str, Any]] = {}
     ids = frame["env_id"] if "env_id" in frame else pd.Series([None] * len(frame), dtype=object)
-    if "env_id" in frame:
-        for eid, run in frame.dropna(subset=["env_id"]).drop_duplicates("env_id")[["env_id", "env_run"]] \
-                .itertuples(index=False):
-            try:
-                envs[eid] = store.load(run, owner=owner).environment
-            except WorkbenchError:  # the run was deleted since: its record went with it
-                envs[eid] = {}
+    known = frame.loc[ids.notna()].drop_duplicates("env_id") if "env_id" in frame else frame.iloc[0:0]
+    for eid, run in zip(known.get("env_id", ()), known.get("env_run", ())):
+        try:  # one stored run per environment id: its record stands for all rows with that id
+            envs[eid] = store.load(run, owner=owner).environment
+        except WorkbenchError:  # the run was deleted since: its record went with it
+            envs[eid] = {}
     counts = ids.dropna().value_counts()
     main = envs.get(counts.index[0], {}) if len(counts) else {}
     diffs: list[str] = []
