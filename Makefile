@@ -36,10 +36,12 @@ install-unlocked:
 # Re-resolve the lock to the newest releases pyproject allows (under lock-constraints.txt), then regenerate
 # requirements.txt and environment.yml. pip-compile: pip's own resolver and index settings (see README).
 LOCK_VENV := .venv-lock
+# `make lock LOCK_UPGRADE=` adds a new dependency and keeps every other pin where it is
+LOCK_UPGRADE ?= --upgrade
 lock:
 	@test -x $(LOCK_VENV)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_VENV) && \
 	  $(LOCK_VENV)/bin/pip install -q 'pip==26.3' 'pip-tools==7.7.0'; }
-	PIP_FIND_LINKS= $(LOCK_VENV)/bin/pip-compile --quiet --upgrade --generate-hashes --allow-unsafe --all-build-deps \
+	PIP_FIND_LINKS= $(LOCK_VENV)/bin/pip-compile --quiet $(LOCK_UPGRADE) --generate-hashes --allow-unsafe --all-build-deps \
 	  --extra dev --extra notebooks --strip-extras --no-emit-index-url --no-emit-find-links \
 	  --constraint lock-constraints.txt --output-file requirements.lock pyproject.toml
 	$(LOCK_VENV)/bin/python scripts/lockfiles.py write
