@@ -7,7 +7,7 @@ ROOT = Path(__file__).resolve().parent.parent / "workbench"
 
 #: lowest first; a module may import its own layer and those below
 LAYERS = [
-    {"errors", "types", "paths", "answers", "escaping", "provenance"},
+    {"errors", "types", "paths", "answers", "escaping", "provenance", "stats"},
     {"settings", "specs"},
     {"records"},
     {"labels"},

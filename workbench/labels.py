@@ -9,30 +9,15 @@ which a labelling queue shows a run's answers (random, fixed per run and labelle
 
 from __future__ import annotations
 
-import math
 import random
 from collections import defaultdict
 from typing import Any, Iterable
 
 from .records import FusionResult
+from .stats import wilson
 
 RATINGS = ("better", "same", "worse")
 NONE_STANDS_OUT = -1  #: a label's best member when no answer is better than the others
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of the proportion k/n (95 % by default); (nan, nan) when n is 0."""
-    if n <= 0:
-        return float("nan"), float("nan")
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    # the closed form reaches 0 at k = 0 and 1 at k = n exactly; rounding left it a step off (2.8e-17,
-    # 0.9999999999999999), and the interval then excluded the observed rate
-    lo = 0.0 if k <= 0 else min(p, max(0.0, centre - half))
-    hi = 1.0 if k >= n else max(p, min(1.0, centre + half))
-    return lo, hi
 
 
 def judge_pick(result: FusionResult) -> int | None:

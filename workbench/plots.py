@@ -85,7 +85,7 @@ _KIND_COLOURS = {"member": "#4c78a8", "oracle": "#9d9d9d", "fusion": "#f58518"}
 
 
 def accuracy_ci(acc) -> Any:
-    """Accuracy per system with bootstrap confidence intervals, members and fusion modes side by side."""
+    """Accuracy per system with 95 % Wilson intervals, members and fusion modes side by side."""
     go = _go()
     fig = go.Figure(go.Bar(
         x=acc["system"], y=acc["accuracy"],
@@ -93,7 +93,7 @@ def accuracy_ci(acc) -> Any:
                      arrayminus=acc["accuracy"] - acc["ci_low"]),
         marker_color=[_KIND_COLOURS.get(k, "#54a24b") for k in acc["kind"]],
         hovertemplate="%{x}: %{y:.1%}<extra></extra>"))
-    fig.update_layout(title="Accuracy per system (95% bootstrap CI)", yaxis=dict(range=[0, 1.05], tickformat=".0%"),
+    fig.update_layout(title="Accuracy per system (95% Wilson CI)", yaxis=dict(range=[0, 1.05], tickformat=".0%"),
                       height=380, margin=dict(l=10, r=10, t=50, b=80))
     return fig
 

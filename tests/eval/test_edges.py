@@ -1,6 +1,7 @@
 """Definitions at the edges: intervals at k = 0 and k = n, and an evaluation with no item."""
 
 import math
+from statistics import NormalDist
 
 import pandas as pd
 
@@ -8,7 +9,7 @@ from workbench.eval import metrics
 from workbench.labels import wilson
 
 
-def wilson_by_roots(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+def wilson_by_roots(k: int, n: int, z: float = NormalDist().inv_cdf(0.975)) -> tuple[float, float]:
     """The Wilson interval as its definition states it: the p with (k/n - p)^2 = z^2 p (1 - p) / n (the two roots
     of a quadratic in p), written independently of workbench.labels."""
     a = 1 + z * z / n

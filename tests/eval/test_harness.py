@@ -10,6 +10,7 @@ import workbench as wb
 from workbench.eval import metrics
 from workbench.eval.harness import evaluate_async
 from workbench.specs import Member
+from workbench.stats import wilson
 
 from known import REFS, table
 
@@ -59,7 +60,9 @@ async def test_every_metric_on_known_answers(dataset, pool, remote, tmp_path):
     debate = metrics.debate_dynamics(df).set_index("round").loc[2].to_dict()
     assert debate == {"changed": 5, "right_to_wrong": 1, "wrong_to_right": 1, "correct": 5, "items": 4}
     acc_ci = metrics.accuracy_table(df).set_index("system")
-    assert acc_ci.loc["oracle", "ci_low"] == 1.0 and acc_ci.loc["member:C", "ci_high"] == 0.0
+    # Wilson intervals: 4 of 4 right is not certainty ([0.51, 1]); 0 of 4 is [0, 0.49]
+    assert acc_ci.loc["oracle", ["ci_low", "ci_high"]].tolist() == list(wilson(4, 4))
+    assert acc_ci.loc["member:C", ["ci_low", "ci_high"]].tolist() == list(wilson(0, 4))
     assert acc_ci.loc["member:A", "ci_low"] < 0.75 < acc_ci.loc["member:A", "ci_high"]
 
 

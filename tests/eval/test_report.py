@@ -56,7 +56,9 @@ async def test_a_report_is_self_contained_with_plotly_once_and_a_summary_that_na
     assert page.index("wb-summary") < page.index("<h2>")  # at the top
     assert "Ran 4 items" in summary and "member:A: right on 75% of 4 items" in summary
     # best-of is right on 3 of 4 like A (a tie); the vote on 2: both intervals span 0 on 4 items
-    assert "fusion:best-of (75%) tied it" in summary and "fusion:vote (50%) fell behind it by 25 points" in summary
+    assert "fusion:best-of (75%) tied member:A over 4 paired items" in summary
+    assert "fusion:vote (50%) fell behind member:A by 25 points" in summary
+    assert summary.count("for its difference to the truly best member") == 2
     assert summary.count("no evidence either way") == 2
     shown = text_of(page)
     assert "random-weight" not in shown  # no noise model took part

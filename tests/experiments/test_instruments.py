@@ -282,7 +282,7 @@ def test_self_preference_counts_wins_while_wrong():
 
     verdicts = pd.DataFrame([dict(item_id=i, order=[0, 1, 2], valid=True, winner=w, n=3)
                              for i, w in (("i1", 2), ("i2", 2), ("i3", 2), ("i4", 1))])
-    s = _self_preference(verdicts, 2, member_table(frame()), 2000, 0)
+    s = _self_preference(verdicts, 2, member_table(frame()))
     # member c (index 2) won 3 of 4; it was wrong with another right on i1, i2, i3 (won all three) but not i4
     assert s["win_rate"] == 0.75 and s["expected"] == 1 / 3
     assert s["verdicts_where_it_was_wrong"] == 3 and s["won_while_wrong"] == 1.0

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..fusion.modes import JUDGED_MODES
+from ..stats import VS_BEST_METHOD, paired_binary, seed_for, vs_best, wilson
 
 
 def _graded(df: pd.DataFrame) -> pd.DataFrame:
@@ -17,87 +16,90 @@ def _graded(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["correct"].notna() & (df["kind"] != "probe")]
 
 
-def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, ci: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean."""
-    if len(values) == 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = rng.choice(values, size=(n_boot, len(values)), replace=True).mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - ci) / 2, 1 - (1 - ci) / 2])
-    return float(lo), float(hi)
-
-
 ACCURACY_COLUMNS = ["system", "kind", "n", "accuracy", "ci_low", "ci_high", "mean_latency_s", "tokens",
-                    "tokens_per_correct", "cost_usd", "cost_per_correct"]
+                    "tokens_per_correct", "cost_usd", "cost_per_correct", "unscorable"]
 
 
-def accuracy_table(df: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Per system: n, accuracy with a bootstrap CI, mean latency, tokens and cost per correct answer."""
+def _unscorable_counts(df: pd.DataFrame) -> dict[str, int]:
+    """Per system, its rows whose answer could not be scored (``correct`` is None or NaN); probes aside."""
+    if df.empty or "correct" not in df or "kind" not in df:
+        return {}
+    rows = df[df["correct"].isna() & (df["kind"] != "probe")]
+    return {str(k): int(v) for k, v in rows.groupby("system", sort=False).size().items()}
+
+
+def accuracy_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per system: n (its scored items), accuracy with a 95 % Wilson interval, mean latency, tokens and cost per
+    correct answer, and ``unscorable``: its answers that could not be scored (left out of n)."""
     rows = []
+    unscorable = _unscorable_counts(df)
     for system, g in _graded(df).groupby("system", sort=False):
-        correct = g["correct"].astype(float).to_numpy()
-        lo, hi = bootstrap_ci(correct, n_boot, seed=seed)
+        correct = g["correct"].astype(bool).to_numpy()
         n_right = int(correct.sum())
+        lo, hi = wilson(n_right, len(g))
         cost = g["cost_usd"].dropna() if "cost_usd" in g else pd.Series(dtype=float)
         rows.append(dict(system=system, kind=g["kind"].iloc[0], n=len(g), accuracy=correct.mean(),
                          ci_low=lo, ci_high=hi, mean_latency_s=g["latency_s"].mean(),
                          tokens=int(g["tokens"].sum()),
                          tokens_per_correct=g["tokens"].sum() / n_right if n_right else float("inf"),
                          cost_usd=cost.sum() if len(cost) else None,
-                         cost_per_correct=(cost.sum() / n_right if n_right and len(cost) else None)))
+                         cost_per_correct=(cost.sum() / n_right if n_right and len(cost) else None),
+                         unscorable=unscorable.get(system, 0)))
     return pd.DataFrame(rows, columns=ACCURACY_COLUMNS)  # the columns even with no graded row (0 items)
 
 
 def best_member(df: pd.DataFrame) -> str | None:
     """The member system with the highest accuracy (ties: the first in name order)."""
-    acc = accuracy_table(df, n_boot=1)
+    acc = accuracy_table(df)
     members = acc[acc["kind"] == "member"].sort_values(["accuracy", "system"], ascending=[False, True])
     return None if members.empty else str(members.iloc[0]["system"])
 
 
-def mcnemar_exact(wins: int, losses: int) -> float:
-    """Two-sided exact McNemar test on paired binary outcomes: the binomial test of ``wins`` against
-    ``losses`` (the discordant pairs) with p = 1/2. 1.0 when there is no discordant pair."""
-    n = wins + losses
-    if n == 0:
-        return 1.0
-    k = min(wins, losses)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
-    return min(1.0, 2 * tail)
-
-
-def paired_vs_best(df: pd.DataFrame, n_boot: int = 2000, ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
+def paired_vs_best(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """Each fusion system (and the oracle) against the best single member, on the items where every member
     and the system were scored.
 
-    ``diff`` is the system's accuracy minus the best member's, with the best member chosen on these items
-    (``vs``). Choosing the best on the same items it is compared on flatters it, so the interval
-    (``ci_low``/``ci_high``, percentile bootstrap over items) re-selects the best member inside every
-    resample: it covers "fusion minus whichever member would have looked best". ``wins``/``losses`` are the
-    discordant items against ``vs`` and ``mcnemar_p`` the exact McNemar test on them.
+    ``diff`` is the system's accuracy minus that of the member that scored best on these items (``vs``): choosing
+    the best on the items it is compared on flatters it (the winner's curse). The interval (``ci_low``/``ci_high``)
+    is for the system minus the truly best member: ``stats.vs_best`` (intersection bounds, ``method``), seeded from
+    the items and systems compared, so it does not move when other systems join the frame. ``wins``/``losses``
+    are the discordant items against ``vs`` and ``mcnemar_p`` the exact McNemar test on them (against a member
+    chosen on these items: read it with the interval). ``near_best``: the members that could be the best.
+    ``scored_items``: items where the system was scored; ``left_out``: of those, items left out because some
+    member's answer could not be scored, and ``unscorable_members`` which members (and on how many items).
     """
     g = _graded(df)
-    wide = g.pivot_table(index="item_id", columns="system", values="correct", aggfunc="first").astype(float)
+    wide = g.pivot_table(index="item_id", columns="system", values="correct", aggfunc="first")
     members = sorted(s for s in wide.columns if s.startswith("member:"))
     if not members:
-        return pd.DataFrame()
+        return pd.DataFrame(columns=PAIRED_COLUMNS)
+    all_items = pd.Index(sorted(df["item_id"].unique()))
+    scored_members = wide[members].reindex(all_items)
     rows = []
-    rng = np.random.default_rng(seed)
     for system in [s for s in wide.columns if s.startswith("fusion:") or s == "oracle"]:
-        pair = wide[[system] + members].dropna()
+        sys_scored = wide[system].reindex(all_items).notna()
+        missing = scored_members[sys_scored].isna().sum()
+        pair = wide[[system] + members].dropna().astype(bool)
         n = len(pair)
+        base = dict(system=system, n=n, scored_items=int(sys_scored.sum()), left_out=int(sys_scored.sum()) - n,
+                    unscorable_members={m.removeprefix("member:"): int(c) for m, c in missing.items() if c},
+                    method=VS_BEST_METHOD)
         if n == 0:
+            rows.append(dict(base, vs=None, diff=float("nan"), ci_low=float("nan"), ci_high=float("nan"), wins=0,
+                             losses=0, mcnemar_p=float("nan"), near_best=[]))
             continue
         sys_v, mem_v = pair[system].to_numpy(), pair[members].to_numpy()
-        best_i = int(np.argmax(mem_v.mean(axis=0)))  # ties: the first in name order
-        diff = sys_v - mem_v[:, best_i]
-        idx = rng.integers(0, n, size=(n_boot, n))
-        boot = sys_v[idx].mean(axis=1) - mem_v[idx].mean(axis=1).max(axis=1)  # best re-selected per resample
-        lo, hi = np.quantile(boot, [(1 - ci) / 2, 1 - (1 - ci) / 2])
-        wins, losses = int((diff > 0).sum()), int((diff < 0).sum())
-        rows.append(dict(system=system, vs=members[best_i], n=n, diff=float(diff.mean()), ci_low=float(lo),
-                         ci_high=float(hi), wins=wins, losses=losses, mcnemar_p=mcnemar_exact(wins, losses)))
-    return pd.DataFrame(rows)
+        vb = vs_best(sys_v, mem_v, level, seed=seed_for(system, *members, *pair.index))
+        vs = members[vb["best"]]
+        cmp = paired_binary(sys_v, mem_v[:, vb["best"]], level)
+        rows.append(dict(base, vs=vs, diff=vb["diff"], ci_low=vb["ci_low"], ci_high=vb["ci_high"], wins=cmp["wins"],
+                         losses=cmp["losses"], mcnemar_p=cmp["mcnemar_p"],
+                         near_best=[members[j] for j in vb["near_best"]]))
+    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+
+
+PAIRED_COLUMNS = ["system", "vs", "n", "diff", "ci_low", "ci_high", "wins", "losses", "mcnemar_p", "near_best",
+                  "scored_items", "left_out", "unscorable_members", "method"]
 
 
 def _unscorable(g: pd.DataFrame) -> pd.Series:
@@ -189,13 +191,35 @@ def debate_dynamics(df: pd.DataFrame) -> pd.DataFrame:
     return per
 
 
+def left_out_note(r) -> str:
+    """What a fused-vs-best comparison left out, in words ("" when nothing)."""
+    if not r["left_out"]:
+        return ""
+    who = ", ".join(f"{m} on {c}" for m, c in r["unscorable_members"].items())
+    return (f"; {r['left_out']} of the {r['scored_items']} items {r['system']} was scored on are left out because "
+            f"some member's answer could not be scored ({who})")
+
+
+def paired_line(r) -> str:
+    """One fused-vs-best comparison as a Markdown line: what it can claim, and over what."""
+    if r["vs"] is None:
+        return f"- {r['system']} vs the best member: no item where it and every member were scored" + left_out_note(r)
+    claim = ("the interval excludes 0" if r["ci_low"] > 0 or r["ci_high"] < 0 else
+             "the interval includes 0: no evidence either way")
+    near = [m for m in r["near_best"] if m != r["vs"]]
+    return (f"- {r['system']} vs the best member: {r['diff']:+.2f} against {r['vs']} (the best on these {r['n']} "
+            f"items, which flatters it); 95% CI for the difference to the truly best member {r['ci_low']:+.2f} to "
+            f"{r['ci_high']:+.2f} ({claim}; intersection bounds"
+            + (f", also could be the best: {', '.join(near)}" if near else "")
+            + f"); wins {r['wins']}, losses {r['losses']} against {r['vs']}, exact McNemar p = {r['mcnemar_p']:.3g}"
+            + left_out_note(r))
+
+
 def metric_lines(s: dict) -> list[str]:
     """The evaluation's headline numbers as Markdown lines, each with what it is computed over."""
     lines = []
     for _, r in s["paired"].iterrows():
-        lines.append(f"- {r['system']} vs {r['vs']}: {r['diff']:+.2f} over {r['n']} items (95% CI {r['ci_low']:+.2f} "
-                     f"to {r['ci_high']:+.2f}, best member re-selected per resample; wins {r['wins']}, losses "
-                     f"{r['losses']}, exact McNemar p = {r['mcnemar_p']:.3g})")
+        lines.append(paired_line(r))
     for _, r in s["regret"].iterrows():
         lines.append(f"- judge regret, {r['system']}: {r['regrets']} of {r['eligible']} items some member got right"
                      + (f" ({r['unscorable']} fused answers could not be scored: left out)" if r["unscorable"] else ""))

@@ -20,6 +20,7 @@ import pandas as pd
 
 from .. import plots
 from ..fusion.modes import JUDGED_MODES
+from ..stats import VS_BEST_METHOD
 from . import metrics
 from .metrics import metric_lines
 
@@ -81,9 +82,9 @@ def page(title: str, parts: list[str], with_plotly: bool = True) -> str:
 def interval_reading(lo: float, hi: float, p: float | None = None, n: int | None = None) -> str:
     """What a 95% interval of a paired difference says, in words.
 
-    With few items a percentile bootstrap can exclude 0 when every item points one way (3 items of 3 is an
-    interval of one point), so an interval that excludes 0 counts as evidence only when the exact McNemar test
-    agrees (``p`` < 0.05, where given) and there are at least 10 items (``n``, where given).
+    With few items an interval can exclude 0 when every item points one way, so an interval that excludes 0 counts
+    as evidence only when the exact McNemar test agrees (``p`` < 0.05, where given) and there are at least 10 items
+    (``n``, where given).
     """
     if lo != lo or hi != hi:
         return "no interval: nothing was compared"
@@ -143,10 +144,16 @@ def summary_paragraph(df, s: dict | None = None) -> str:
     if not len(fused):
         text.append("No fusion mode was scored against it.")
     for r in fused.itertuples() if len(fused) else ():
-        verb = ("beat it by" if r.diff > 0 else "fell behind it by" if r.diff < 0 else "tied it")
-        gap = f" {abs(r.diff) * 100:.0f} points" if r.diff else ""
-        text.append(f"{r.system} ({acc.loc[r.system, 'accuracy']:.0%}) {verb}{gap} over {r.n} paired items; "
-                    f"{interval_reading(r.ci_low, r.ci_high, r.mcnemar_p, r.n)}.")
+        if r.vs is None:
+            text.append(f"{r.system} could not be compared: no item where it and every member were scored.")
+            continue
+        verb = ("was ahead of" if r.diff > 0 else "fell behind" if r.diff < 0 else "tied")
+        gap = f" by {abs(r.diff) * 100:.0f} points" if r.diff else ""
+        text.append(f"{r.system} ({acc.loc[r.system, 'accuracy']:.0%}) {verb} {r.vs}{gap} over {r.n} paired items; "
+                    f"for its difference to the truly best member, "
+                    f"{interval_reading(r.ci_low, r.ci_high, r.mcnemar_p, r.n)}"
+                    + (f" ({r.left_out} items left out: some member's answer could not be scored)" if r.left_out
+                       else "") + ".")
     if "oracle" in acc.index:
         text.append(f"Some member was right on {acc.loc['oracle', 'accuracy']:.0%} of items (the oracle): the most "
                     "any pick of one member's answer could reach.")
@@ -228,8 +235,11 @@ def report_html(df) -> str:
               "<h2>Accuracy</h2>", table_html(s["accuracy"])]
     if len(s["paired"]):
         parts += ["<h2>Fused vs the best single member (paired)</h2>",
-                  "<p class='muted'>diff: the system's accuracy minus the best member's on the same items; the "
-                  "interval re-selects the best member in every bootstrap resample.</p>", table_html(s["paired"]),
+                  "<p class='muted'>diff: the system's accuracy minus that of the member that scored best on the "
+                  "same items (vs; chosen on the items it is compared on, which flatters it). The interval is for the "
+                  "difference to the truly best member: " + esc(VS_BEST_METHOD) + " (near_best: the members that "
+                  "could be the best). left_out: items the system was scored on but some member was not.</p>",
+                  table_html(s["paired"].drop(columns=["method"])),
                   # metric_lines starts with one line per paired row
                   "<ul>" + "".join(f"<li>{esc(x[2:])}</li>" for x in metric_lines(s)[:len(s["paired"])]) + "</ul>"]
     parts += ["<h2>Judge</h2>"]

@@ -27,7 +27,7 @@ def _generated(df: pd.DataFrame) -> float:
 
 def cost_matched_ablation(dataset: Any, pool: Sequence[Any], judge: Any, mode: str = "best-of",
                           temperature: float = 0.8, settings: Any = None, registry: Any = None, store: Any = None,
-                          limit: int | None = None, n_boot: int = 2000, seed: int = 0) -> Experiment:
+                          limit: int | None = None, seed: int = 0) -> Experiment:
     """The diverse pool vs k samples of its best member vs k samples of the judge model (k = the pool's size).
 
     Three evaluations share the dataset, the judge, the mode and the generation limits (their member answers are
@@ -76,16 +76,16 @@ def cost_matched_ablation(dataset: Any, pool: Sequence[Any], judge: Any, mode: s
               f"{k} x judge model, fused": _generated(judge_samples)}
     rows = []
     for name, v in vec.items():
-        acc, lo, hi = mean_ci(v, n_boot, seed=seed)
+        acc, lo, hi = mean_ci(v)
         rows.append(dict(arm=name, accuracy=acc, ci_low=lo, ci_high=hi, member_tokens_per_item=tokens[name],
                          tokens_vs_diverse=tokens[name] / tokens["diverse pool, fused"], items=len(items)))
     frame = pd.DataFrame(rows)
     b, d = vec["best member alone"], vec["diverse pool, fused"]
     s_, j = vec[f"{k} x best member, fused"], vec[f"{k} x judge model, fused"]
     summary = dict(items=len(items), k=k, best_member=best_system, mode=mode, temperature=temperature,
-                   total_gain=paired(d, b, n_boot, seed=seed), synthesis=paired(s_, b, n_boot, seed=seed),
-                   diversity=paired(d, s_, n_boot, seed=seed),
-                   diverse_vs_judge_samples=paired(d, j, n_boot, seed=seed))
+                   total_gain=paired(d, b), synthesis=paired(s_, b),
+                   diversity=paired(d, s_),
+                   diverse_vs_judge_samples=paired(d, j))
     total = summary["total_gain"]["diff"]
     summary["synthesis_share"] = summary["synthesis"]["diff"] / total if total else float("nan")
     fig = go.Figure(go.Bar(x=frame["arm"], y=frame["accuracy"],

@@ -166,7 +166,7 @@ def parse_analysis(text: str) -> dict[str, Any] | None:
 
 
 def grounding(df: pd.DataFrame, judge: Any, dataset: Any = None, threshold: float = THRESHOLD,
-              registry: Any = None, seed: int = 0, n_boot: int = 2000) -> Experiment:
+              registry: Any = None, seed: int = 0) -> Experiment:
     """The judge's structured analysis of each item's cached member answers, every quote checked.
 
     Returns one row per claim (item, kind, member, claim, quote, match score, grounded), the grounding rate with a
@@ -214,7 +214,7 @@ def grounding(df: pd.DataFrame, judge: Any, dataset: Any = None, threshold: floa
     frame = pd.DataFrame(rows, columns=["item_id", "kind", "label", "member", "claim", "quote", "score", "grounded"])
     quoted = frame[frame["grounded"].notna()]
     per_item = quoted.groupby("item_id")["grounded"].mean().to_numpy(dtype=float)
-    rate, lo, hi = mean_ci(per_item, n_boot, seed=seed)
+    rate, lo, hi = mean_ci(per_item)
     by_kind = {k: float(g["grounded"].astype(float).mean()) for k, g in quoted.groupby("kind")}
     by_member = {k: float(g["grounded"].astype(float).mean()) for k, g in quoted.groupby("member")}
     parsed = sum(r["parsed"] for r in rendered)

@@ -48,7 +48,7 @@ def shapley(values: dict[tuple[int, ...], float], n: int) -> tuple[list[float], 
 
 
 def member_attribution(df: pd.DataFrame, judge: Any = None, dataset: Any = None, registry: Any = None,
-                       seed: int = 0, n_boot: int = 2000) -> Experiment:
+                       seed: int = 0) -> Experiment:
     """Leave-one-out and exact Shapley values of each member's contribution to fused accuracy.
 
     The value of a set of members on an item is whether fusing only their (cached) answers is right: by majority
@@ -83,8 +83,8 @@ def member_attribution(df: pd.DataFrame, judge: Any = None, dataset: Any = None,
     loos = np.array([shapley(per_item[i], n)[1] for i in items])
     rows = []
     for m, system in enumerate(systems):
-        phi, lo, hi = mean_ci(phis[:, m], n_boot, seed=seed)
-        loo, llo, lhi = mean_ci(loos[:, m], n_boot, seed=seed)
+        phi, lo, hi = mean_ci(phis[:, m])
+        loo, llo, lhi = mean_ci(loos[:, m])
         alone = float(np.mean([per_item[i][(m,)] for i in items]))
         rows.append(dict(member=system, shapley=phi, shapley_ci_low=lo, shapley_ci_high=hi, leave_one_out=loo,
                          loo_ci_low=llo, loo_ci_high=lhi, alone_accuracy=alone))

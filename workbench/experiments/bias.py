@@ -44,15 +44,17 @@ def orderings(n: int, max_orders: int | None, rng: random.Random) -> list[tuple[
 
 
 def judge_bias_sweep(df: pd.DataFrame, judge: Any, dataset: Any = None, max_orders: int | None = 24,
-                     shuffle_labels: bool = True, name_probe: bool = True, registry: Any = None, seed: int = 0,
-                     n_boot: int = 2000) -> Experiment:
+                     shuffle_labels: bool = True, name_probe: bool = True, registry: Any = None, seed: int = 0) -> Experiment:
     """The judge over many orderings of each item's cached member answers.
 
     Each ordering shows the candidates in a permutation (all of them up to ``max_orders``, else a sample) and,
     with ``shuffle_labels``, under a shuffled set of labels (so that position and label can be told apart). An
-    unbiased judge picks each position and each label at the rate 1/n; ``summary`` gives each rate with a
-    bootstrap interval, the share of items whose pick changed with the ordering, and the mean Kendall's tau
-    between the score rankings of every two orderings of an item (1: the same ranking wherever they stand).
+    unbiased judge picks each position and each label at the rate 1 / (candidates); each rate is over the verdicts
+    that had that position (an item where a member failed has fewer), with a 95 % Wilson interval, against the mean
+    of 1 / candidates over those verdicts (``expected``). ``summary`` also gives the share of items whose pick
+    changed with the ordering (over items with at least two valid verdicts; the others are counted apart), and the
+    mean Kendall's tau between the score rankings of every two orderings of an item (1: the same ranking wherever
+    they stand).
 
     With ``name_probe``, each item is also judged in pool order under three labellings: anonymous letters, the
     members' true names, and the names rotated one place (each answer wearing another member's name). A judge
@@ -121,25 +123,25 @@ def judge_bias_sweep(df: pd.DataFrame, judge: Any, dataset: Any = None, max_orde
 
     rows, calls = run_sync(run())
     frame = pd.DataFrame(rows)
-    exp = _summarise(frame, calls, n_boot, seed)
+    exp = _summarise(frame, calls)
     if probes:
-        exp.summary["name_probe"] = _name_probe(pd.DataFrame(probes), n_boot, seed)
+        exp.summary["name_probe"] = _name_probe(pd.DataFrame(probes))
     systems = list(dict.fromkeys(members.sort_values("order")["system"]))
     pool_members = df.attrs.get("pool_members")  # Member dicts, when the frame carries them
     own = _own_member(judge_member, systems, pool_members, registry)
     if own is not None and len(frame):
-        exp.summary["self_preference"] = _self_preference(frame, own, members, n_boot, seed)
+        exp.summary["self_preference"] = _self_preference(frame, own, members)
     return exp
 
 
-def _name_probe(p: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
+def _name_probe(p: pd.DataFrame) -> dict[str, Any]:
     """How the pick moves when the candidates wear names (true, then swapped) instead of letters."""
     wide = p[p["valid"]].pivot_table(index="item_id", columns="condition", values="winner", aggfunc="first")
     out: dict[str, Any] = {"items": int(len(wide))}
     for cond in ("true names", "swapped names"):
         if "anonymous" in wide and cond in wide:
             both = wide[["anonymous", cond]].dropna()
-            changed, lo, hi = mean_ci((both["anonymous"] != both[cond]).to_numpy(dtype=float), n_boot, seed=seed)
+            changed, lo, hi = mean_ci((both["anonymous"] != both[cond]).to_numpy(dtype=float))
             out[f"changed_with_{cond.replace(' ', '_')}"] = dict(rate=changed, ci=(lo, hi), items=len(both))
     if "anonymous" in wide and "swapped names" in wide:
         ids = p[p["condition"] == "swapped names"].set_index("item_id")["ids"]
@@ -150,7 +152,7 @@ def _name_probe(p: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
             order = list(ids[item])
             wearer = order[(order.index(int(r["anonymous"])) - 1) % len(order)]
             follows.append(float(int(r["swapped names"]) == wearer))
-        rate, lo, hi = mean_ci(np.array(follows), n_boot, seed=seed)
+        rate, lo, hi = mean_ci(np.array(follows))
         out["followed_the_name"] = dict(rate=rate, ci=(lo, hi), items=len(follows))
     return out
 
@@ -168,33 +170,43 @@ def _own_member(judge_member, systems: list[str], pool_members, registry) -> int
     return None
 
 
-def _self_preference(frame: pd.DataFrame, own: int, members: pd.DataFrame, n_boot: int, seed: int) -> dict:
+def _self_preference(frame: pd.DataFrame, own: int, members: pd.DataFrame) -> dict:
+    """The judge's own member's win rate over the verdicts in which it was a candidate (where it failed it was not
+    shown, and cannot win), against what picking at random gives there: the mean of 1 / candidates."""
     valid = frame[frame["valid"]]
+    valid = valid[[own in order for order in valid["order"]]]
     wins = (valid["winner"] == own).to_numpy(dtype=float)
-    rate, lo, hi = mean_ci(wins, n_boot, seed=seed)
+    rate, lo, hi = mean_ci(wins)
     right = members.set_index(["item_id", "order"])["correct"]
     wrong_own = [r for r in valid.itertuples()
                  if not right.get((r.item_id, own), False)
                  and any(right.get((r.item_id, m), False) for m in r.order if m != own)]
     bad = np.array([float(r.winner == own) for r in wrong_own])
-    brate, blo, bhi = mean_ci(bad, n_boot, seed=seed)
-    return dict(member=own, win_rate=rate, ci=(lo, hi), expected=1 / max(1, int(valid["n"].max())),
+    brate, blo, bhi = mean_ci(bad)
+    return dict(member=own, win_rate=rate, ci=(lo, hi), verdicts=len(valid),
+                expected=float((1 / valid["n"]).mean()) if len(valid) else float("nan"),
                 won_while_wrong=brate, won_while_wrong_ci=(blo, bhi), verdicts_where_it_was_wrong=len(bad))
 
 
-def _summarise(frame: pd.DataFrame, calls: int, n_boot: int, seed: int) -> Experiment:
+def _summarise(frame: pd.DataFrame, calls: int) -> Experiment:
     import plotly.graph_objects as go
 
     valid = frame[frame["valid"]] if len(frame) else frame
     n = int(frame["n"].max()) if len(frame) else 0
     by_pos = []
-    for p in range(n):
-        mean, lo, hi = mean_ci((valid["winner_position"] == p).to_numpy(dtype=float), n_boot, seed=seed)
-        by_pos.append(dict(kind="position", key=str(p + 1), win_rate=mean, ci_low=lo, ci_high=hi, expected=1 / n))
-    for lab in letters(n):
-        mean, lo, hi = mean_ci((valid["winner_label"] == lab).to_numpy(dtype=float), n_boot, seed=seed)
-        by_pos.append(dict(kind="label", key=lab, win_rate=mean, ci_low=lo, ci_high=hi, expected=1 / n))
-    rates = pd.DataFrame(by_pos)
+    # A position (a label) can win only in the verdicts that had it: items where a member failed have fewer
+    # candidates. Each rate is over those verdicts, against the mean of 1 / (that verdict's candidates).
+    for p, lab in zip(range(n), letters(n)):
+        has = valid[valid["n"] > p]
+        expected = float((1 / has["n"]).mean()) if len(has) else float("nan")
+        for kind, key, won in (("position", str(p + 1), has["winner_position"] == p),
+                               ("label", lab, has["winner_label"] == lab)):
+            mean, lo, hi = mean_ci(won.to_numpy(dtype=float))
+            by_pos.append(dict(kind=kind, key=key, win_rate=mean, ci_low=lo, ci_high=hi, expected=expected,
+                               verdicts=len(has)))
+    rates = pd.DataFrame(by_pos, columns=["kind", "key", "win_rate", "ci_low", "ci_high", "expected", "verdicts"])
+    rates = rates.sort_values("kind", kind="stable", key=lambda k: k.map({"position": 0, "label": 1}))
+    rates = rates.reset_index(drop=True)
     taus, flips = [], []
     for _item, g in valid.groupby("item_id"):
         members = sorted(g["scores"].iloc[0])
@@ -203,11 +215,14 @@ def _summarise(frame: pd.DataFrame, calls: int, n_boot: int, seed: int) -> Exper
         t = [x for x in t if x == x]
         if t:
             taus.append(float(np.mean(t)))
-        flips.append(float(g["winner"].nunique() > 1))
-    tau, tau_lo, tau_hi = mean_ci(np.array(taus), n_boot, seed=seed)
-    flip, flip_lo, flip_hi = mean_ci(np.array(flips), n_boot, seed=seed)
+        if len(g) > 1:  # one valid verdict cannot show a change: such items are left out, not "unchanged"
+            flips.append(float(g["winner"].nunique() > 1))
+    tau, tau_lo, tau_hi = mean_ci(np.array(taus))
+    flip, flip_lo, flip_hi = mean_ci(np.array(flips))
     summary = dict(items=int(frame["item_id"].nunique()) if len(frame) else 0, orderings=len(frame),
                    valid_verdicts=len(valid), pick_changed_with_ordering=flip, pick_changed_ci=(flip_lo, flip_hi),
+                   pick_changed_items=len(flips),
+                   pick_changed_left_out=int(valid["item_id"].nunique()) - len(flips) if len(valid) else 0,
                    kendall_tau=tau, kendall_tau_ci=(tau_lo, tau_hi),
                    position_1_win_rate=float(rates.iloc[0]["win_rate"]) if n else float("nan"))
     fig = go.Figure()
@@ -217,7 +232,9 @@ def _summarise(frame: pd.DataFrame, calls: int, n_boot: int, seed: int) -> Exper
                              error_y=dict(type="data", symmetric=False, array=r["ci_high"] - r["win_rate"],
                                           arrayminus=r["win_rate"] - r["ci_low"])))
     if n:
-        fig.add_hline(y=1 / n, line_dash="dot", annotation_text="no bias (1/n)")
+        pos = rates[rates["kind"] == "position"]
+        fig.add_trace(go.Scatter(x=[f"position {k}" for k in pos["key"]], y=pos["expected"], mode="markers",
+                                 marker=dict(symbol="line-ew-open", size=24), name="no bias (1 / candidates)"))
     fig.update_layout(title=f"Judge bias: pick changed with the ordering on {flip:.0%} of items; "
                             f"Kendall's tau {tau:.2f}", yaxis_title="win rate", yaxis_range=[0, 1.05])
     return Experiment("judge_bias_sweep", rates, fig, summary, judge_calls=calls, details=frame)

@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..answers import extract_answer
 from ..errors import ConfigError
 from ..eval.harness import run_sync  # noqa: F401  (re-exported for the instruments)
-from ..eval.metrics import mcnemar_exact
+from ..stats import mean_interval, paired_binary
 
 
 @dataclass
@@ -25,44 +26,41 @@ class Experiment:
     details: pd.DataFrame | None = None  #: finer rows where the instrument has them (every ordering's verdict...)
 
 
-def paired(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, ci: float = 0.95, seed: int = 0) -> dict[str, Any]:
-    """``a`` against ``b`` on the same items (1/0 or numbers): mean difference, a percentile bootstrap interval
-    over items, and for right/wrong answers the discordant items and the exact McNemar p-value."""
+def paired(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> dict[str, Any]:
+    """``a`` against ``b`` on the same items: the mean difference and its 95 % interval. Right/wrong answers
+    (1/0): ``stats.paired_binary`` (Agresti-Min interval, the discordant items and the exact McNemar p-value);
+    other numbers: Student's t interval of the per-item differences."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    n = len(a)
-    if n == 0:
-        return dict(n=0, diff=float("nan"), ci_low=float("nan"), ci_high=float("nan"))
-    d = a - b
-    rng = np.random.default_rng(seed)
-    boot = d[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
-    lo, hi = np.quantile(boot, [(1 - ci) / 2, 1 - (1 - ci) / 2])
-    out = dict(n=n, diff=float(d.mean()), ci_low=float(lo), ci_high=float(hi))
-    if set(np.unique(np.concatenate([a, b]))) <= {0.0, 1.0}:
-        wins, losses = int((d > 0).sum()), int((d < 0).sum())
-        out.update(wins=wins, losses=losses, mcnemar_p=mcnemar_exact(wins, losses))
-    return out
+    if len(a) and np.isin(np.concatenate([a, b]), (0.0, 1.0)).all():
+        return paired_binary(a, b, level)
+    diff, lo, hi = mean_interval(a - b, level)
+    return dict(n=len(a), diff=diff, ci_low=lo, ci_high=hi)
 
 
-def mean_ci(values: np.ndarray, n_boot: int = 2000, ci: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
-    """(mean, low, high): the mean with a percentile bootstrap interval over items."""
-    v = np.asarray(values, dtype=float)
-    if len(v) == 0:
-        return float("nan"), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    boot = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
-    lo, hi = np.quantile(boot, [(1 - ci) / 2, 1 - (1 - ci) / 2])
-    return float(v.mean()), float(lo), float(hi)
+def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high) over items: ``stats.mean_interval`` (Wilson for right/wrong, else Student's t)."""
+    return mean_interval(values, level)
+
+
+def scored(value) -> bool:
+    """A ``correct`` cell that holds a verdict: not None, and not NaN (what a frame read back from CSV holds where
+    an answer could not be scored; ``bool(nan)`` is True, so NaN must never reach a truth test)."""
+    return value is not None and not (isinstance(value, float) and value != value)
 
 
 def member_table(df: pd.DataFrame) -> pd.DataFrame:
     """Member rows of an evaluation frame, one per item x member, in pool order, with ``ok`` (the member
-    answered) and ``key`` (its normalised extracted answer; "" when none)."""
+    answered), ``key`` (its answer as the vote mode keys it: ``answers.extract_answer`` of the reply, so members
+    that agree in different words share a key; "" when none), ``scored`` (its answer could be scored) and
+    ``correct`` (False where it could not)."""
     systems = df.attrs.get("member_systems") or sorted(s for s in df["system"].unique() if s.startswith("member:"))
     m = df[df["system"].isin(systems)].copy()
     m["order"] = m["system"].map({s: i for i, s in enumerate(systems)})
     m["ok"] = ~m["explanation"].astype(str).str.startswith("failed:") if "explanation" in m else True
-    m["key"] = m["extracted"].fillna("").astype(str).str.strip().str.lower() if "extracted" in m else ""
-    m["correct"] = m["correct"].map(lambda c: bool(c) if c is not None and c == c else False)
+    m["key"] = [extract_answer(a) if ok else "" for a, ok in zip(m["answer"].fillna("").astype(str), m["ok"])] \
+        if "answer" in m else ""
+    m["scored"] = m["correct"].map(scored)
+    m["correct"] = m["correct"].map(lambda c: bool(c) if scored(c) else False)
     return m.sort_values(["item_id", "order"]).reset_index(drop=True)
 
 

@@ -9,13 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-from .common import Experiment, mean_ci, member_table, paired
-
-
-def scored(value) -> bool:
-    """A ``correct`` cell that holds a verdict: not None, and not NaN (what a frame read back from CSV holds where
-    an answer could not be scored; ``bool(nan)`` is True, so NaN must never reach a truth test)."""
-    return value is not None and not (isinstance(value, float) and value != value)
+from .common import Experiment, mean_ci, member_table, paired, scored
 
 
 def _system(df: pd.DataFrame, system: str) -> pd.DataFrame:
@@ -26,7 +20,7 @@ def _system(df: pd.DataFrame, system: str) -> pd.DataFrame:
     return rows.set_index("item_id")
 
 
-def debate_vs_vote(df: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> Experiment:
+def debate_vs_vote(df: pd.DataFrame) -> Experiment:
     """Does debate beat a majority vote over the answers it started from? ("Debate or Vote", 2025)
 
     Per round: the members' accuracy, answers changed, right->wrong and wrong->right flips (round 1 from the
@@ -59,7 +53,7 @@ def debate_vs_vote(df: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> Exper
     frame = pd.DataFrame(rows)
     d = np.array([bool(debate.at[i, "correct"]) for i in items], dtype=float)
     v = np.array([bool(vote.at[i, "correct"]) for i in items], dtype=float)
-    cmp = paired(d, v, n_boot, seed=seed)
+    cmp = paired(d, v)
     summary = dict(items=len(items), debate_accuracy=float(d.mean()) if items else float("nan"),
                    vote_round1_accuracy=float(v.mean()) if items else float("nan"),
                    debate_minus_vote=cmp, flips_right_to_wrong=int(frame["right_to_wrong"].sum()),
@@ -80,12 +74,14 @@ def debate_vs_vote(df: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> Exper
     return Experiment("debate_vs_vote", frame, fig, summary)
 
 
-def agreement_gate(df: pd.DataFrame, mode: str = "best-of", n_boot: int = 2000, seed: int = 0) -> Experiment:
+def agreement_gate(df: pd.DataFrame, mode: str = "best-of") -> Experiment:
     """Skip the judge when k of the n members give the same (normalised) answer, for every k.
 
     At threshold k an item whose most common member answer has at least k votes takes that answer with no judge
     call (tokens: the members'; latency: the slowest member's); other items take the fused row of ``mode``
-    (members and judge). k = n + 1 never skips (the judged baseline). Each k reports accuracy with a CI, mean
+    (members and judge). Answers are keyed as the vote mode keys them (``member_table``). Items whose fused answer
+    or whose most common member answer could not be scored are left out at every k (as ``accuracy_table`` leaves
+    out an unscorable answer, never counted as wrong) and counted in ``summary["left_out"]``. k = n + 1 never skips (the judged baseline). Each k reports accuracy with a CI, mean
     tokens and latency, how many items skipped the judge, and the paired difference against the baseline.
     The figure is accuracy against mean tokens, the Pareto front marked.
     """
@@ -95,17 +91,23 @@ def agreement_gate(df: pd.DataFrame, mode: str = "best-of", n_boot: int = 2000, 
     members = member_table(df)
     n = members["system"].nunique()
     items = [i for i in fused.index if i in set(members["item_id"])]
-    per_item = []
+    per_item, fused_unscorable, gated_unscorable = [], 0, 0
     for item in items:
         g = members[members["item_id"] == item]
         answers = [k for k, ok in zip(g["key"], g["ok"]) if ok and k]
         top_key, top = Counter(answers).most_common(1)[0] if answers else ("", 0)
-        right = bool(g[g["key"] == top_key]["correct"].any()) if top_key else False
         f = fused.loc[item]
-        per_item.append(dict(item_id=item, top=top, gated_correct=right,
+        if not scored(f["correct"]):  # left out, as the accuracy table leaves it out: not counted as wrong
+            fused_unscorable += 1
+            continue
+        gated = g[(g["key"] == top_key) & g["scored"]] if top_key else g.iloc[:0]
+        if top_key and gated.empty:  # the agreed answer could not be scored: no verdict at any k that skips
+            gated_unscorable += 1
+            continue
+        per_item.append(dict(item_id=item, top=top, gated_correct=bool(gated["correct"].any()),
                              member_tokens=float(g["tokens"].sum()), member_latency=float(g["latency_s"].max()),
-                             fused_correct=bool(f["correct"]) if f["correct"] == f["correct"] else False,
-                             fused_tokens=float(f["tokens"]), fused_latency=float(f["latency_s"])))
+                             fused_correct=bool(f["correct"]), fused_tokens=float(f["tokens"]),
+                             fused_latency=float(f["latency_s"])))
     p = pd.DataFrame(per_item)
     rows = []
     base = p["fused_correct"].to_numpy(dtype=float) if len(p) else np.array([])
@@ -114,8 +116,8 @@ def agreement_gate(df: pd.DataFrame, mode: str = "best-of", n_boot: int = 2000, 
         correct = np.where(skip, p["gated_correct"], p["fused_correct"]).astype(float) if len(p) else np.array([])
         tokens = np.where(skip, p["member_tokens"], p["fused_tokens"]) if len(p) else np.array([])
         latency = np.where(skip, p["member_latency"], p["fused_latency"]) if len(p) else np.array([])
-        acc, lo, hi = mean_ci(correct, n_boot, seed=seed)
-        cmp = paired(correct, base, n_boot, seed=seed)
+        acc, lo, hi = mean_ci(correct)
+        cmp = paired(correct, base)
         rows.append(dict(threshold=k, label=f"{k} of {n}" if k <= n else "never skip", accuracy=acc, ci_low=lo,
                          ci_high=hi, mean_tokens=float(tokens.mean()) if len(tokens) else np.nan,
                          mean_latency_s=float(latency.mean()) if len(latency) else np.nan,
@@ -137,5 +139,6 @@ def agreement_gate(df: pd.DataFrame, mode: str = "best-of", n_boot: int = 2000, 
                       xaxis_title="mean tokens per item", yaxis_title="accuracy")
     best = frame[frame["pareto"]].sort_values("mean_tokens")
     summary = dict(items=len(p), members=n, judged_accuracy=float(base.mean()) if len(base) else float("nan"),
-                   pareto_thresholds=list(best["label"]))
+                   pareto_thresholds=list(best["label"]),
+                   left_out=dict(fused_unscorable=fused_unscorable, agreed_answer_unscorable=gated_unscorable))
     return Experiment("agreement_gate", frame, fig, summary)

@@ -30,7 +30,7 @@ def audit(spec) -> pd.DataFrame:
 def quantization_panel(model: Any = "smol-offline", datasets: Sequence[str] = ("builtin:arithmetic:easy",
                                                                                "builtin:shapes"),
                        limit: int | None = None, vision_arm: bool | None = None, max_new_tokens: int = 64,
-                       registry: Any = None, store: Any = None, seed: int = 0, n_boot: int = 2000) -> Experiment:
+                       registry: Any = None, store: Any = None, seed: int = 0) -> Experiment:
     """The model unquantized vs INT4 (and INT4 with a 4-bit vision tower), greedy, on the same items.
 
     Args:
@@ -75,7 +75,7 @@ def quantization_panel(model: Any = "smol-offline", datasets: Sequence[str] = ("
         wide_a = m.assign(key=m["answer"].map(lambda t: extract_answer(str(t)))).pivot_table(
             index="item_id", columns="system", values="key", aggfunc="first")
         for name, system in zip(arms, systems):
-            acc, lo, hi = mean_ci(wide_c[system].astype(float).to_numpy(), n_boot, seed=seed)
+            acc, lo, hi = mean_ci(wide_c[system].astype(float).to_numpy())
             accs.append(dict(dataset=ds, arm=name, accuracy=acc, ci_low=lo, ci_high=hi))
         pairs = [(systems[1], systems[0], f"INT4 vs {list(arms)[0]}")]
         if vision_arm and ds.startswith("builtin:shapes"):
@@ -83,8 +83,8 @@ def quantization_panel(model: Any = "smol-offline", datasets: Sequence[str] = ("
         for a, b, what in pairs:
             answered = (wide_a[a].fillna("") != "") & (wide_a[b].fillna("") != "")  # both gave an answer
             agree = (wide_a[a] == wide_a[b])[answered].to_numpy(dtype=float)
-            rate, alo, ahi = mean_ci(agree, n_boot, seed=seed)
-            cmp = paired(wide_c[a].astype(float).to_numpy(), wide_c[b].astype(float).to_numpy(), n_boot, seed=seed)
+            rate, alo, ahi = mean_ci(agree)
+            cmp = paired(wide_c[a].astype(float).to_numpy(), wide_c[b].astype(float).to_numpy())
             rows.append(dict(dataset=ds, comparison=what, items=len(wide_c), both_answered=len(agree),
                              agreement=rate, agreement_ci_low=alo,
                              agreement_ci_high=ahi, accuracy_a=float(wide_c[a].astype(float).mean()),

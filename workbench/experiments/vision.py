@@ -25,7 +25,7 @@ def blank_like(image) -> bytes:
 
 
 def image_ablation(df: pd.DataFrame, pool: Sequence[Any] | None = None, dataset: Any = None, registry: Any = None,
-                   seed: int = 0, n_boot: int = 2000) -> Experiment:
+                   seed: int = 0) -> Experiment:
     """Each vision member's cached answer on every image item against its answers without the image and with a
     blank one (same prompt, same generation settings, extracted answers compared).
 
@@ -92,7 +92,7 @@ def image_ablation(df: pd.DataFrame, pool: Sequence[Any] | None = None, dataset:
     frame = pd.DataFrame(rows)
     rates = {}
     for system, g in frame[frame["measured"]].groupby("member", sort=False):
-        rate, lo, hi = mean_ci(g["ignored"].to_numpy(dtype=float), n_boot, seed=seed)
+        rate, lo, hi = mean_ci(g["ignored"].to_numpy(dtype=float))
         rates[system] = dict(ignored_rate=rate, ci=(lo, hi), items=len(g))
     summary = dict(items=len(items), members=[s for _, s in vision], skipped_text_only=skipped,
                    ignored=rates, generations=2 * len(items) * len(vision))
