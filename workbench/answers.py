@@ -1,5 +1,5 @@
 """Answer handling shared by fusion and evaluation: option letters, numbers, normalisation, extraction,
-the unique top score, sums of known costs, and pool strings.
+the unique top score, sums of known costs, and pool strings (and names as prose).
 
 Every rule about reading an answer lives here once, so a vote, a debate's stop rule and a scorer
 agree on what "the answer" of a reply is.
@@ -229,3 +229,9 @@ def sum_known(values: Iterable[float | None]) -> float | None:
 def split_pool(text: str | None) -> list[str]:
     """Comma-separated names (a pool: "tiny-offline, tiny-offline:skeptic"; a list of modes) as a list, blanks dropped."""
     return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+def and_list(names: Iterable[str]) -> str:
+    """Names as prose: "a", "a and b", "a, b and c" (the reverse of ``split_pool``, for sentences)."""
+    names = list(names)
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)

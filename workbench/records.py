@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -89,6 +90,23 @@ class Verdict:
     votes: dict[str, int] = field(default_factory=dict)  #: vote mode: extracted answer -> count
     extracted: dict[int, str] = field(default_factory=dict)  #: vote mode: member index -> extracted answer
     injection_flagged: list[int] = field(default_factory=list)  #: members whose text addresses the judge
+    #: members sharing the top, one per distinct answer (best-of, debate: the winner's (mean) score; vote: the top
+    #: count), the winner among them; [] when one answer led alone (see ``mark_tie``)
+    tied: list[int] = field(default_factory=list)
+    tie_broken_by: str = ""  #: the rule that chose the winner among ``tied``, in words
+    majority: bool | None = None  #: vote: the winning answer had more than half the votes; None: not a vote
+
+    @property
+    def tie(self) -> bool:
+        """Several answers shared the top: the winner was chosen by ``tie_broken_by``, not by the verdict."""
+        return len(self.tied) > 1
+
+    @property
+    def winner_note(self) -> str:
+        """A few words to put beside the winner's name in a list: "tie of 4", "tie of 4, no majority",
+        "no majority" or ""."""
+        return ", ".join(([f"tie of {len(self.tied)}"] if self.tie else [])
+                         + (["no majority"] if self.majority is False else []))
 
     @property
     def swap_parsed(self) -> int:
@@ -96,6 +114,63 @@ class Verdict:
         if not self.swap_scores:
             return sum(w is not None for w in self.swap_winners)
         return sum(s is not None for s in self.swap_scores)
+
+
+#: What settled a split between orderings' picks (``judge.aggregate``), in words
+_SWAP_RULES = {"borda": "the Borda count over the orderings' rankings (each one's pick first, then by score)",
+               "mean score": "the mean score over the orderings", "pool order": "pool order (the member listed first)"}
+_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
+
+
+def mark_tie(v: Verdict, texts: dict[int, str]) -> Verdict:
+    """Fill ``v.tied``, ``v.tie_broken_by`` and, for a vote, ``v.majority`` from what the verdict holds.
+
+    ``texts``: member -> answer; members whose answers are word for word the same count as one answer.
+    Best-of and debate: several answers at the winner's (mean) score, which is the top one; over several
+    orderings also several answers picked equally often (the orderings split, a rule chose). Vote: several
+    answers with the top count. Merge (no winner) and an invalid verdict have no tie.
+    """
+    v.tied, v.tie_broken_by, v.majority = [], "", None
+    if not v.valid or v.winner is None:
+        return v
+    if v.mode == "vote":
+        top, cast = max(v.votes.values(), default=0), sum(v.votes.values())
+        v.majority = 2 * top > cast
+        leaders = [a for a, c in v.votes.items() if c == top]
+        if len(leaders) > 1:
+            v.tied = sorted(min(m for m, a in v.extracted.items() if a == lead) for lead in leaders)
+            v.tie_broken_by = "pool order: the answer given first"
+        return v
+    picks = [p for p in v.swap_winners if p is not None]
+    same = {m: texts.get(m, str(m)).strip() for m in {*v.scores, *picks, v.winner}}
+
+    def one_per_answer(members: list[int]) -> list[int]:  # the winner stands for its answer, else the first member
+        firsts: dict[str, int] = {}
+        for m in sorted(members, key=lambda m: (m != v.winner, m)):
+            firsts.setdefault(same[m], m)
+        return sorted(firsts.values())
+
+    if v.swap_tie_broken_by:  # the orderings split their picks evenly; a rule chose among the most picked
+        counts = Counter(same[p] for p in picks)
+        leaders = one_per_answer([p for p in picks if counts[same[p]] == counts[same[v.winner]]])
+        rule = _SWAP_RULES.get(v.swap_tie_broken_by, v.swap_tie_broken_by)
+    else:
+        top = max(v.scores.values(), default=None)
+        if top is None or v.scores.get(v.winner) != top:
+            return v
+        leaders = one_per_answer([m for m, s in v.scores.items() if s == top])
+        if v.swap_method:  # several orderings whose picks did not split: the answer picked most often won
+            n = sum(same[p] == same[v.winner] for p in picks)
+            rule = f"the judge's picks: it named this answer in {n} of {v.swap_parsed} orderings"
+        else:  # one ordering: the judge named one of the equal candidates, which says where it stood
+            shown = list(v.label_map)
+            label = next((lbl for lbl, m in v.label_map.items() if m == v.winner), "")
+            where = f"shown {_ORDINALS[shown.index(label)]}, as {label}" if label and shown.index(label) < 10 \
+                else f"shown as {label or '?'}"
+            rule = f"the judge's own pick among equal scores (it named the candidate {where})"
+    if len(leaders) > 1:
+        v.tied, v.tie_broken_by = leaders, rule
+    return v
 
 
 @dataclass
@@ -169,7 +244,9 @@ class FusionResult:
                 v[key] = {int(k): val for k, val in v.get(key, {}).items()}
             v["swap_scores"] = [None if s is None else {int(k): val for k, val in s.items()}
                                 for s in v.get("swap_scores", [])]
-            d["verdict"] = Verdict(**v)
+            verdict = d["verdict"] = Verdict(**v)
+            if "tied" not in v:  # stored before ties were recorded: found now from what the verdict kept
+                mark_tie(verdict, {o.member: o.text for o in (d["rounds"][-1] if d["rounds"] else [])})
         return cls(**d)
 
 

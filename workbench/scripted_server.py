@@ -24,6 +24,7 @@ The requested model name is the script: ``key=value`` directives joined by ``;``
                         answering the JSON verdict the workbench asks for (``answer`` = that candidate's text);
                         TEXT may be a table (``K=>TEXT~~...``) keyed by the prompt; no candidate holding it: the
                         first shown (position bias); ``label:B``: the candidate labelled B (label bias)
+- ``judge_flat=N``      act as a judge that cannot tell the candidates apart: every one scored N, the first shown picked
 
 Every request body is kept in ``server.requests`` so tests can check what a backend sent.
 """
@@ -90,6 +91,8 @@ class _Handler(BaseHTTPRequestHandler):
             text = "Final answer: " + _image_digest(body)
         elif "analysis" in script:
             text = _analysis_reply(_last_user_text(body))
+        elif "judge_flat" in script:
+            text = _judge_reply(_last_user_text(body), "", flat=int(script["judge_flat"]))
         elif "judge_pick" in script:
             needle = _lookup(script["judge_pick"], _last_user_text(body)) if "=>" in script["judge_pick"] \
                 else script["judge_pick"]
@@ -172,7 +175,7 @@ def _lookup(table: str, message: str) -> str | None:
     return None
 
 
-def _judge_reply(prompt: str, needle: str) -> str:
+def _judge_reply(prompt: str, needle: str, flat: int | None = None) -> str:
     import re
 
     blocks = re.findall(r'<candidate id="([^"]+)">\n(.*?)\n</candidate>', prompt, flags=re.S)
@@ -181,7 +184,7 @@ def _judge_reply(prompt: str, needle: str) -> str:
     else:  # the candidate holding the needle; none: the first shown (a judge biased to position 1)
         pick = next((cid for cid, text in blocks if needle in text), blocks[0][0] if blocks else "A")
     answer = next((text for cid, text in blocks if cid == pick), "")
-    scores = {cid: (9 if cid == pick else 2) for cid, _ in blocks}
+    scores = {cid: (flat if flat is not None else 9 if cid == pick else 2) for cid, _ in blocks}
     return json.dumps({"winner": pick, "scores": scores, "rationale": f"{pick} contains {needle!r}",
                        "answer": answer})
 

@@ -64,6 +64,8 @@ MIGRATIONS: list[str] = [
     CREATE TABLE labels (run_id TEXT PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
                          best_member INTEGER, fused TEXT, blind INTEGER NOT NULL, created_at REAL NOT NULL);
     """,
+    # 6: the listed winner says when it was a tie or had no majority (runs stored before: found from their verdicts)
+    "",
 ]
 
 #: Python steps run after the SQL of the same version (data the SQL cannot compute): version -> fn(conn).
@@ -367,6 +369,7 @@ def _summary(result: FusionResult) -> tuple:
     if v is not None and v.winner is not None and 0 <= v.winner < len(result.pool):
         outs = result.outputs
         winner = outs[v.winner].label if v.winner < len(outs) else _member_name(result.pool[v.winner])
+        winner += f" ({v.winner_note})" if v.winner_note else ""
     elif result.mode == "merge" and result.final_answer:
         winner = "merged"
     return (result.origin or "", pool, judge, winner, result.total_tokens, result.total_cost_usd, result.total_s)
@@ -376,13 +379,18 @@ def _member_name(m: dict[str, Any]) -> str:
     return m.get("label") or m.get("display_name") or (m.get("model") or {}).get("name", "?")
 
 
-def _backfill_summaries(conn: sqlite3.Connection) -> None:
-    """Migration 5: fill the listed columns of runs stored before they existed."""
+def _stored(conn: sqlite3.Connection) -> Iterable[tuple[str, FusionResult]]:
+    """(id, record) of every stored run this version can read (the others keep what their columns hold)."""
     for run_id, data in conn.execute("SELECT id, data FROM runs").fetchall():
         try:
-            result = FusionResult.from_dict(json.loads(data))
+            yield run_id, FusionResult.from_dict(json.loads(data))
         except Exception:  # a record this version cannot read: listed with what the old columns hold
             continue
+
+
+def _backfill_summaries(conn: sqlite3.Connection) -> None:
+    """Migration 5: fill the listed columns of runs stored before they existed."""
+    for run_id, result in _stored(conn):
         conn.execute("UPDATE runs SET origin=?, pool_text=?, judge_text=?, winner_text=?, total_tokens=?, "
                      "cost_usd=?, total_s=? WHERE id = ?", (*_summary(result), run_id))
     # the fused runs of earlier evaluations are named in their result rows (the pool's own runs are not)
@@ -396,6 +404,16 @@ def _backfill_summaries(conn: sqlite3.Connection) -> None:
 
 
 BACKFILL[5] = _backfill_summaries
+
+
+def _backfill_winners(conn: sqlite3.Connection) -> None:
+    """Migration 6: the listed winner of runs stored before says a tie or no majority (``from_dict`` finds them in
+    the verdicts those runs kept)."""
+    for run_id, result in _stored(conn):
+        conn.execute("UPDATE runs SET winner_text = ? WHERE id = ?", (_summary(result)[3], run_id))
+
+
+BACKFILL[6] = _backfill_winners
 
 
 def _refuse_secrets(data: str, result: FusionResult) -> None:

@@ -266,6 +266,8 @@ async def _evaluate_item(item: Item, plan: _Plan, todo: list[str]) -> list[dict[
             judge_valid=v.valid if v else False,
             regret=None if correct is None or oracle is None else bool(mode.judged and oracle and not correct),
             winner_correct=_winner_correct(v, member_scores),
+            # several answers shared the top and a rule (position, pool order...) chose; vote: more than half agreed
+            verdict_tie=bool(v and v.tie), vote_majority=v.majority if v else None,
             swap_outcome=v.swap_outcome if v else "", swap_agreement=v.swap_agreement if v else None,
             swap_k=v.swap_k if v else 0, swap_parsed=v.swap_parsed if v else 0,
             swap_winners=list(v.swap_winners) if v else [], truncated_chars=dict(v.truncated_chars) if v else {},

@@ -18,7 +18,7 @@ from ..backends import loaded as loaded_models
 from ..errors import ConfigError, WorkbenchError
 from ..events import (Event, JudgeStart, Loading, JudgeToken, MemberDone, MemberToken, RoundEnd, RoundStart, RunDone, RunStart,
                       VerdictEvent)
-from ..records import FusionResult, MemberOutput, Verdict, new_run_id
+from ..records import FusionResult, MemberOutput, Verdict, mark_tie, new_run_id
 from ..settings import FusionSettings
 from ..policy import Policy
 from ..provenance import environment
@@ -337,6 +337,7 @@ async def decide(prompt: Prompt, outputs: list[MemberOutput], mode: Mode, judge_
         verdict.swap_method = combined.method
         verdict.swap_agreement, verdict.swap_outcome = combined.agreement, combined.outcome
         verdict.swap_tie_broken_by = combined.tie_broken_by
+    mark_tie(verdict, {o.member: o.text for o in ok})  # equal scores or split picks: said, with the rule
     emit(VerdictEvent(verdict))
     return verdict
 

@@ -6,7 +6,7 @@ import difflib
 import html
 
 from ..records import FusionResult, MemberOutput
-from .markdown import position_lines
+from .markdown import decision_head, position_lines
 
 NOISE_NOTICE = ("**The tiny offline model has random weights: its output below is noise.** It is here so the "
                 "workbench runs with no GPU or network; pick a real model or endpoint for meaningful answers.")
@@ -136,8 +136,8 @@ def verdict_html(result: FusionResult) -> str:
     out.append(f"<p>Mode <strong>{esc(result.mode)}</strong> · judge <strong>{esc(judge)}</strong>"
                + (" (also a member)" if result.judge_is_member else "") + "</p>")
     if v.winner is not None:
-        corrected = f" (position-corrected over {v.swap_k} orderings)" if v.swap_method else ""
-        out.append(f'<p class="wb-winner">Winner{corrected}: <strong>{esc(names.get(v.winner, str(v.winner)))}</strong></p>')
+        out.append(f'<p class="wb-winner{" wb-tie" if v.tie else ""}">{esc(decision_head(v, names))}: '
+                   f'<strong>{esc(names.get(v.winner, str(v.winner)))}</strong></p>')
     if v.scores:
         rows = "".join(f"<tr><td>{esc(names.get(m, str(m)))}</td><td>{s:g}</td><td>{esc(lbl)}</td></tr>"
                        for lbl, m in v.label_map.items() for mm, s in v.scores.items() if mm == m)
@@ -216,7 +216,8 @@ def _run_column(r: FusionResult) -> str:
             f'{esc(r.origin or "unknown")} · mode <strong>{esc(r.mode)}</strong> · judge <strong>{esc(judge)}</strong></p>'
             f'<p>pool: {esc(", ".join(o.label for o in r.outputs))}</p>'
             f'<p>{r.total_s:.2f} s · {r.total_tokens} tokens · {cost}'
-            + (f" · winner <strong>{esc(winner)}</strong>" if winner else "") + "</p>"
+            + (f" · winner <strong>{esc(winner)}</strong>" if winner else "")
+            + (f" ({esc(v.winner_note)})" if winner and v.winner_note else "") + "</p>"
             f'<h5>Final answer</h5><pre class="wb-pre wb-final">{esc(r.final_answer)}</pre>'
             f'<details><summary>Member answers ({len(r.outputs)})</summary>{members}</details>'
             + (f'<details><summary>Rationale</summary><pre class="wb-pre">{esc(v.rationale)}</pre></details>'

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..answers import letters
+from ..answers import and_list, letters
 from ..provenance import summary_lines
 from ..records import FusionResult, Verdict
 
@@ -29,6 +29,33 @@ def position_lines(v: Verdict, names: dict[int, str]) -> list[str]:
     for m, chars in v.truncated_chars.items():
         out.append(f"{names.get(m, m)}: {chars} characters from the middle not shown to the judge (head and tail were)")
     return out
+
+
+def decision_head(v: Verdict, names: dict[int, str]) -> str:
+    """What the page, History and the exports write before the winner's name (``f"{head}: {name}"``): "Winner",
+    "Winner by majority (3 of 4 votes)", or for a tie the members, what they shared and the rule that broke it
+    ("Tie: a, b and c scored 10 each — broken by the judge's own pick among equal scores (...). Taken")."""
+    name = lambda m: str(names.get(m, m))  # noqa: E731
+    if v.mode == "vote" and v.votes:
+        top, cast = max(v.votes.values()), sum(v.votes.values())
+        if v.tie:
+            what = f"no two members agree ({cast} answers, one vote each)" if top == 1 else \
+                "the answers " + and_list(f'"{v.extracted.get(m, "")}" ({name(m)})' for m in v.tied) + \
+                f" got {top} of {cast} votes each"
+            return f"Tie, no majority: {what} — broken by {v.tie_broken_by}. Taken"
+        if v.majority is not None:
+            return f"Winner by {'majority' if v.majority else 'plurality, no majority'} ({top} of {cast} votes)"
+    if v.tie:
+        who = and_list(name(m) for m in v.tied)
+        if v.swap_tie_broken_by:
+            what = f"the {v.swap_parsed} orderings' picks split evenly between {who}"
+            means = {v.scores.get(m) for m in v.tied}
+            what += f", whose mean scores are equal ({means.pop():g})" if len(means) == 1 and None not in means else ""
+        else:
+            mean = f" (mean over {v.swap_parsed} orderings)" if v.swap_method else ""
+            what = f"{who} scored {v.scores.get(v.winner, 0):g} each{mean}"
+        return f"Tie: {what} — broken by {v.tie_broken_by}. Taken"
+    return "Winner" + (f" (position-corrected over {v.swap_k} orderings)" if v.swap_method else "")
 
 
 def _fmt(x: float | None, unit: str = "s") -> str:
@@ -79,8 +106,8 @@ def to_markdown(r: FusionResult) -> str:
     else:
         names = {o.member: o.label for o in r.outputs}
         if v.winner is not None:
-            corrected = f" (position-corrected over {v.swap_k} orderings)" if v.swap_method else ""
-            out.append(f"- winner{corrected}: **{names.get(v.winner, v.winner)}**")
+            head = decision_head(v, names)
+            out.append(f"- {head[0].lower()}{head[1:]}: **{names.get(v.winner, v.winner)}**")
         if v.scores:
             out.append(("- mean scores over the orderings: " if v.swap_k > 1 else "- scores: ") + ", ".join(f"{names.get(m, m)} {s:g}" for m, s in v.scores.items()))
         if v.label_map:

@@ -445,7 +445,7 @@ async def _sse(pump: _Pump, req: P.ChatRequest, target: _Target, cid: str, creat
             elif isinstance(event, VerdictEvent):
                 v = event.verdict
                 winner = labels[v.winner] if v.winner is not None and v.winner < len(labels) else None
-                piece = progress(event="verdict", valid=v.valid, winner=winner)
+                piece = progress(event="verdict", valid=v.valid, winner=winner, **P.decision(v, labels))
             elif isinstance(event, RunDone):
                 result = event.result
             if piece is not None:

@@ -18,7 +18,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InputError
-from ..records import FusionResult, MemberOutput
+from ..records import FusionResult, MemberOutput, Verdict
+from ..render.markdown import decision_head
 from ..types import Prompt
 
 #: the most bytes of one image fetched from a URL
@@ -284,6 +285,17 @@ def _output(o: MemberOutput) -> dict[str, Any]:
             "latency_s": round(o.latency_s, 4), "ttft_s": None if o.ttft_s is None else round(o.ttft_s, 4)}
 
 
+def decision(v: Verdict, labels: list[str]) -> dict[str, Any]:
+    """How the winner was decided: ``tie`` (several answers shared the top), ``tied`` (one member per such answer),
+    ``tie_broken_by`` (the rule, in words), ``majority`` (vote: more than half the votes; null otherwise) and
+    ``decision``, the sentence the page shows ("Tie: a and b scored 10 each — broken by .... Taken: a")."""
+    names = dict(enumerate(labels))
+    return {"tie": v.tie, "tied": [names.get(i, str(i)) for i in v.tied], "tie_broken_by": v.tie_broken_by or None,
+            "majority": v.majority,
+            "decision": f"{decision_head(v, names)}: {names.get(v.winner, v.winner)}" if v.winner is not None
+            else None}
+
+
 def fusion_object(result: FusionResult) -> dict[str, Any]:
     """The ``fusion`` extension: what each member wrote in each round, the verdict and why, what failed."""
     labels = [m["label"] for m in result.pool]
@@ -291,7 +303,7 @@ def fusion_object(result: FusionResult) -> dict[str, Any]:
     verdict = None
     if v is not None:
         name = lambda i: labels[i] if i is not None and 0 <= i < len(labels) else None  # noqa: E731
-        verdict = {"valid": v.valid, "error": v.error or None, "winner": name(v.winner),
+        verdict = {"valid": v.valid, "error": v.error or None, "winner": name(v.winner), **decision(v, labels),
                    "scores": {name(i): s for i, s in v.scores.items()}, "rationale": v.rationale,
                    "orderings": v.swap_k, "agreement": v.swap_agreement, "outcome": v.swap_outcome or None,
                    "picks": [name(w) for w in v.swap_winners], "votes": v.votes or None,

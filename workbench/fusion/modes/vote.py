@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from ...answers import extract_answer
-from ...records import MemberOutput, Verdict
+from ...records import MemberOutput, Verdict, mark_tie
 from .base import Mode
 
 MODE = Mode(name="vote", description="no judge: the most common extracted answer wins", judged=False, order=4)
@@ -27,8 +27,9 @@ def majority(outputs: list[MemberOutput]) -> tuple[str | None, int | None, dict[
 
 
 def vote_verdict(outputs: list[MemberOutput], injection_flagged: list[int]) -> Verdict:
-    """The vote as a Verdict (valid when some member gave an extractable answer)."""
+    """The vote as a Verdict (valid when some member gave an extractable answer), with ``majority`` and any tie."""
     answer, winner, counts, extracted = majority([o for o in outputs if o.ok])
-    return Verdict("vote", winner=winner, answer=answer or "", votes=counts, extracted=extracted,
-                   valid=answer is not None, error="" if answer else "no member gave an extractable answer",
-                   injection_flagged=injection_flagged)
+    v = Verdict("vote", winner=winner, answer=answer or "", votes=counts, extracted=extracted,
+                valid=answer is not None, error="" if answer else "no member gave an extractable answer",
+                injection_flagged=injection_flagged)
+    return mark_tie(v, {o.member: o.text for o in outputs})  # no majority, or a tie broken by pool order: said
