@@ -312,3 +312,47 @@ async def test_search_escapes_wildcards_folds_unicode_and_a_resave_keeps_the_lab
     assert store.label(r2.run_id)["fused"] == "same"
     with pytest.raises(wb.ConfigError, match="member's number"):
         store.set_label(r2.run_id, "first", None)
+
+
+async def test_runs_stored_before_ties_were_recorded_list_their_tie_after_the_migration(tmp_path, member):
+    pool = [member("reply=red;old=1", "m0"), member("reply=blue;old=1", "m1")]
+    r = await wb.fuse("Colour?", pool, member("judge_flat=10;old=1", "J"), seed=1)
+    data = r.to_dict()
+    for key in ("tied", "tie_broken_by", "majority"):  # a record from before: none of these fields
+        del data["verdict"][key]
+    path = tmp_path / "v5.sqlite"
+    c = sqlite3.connect(path)
+    for sql in MIGRATIONS[:5]:
+        c.executescript(sql)
+    c.execute("PRAGMA user_version = 5")
+    winner = f"m{r.verdict.winner}"
+    c.execute("INSERT INTO runs (id, created_at, mode, prompt_text, final_answer, degraded, data, winner_text) "
+              "VALUES (?, 1.0, 'best-of', 'Colour?', ?, 0, ?, ?)", (r.run_id, r.final_answer, json.dumps(data), winner))
+    c.commit()
+    c.close()
+    store = RunStore(path)
+    assert store.list()[0]["winner"] == f"{winner} (tie of 2)"
+    assert store.load(r.run_id).verdict.tie_broken_by.startswith("the judge's own pick among equal scores")
+
+
+def test_cli_fuse_says_a_tie_and_skips_or_tells_members_that_cannot_see_the_image(tmp_path, capsys, server,
+                                                                                   monkeypatch):
+    models = tmp_path / "models.toml"
+    models.write_text("".join(f'[models.{n}]\nbackend="openai"\nmodel="{s}"\nbase_url="{server.base_url}"\nvision={v}\n'
+                              for n, s, v in [("red", "reply=red;cli=1", "true"), ("blue", "reply=blue;cli=1", "true"),
+                                              ("blind", "reply=I cannot see it;cli=1", "false"),
+                                              ("flat", "judge_flat=10;cli=1", "true")]))
+    monkeypatch.setenv("WORKBENCH_MODELS_FILE", str(models))
+    image = tmp_path / "red.png"
+    image.write_bytes(png((255, 0, 0)))
+    db = str(tmp_path / "runs.sqlite")
+    assert main(["fuse", "--pool", "red,blue,blind", "--judge", "flat", "--image", str(image), "--store", db,
+                 "Colour?"]) == 0
+    out = capsys.readouterr().out
+    assert "- tie: red and blue scored 10 each — broken by the judge's own pick among equal scores" in out
+    assert "| blind | no: skipped |" in out
+    assert main(["runs", "list", "--store", db]) == 0 and "(tie of 2)" in capsys.readouterr().out
+    assert main(["fuse", "--pool", "red,blind", "--judge", "flat", "--image", str(image), "--blind-members", "tell",
+                 "--json", "--store", db, "Colour?"]) == 0
+    blind = json.loads(capsys.readouterr().out)["rounds"][0][1]
+    assert blind["ok"] and blind["saw_images"] is False and blind["text"] == "I cannot see it"

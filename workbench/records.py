@@ -20,6 +20,9 @@ from .types import decode_rate
 
 #: Version of the FusionResult dict format (bump with a migration in store.py).
 RECORD_VERSION = 1
+#: ``MemberOutput.kind`` of a member left out of an image prompt because it cannot see images
+#: (``FusionSettings.blind_members == "skip"``): not called, not a judge candidate, not a failure of the run
+NO_VISION = "no-vision"
 
 
 @dataclass
@@ -42,6 +45,18 @@ class MemberOutput:
     cost_usd: float | None = None  #: cost, when known
     finish_reason: str = ""  #: stop, length, cancelled...
     notes: list[str] = field(default_factory=list)  #: e.g. images dropped for a text-only member
+    #: the prompt had images: this member was shown them (True) or cannot see images (False); None: no image
+    saw_images: bool | None = None
+
+    @property
+    def skipped(self) -> bool:
+        """Left out on purpose (a text-only member and an image prompt), not failed."""
+        return not self.ok and self.kind == NO_VISION
+
+    @property
+    def status(self) -> str:
+        """"" for an answer, else "skipped" or "failed (kind)": what every view shows before ``reason``."""
+        return "" if self.ok else "skipped" if self.skipped else f"failed ({self.kind})"
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -235,7 +250,8 @@ class FusionResult:
     def from_dict(cls, d: dict[str, Any]) -> "FusionResult":
         d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         d["settings"] = FusionSettings.from_dict(d.get("settings"))
-        d["rounds"] = [[MemberOutput(**o) for o in r] for r in d.get("rounds", [])]
+        images = bool((d.get("prompt") or {}).get("images"))
+        d["rounds"] = [[_member_output(o, images) for o in r] for r in d.get("rounds", [])]
         v = d.get("verdict")
         if v is not None:
             v = dict(v)
@@ -248,6 +264,13 @@ class FusionResult:
             if "tied" not in v:  # stored before ties were recorded: found now from what the verdict kept
                 mark_tie(verdict, {o.member: o.text for o in (d["rounds"][-1] if d["rounds"] else [])})
         return cls(**d)
+
+
+def _member_output(o: dict[str, Any], images: bool) -> MemberOutput:
+    out = MemberOutput(**o)
+    if images and "saw_images" not in o:  # stored before it was kept: a text-only member had its images dropped
+        out.saw_images = not any(n.startswith("images dropped") for n in out.notes)
+    return out
 
 
 def new_run_id() -> str:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .errors import ConfigError
 from .types import GenerateConfig
+
+#: the choices of ``FusionSettings.blind_members``
+BLIND_MEMBERS = ("skip", "tell")
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,10 @@ class FusionSettings:
     #: under it where they can (their answers are the candidates), a judge that writes the answer is told so,
     #: and a final answer that is not JSON is noted on the run; None: free text
     answer_schema: dict[str, Any] | None = None
+    #: what a member that cannot see images does with an image prompt: "skip" (not called; shown as skipped, not a
+    #: judge candidate) or "tell" (called with the text and a plain statement that an image it cannot see was
+    #: attached, so it answers from the text alone and says so)
+    blind_members: Literal["skip", "tell"] = "skip"
 
     def __post_init__(self) -> None:
         checks = [(self.max_new_tokens >= 1, "max_new_tokens must be at least 1"),
@@ -51,7 +58,8 @@ class FusionSettings:
                   (self.judge_max_new_tokens is None or self.judge_max_new_tokens >= 1,
                    "judge_max_new_tokens must be at least 1"),
                   (self.answer_schema is None or isinstance(self.answer_schema, dict),
-                   "answer_schema must be a JSON schema (a dict)")]
+                   "answer_schema must be a JSON schema (a dict)"),
+                  (self.blind_members in BLIND_MEMBERS, f"blind_members must be one of {', '.join(BLIND_MEMBERS)}")]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"{message} (got {self!r})")

@@ -10,6 +10,8 @@ from PIL import Image
 import workbench as wb
 from workbench.events import MemberDone, MemberToken, RunDone
 from workbench.fusion.judge import MAX_CANDIDATE_CHARS
+from workbench.render import to_markdown
+from workbench.render.html import member_stats
 from workbench.specs import Member
 
 
@@ -170,13 +172,50 @@ async def test_candidate_budget_follows_the_judges_context(member, remote):
     assert r.verdict.truncated == []
 
 
-async def test_text_only_member_gets_text_and_record_says_so(member, server):
-    pool = [member("reply=red;v=1", "sees"), member("reply=no idea;v=0", "blind", vision=False)]
-    r = await wb.fuse(wb.Prompt("What colour?", images=[png()]), pool, mode="vote")
-    blind = json.dumps(requests_for(server, "reply=no idea;v=0")[-1])
-    sees = json.dumps(requests_for(server, "reply=red;v=1")[-1])
-    assert "image_url" not in blind and "image_url" in sees
-    assert any("blind" in n and "images dropped" in n for n in r.notes)
+def judge_text(server, script):
+    return requests_for(server, script)[-1]["messages"][-1]["content"][-1]["text"]
+
+
+async def test_a_member_that_cannot_see_the_image_is_skipped_and_marked(member, server):
+    pool = [member("reply=red;v=1", "sees"), member("reply=a mosaic of colors;v=0", "blind", vision=False)]
+    judge = member("judge_pick=red;v=j1", "judge")
+    r = await wb.fuse(wb.Prompt("What colour?", images=[png()]), pool, judge)  # blind_members="skip", the default
+    assert not requests_for(server, "reply=a mosaic of colors;v=0")  # never asked
+    assert "image_url" in json.dumps(requests_for(server, "reply=red;v=1")[-1])
+    blind = r.outputs[1]
+    assert blind.skipped and blind.kind == "no-vision" and blind.saw_images is False and r.outputs[0].saw_images
+    assert blind.reason == ("blind cannot see images, and the prompt has 1 image(s) (setting: members that cannot "
+                            "see images are skipped)")
+    # not a failure of the run, not a candidate: the judge saw one answer, and was told it saw the image
+    assert not r.degraded and not r.failure_reasons and r.notes == [f"blind: skipped: {blind.reason}"]
+    sent = judge_text(server, "judge_pick=red;v=j1")
+    assert "mosaic" not in sent and "Which candidates saw the image(s): every candidate was shown them." in sent
+    assert r.final_answer == "red" and r.verdict.scores.keys() == {0}
+    assert f"**skipped**: {blind.reason}" in member_stats(blind) and "| blind | no: skipped |" in to_markdown(r)
+    # a pool no member of which can see the image: nothing to judge, and why
+    alone = await wb.fuse(wb.Prompt("What colour?", images=[png()]), pool[1:], mode="vote")
+    assert alone.verdict is None and alone.failure_reasons[0].startswith("no member can see the prompt's image(s)")
+
+
+async def test_a_member_told_it_cannot_see_the_image_answers_from_the_text_and_the_judge_knows(member, server):
+    pool = [member("reply=red;v=2", "sees"), member("reply=I cannot see it;v=3", "blind", vision=False)]
+    judge = member("judge_pick=red;v=j2", "judge")
+    r = await wb.fuse(wb.Prompt("What colour?", images=[png()]), pool, judge, blind_members="tell", seed=2)
+    sent = requests_for(server, "reply=I cannot see it;v=3")[-1]["messages"][-1]["content"]
+    text = sent if isinstance(sent, str) else " ".join(p.get("text", "") for p in sent)
+    assert "image_url" not in json.dumps(sent) and text.startswith("What colour?")
+    assert "The user attached 1 image(s) here, but you cannot see images" in text
+    assert r.outputs[1].ok and r.outputs[1].saw_images is False and r.outputs[0].saw_images is True
+    assert r.notes == ["blind: cannot see images: told that 1 image(s) were attached; answered from the text"]
+    label = {m: lbl for lbl, m in r.verdict.label_map.items()}
+    assert (f"Which candidates saw the image(s): shown them: {label[0]}. Could not see images: {label[1]} (told that "
+            "an image was attached") in judge_text(server, "judge_pick=red;v=j2")
+    # a record from before ``saw_images`` was kept: a member whose images were dropped did not see them
+    d = json.loads(json.dumps(r.to_dict()))
+    for o in d["rounds"][0]:
+        del o["saw_images"]
+    d["rounds"][0][1]["notes"] = ["images dropped: blind is text-only"]
+    assert [o.saw_images for o in wb.FusionResult.from_dict(d).outputs] == [True, False]
 
 
 async def test_bad_calls_raise_before_running(member):

@@ -45,7 +45,17 @@ def models_file(base_url: str) -> str:
         model("pick5costly", "judge_pick=5;cost=0.002"),
         model("paid", "reply=Final answer: 7;cost=0.001"),
         model("pickecho", "judge_pick=Q"),
+        model("flat", "judge_flat=10"),
+        model("textonly", "reply=I cannot see the image.;blind=1").replace("vision = true", "vision = false"),
         """
+[fusions.flat]
+pool = ["five", "six", "paid"]
+judge = "flat"
+
+[fusions.halfblind]
+pool = ["five", "textonly"]
+judge = "pick5"
+
 [fusions.best]
 pool = ["five", "six", "paid"]
 judge = "pick5costly"

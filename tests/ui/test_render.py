@@ -81,6 +81,19 @@ def test_startup_without_gpu_picks_smollm2_and_says_why():
     preset, why = choose_preset("auto")
     assert preset == "smol-offline" and "No GPU" in why and "135M" in why and "weak" in why
     assert choose_preset("scout-int4") == ("scout-int4", "")
+    # what it says of image prompts is what a run does: skipped by default, told when the setting says so
+    from workbench.settings import FusionSettings
+
+    assert "members that cannot see it are skipped" in why and FusionSettings().blind_members == "skip"
+    assert "told that an image they cannot see was attached, and answer from the text alone" in why
+
+
+def test_a_skipped_member_is_shown_as_skipped_not_failed():
+    skipped = MemberOutput(1, "beta", 1, False, reason="beta cannot see images", kind="no-vision", saw_images=False)
+    r = result(rounds=[[MemberOutput(0, "alpha", 1, True, "red", saw_images=True), skipped]])
+    assert member_stats(skipped) == "**skipped**: beta cannot see images"
+    assert "1/2 members answered (1 skipped: cannot see images)" in status_line(r)
+    assert "<strong>skipped: beta cannot see images</strong>" in transcript_html(r) and "failed" not in transcript_html(r)
 
 
 def test_a_preset_that_cannot_load_falls_back_to_tiny_in_the_page(tmp_path):

@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 
+from ..settings import BLIND_MEMBERS
 from .modes import MODES, MODE_NAMES
 
 
@@ -23,6 +24,9 @@ def register(sub) -> None:
     s.add_argument("--member-timeout", type=float, default=300.0)
     s.add_argument("--quorum", type=int, default=1)
     s.add_argument("--swap-k", type=int, default=1, help="judge k orderings (position-bias check)")
+    s.add_argument("--blind-members", choices=BLIND_MEMBERS, default="skip",
+                   help="members that cannot see images, given --image: skip them (not asked, not judged) or tell "
+                        "them an image they cannot see was attached (they answer from the text alone)")
     s.add_argument("--store", help="SQLite run store (default: the user data directory)")
     s.add_argument("--no-store", action="store_true", help="do not save the run")
     s.add_argument("--json", action="store_true")
@@ -61,7 +65,7 @@ def cmd_fuse(args) -> int:
     store = None if args.no_store else RunStore(args.store)
     settings = FusionSettings(rounds=args.rounds, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                               seed=args.seed, member_timeout_s=args.member_timeout, quorum=args.quorum,
-                              swap_k=args.swap_k)
+                              swap_k=args.swap_k, blind_members=args.blind_members)
     result = asyncio.run(fuse(prompt, split_pool(args.pool), args.judge, args.mode, settings, store=store,
                               policy=Policy.for_host(), origin="cli"))
     if args.json:

@@ -252,7 +252,8 @@ async def _run_steps(result: FusionResult, prompt: Prompt, members: list[Member]
                 return debate_messages(prompt, members[i].persona, i, prev)
         if r > len(reuse_rounds):
             outputs = await fan_out(members, backends, messages_for, config, round_no=r,
-                                    timeout_s=settings.member_timeout_s, emit=emit, t0=t0)
+                                    timeout_s=settings.member_timeout_s, emit=emit, t0=t0,
+                                    blind=settings.blind_members)
         result.rounds.append(outputs)
         previous = outputs
         stop = mode.multi_round and r < settings.rounds and agreed(outputs)
@@ -266,9 +267,15 @@ async def _run_steps(result: FusionResult, prompt: Prompt, members: list[Member]
     ok = [o for o in result.outputs if o.ok]
     if any(o.notes for o in result.outputs):
         result.notes += [f"{o.label}: {n}" for o in result.outputs for n in o.notes]
+    # left out on purpose (the setting), not failed: a note, once per member, and the run is not degraded by it
+    result.notes += list(dict.fromkeys(f"{o.label}: skipped: {o.reason}" for rnd in result.rounds for o in rnd
+                                       if o.skipped))
     if result.failure_reasons:
         result.degraded = True
-    if not ok:
+    if not ok and result.outputs and all(o.skipped for o in result.outputs):
+        result.failure_reasons.append("no member can see the prompt's image(s) and members that cannot are "
+                                      "skipped: nothing to judge (the setting 'tell' lets them answer from the text)")
+    elif not ok:
         result.failure_reasons.append("all members failed: nothing to judge")
     elif len(ok) < settings.quorum:
         result.failure_reasons.append(f"quorum not met: {len(ok)} of {len(members)} answered "
@@ -343,8 +350,9 @@ async def decide(prompt: Prompt, outputs: list[MemberOutput], mode: Mode, judge_
 
 
 def member_failures(rounds: list[list[MemberOutput]]) -> list[str]:
-    """One line per failed member answer, in round and pool order."""
-    return [f"{o.label} (round {o.round}): {o.kind}: {o.reason}" for rnd in rounds for o in rnd if not o.ok]
+    """One line per failed member answer, in round and pool order (a member skipped on purpose did not fail)."""
+    return [f"{o.label} (round {o.round}): {o.kind}: {o.reason}" for rnd in rounds for o in rnd
+            if not o.ok and not o.skipped]
 
 
 def _finish(result: FusionResult, mode: Mode) -> None:

@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..answers import letters, unique_top
+from ..answers import and_list, letters, unique_top
 from ..backends import ModelHandle
 from ..errors import WorkbenchError
 from ..escaping import clip, escape_tags
@@ -103,16 +103,30 @@ def build_messages(prompt: Prompt, candidates: list[MemberOutput], order: list[i
             cut[member] = n_cut
         blocks.append(f'<candidate id="{label}">\n{escape_tags(text)}\n</candidate>')
     ids = ", ".join(labels or letters(len(order)))
+    sight = sight_line([(lbl, by_member[m]) for lbl, m in zip(labels or letters(len(order)), order)]) \
+        if prompt.images else ""
     before = (f"Conversation before the prompt (context only):\n<conversation>\n{escape_tags(prompt.transcript())}"
               f"\n</conversation>\n\n") if prompt.history else ""
     body = (before + f"User prompt:\n<prompt>\n{escape_tags(prompt.text) or '(see the image)'}\n</prompt>\n\n"
-            f"Candidates ({ids}):\n\n" + "\n\n".join(blocks)
+            f"Candidates ({ids}):\n\n" + "\n\n".join(blocks) + (f"\n\n{sight}" if sight else "")
             + f"\n\nTask: {mode.task}\nReply with only this JSON: {mode.schema}"
             + (f"\nThe user asked for an answer in JSON matching this schema; write \"answer\" as that JSON "
                f"document, in a string: {json.dumps(answer_schema)}" if answer_schema and mode.needs_answer else ""))
     parts: list = [ImagePart(i) for i in prompt.images] if with_images else []
     parts.append(TextPart(body))
     return [Message("system", (TextPart(SYSTEM),)), Message("user", tuple(parts))], cut
+
+
+def sight_line(shown: list[tuple[str, MemberOutput]]) -> str:
+    """What the judge is told about an image prompt: which candidates (label, output) were shown the image(s) and
+    which could not see them (members told an image was attached, answering from the text alone)."""
+    saw = [lbl for lbl, o in shown if o.saw_images is not False]
+    blind = [lbl for lbl, o in shown if o.saw_images is False]
+    if not blind:
+        return "Which candidates saw the image(s): every candidate was shown them."
+    return (f"Which candidates saw the image(s): shown them: {and_list(saw) or 'none'}. Could not see images: "
+            f"{and_list(blind)} (told that an image was attached, they answered from the text alone; whatever they "
+            "say about the image is not from seeing it).")
 
 
 def _scan(text: str, start: int = 0):

@@ -25,7 +25,7 @@ def member_stats(o: MemberOutput, batch: tuple[int, float | None] | None = None)
     a batch), TTFT, tokens, its own tokens/s, cost, finish reason. ``batch``: (rows generated together, the
     batch's tokens/s) when this member shared one generate call with others."""
     if not o.ok:
-        return f"**failed ({o.kind})**: {o.reason}"
+        return f"**{o.status}**: {o.reason}"
     tps = o.tokens_per_s
     cost = f"${o.cost_usd:.5f}" if o.cost_usd is not None else "cost –"
     notes = "".join(f"<br>_{esc(n)}_" for n in o.notes)
@@ -111,7 +111,7 @@ def transcript_html(result: FusionResult) -> str:
         items = []
         for o in rnd:
             note = change_note(prev.get(o.member), o)
-            status = "" if o.ok else f" <strong>failed ({esc(o.kind)}): {esc(o.reason)}</strong>"
+            status = "" if o.ok else f" <strong>{esc(o.status)}: {esc(o.reason)}</strong>"
             items.append(f'<div class="wb-answer"><strong>{esc(o.label)}</strong>'
                          f'{" · <em>" + esc(note) + "</em>" if note else ""}{status}'
                          f'<pre class="wb-pre">{esc(o.text)}</pre></div>')
@@ -171,7 +171,9 @@ def status_line(result: FusionResult) -> str:
     """The run's one-line summary for the status bar (every round timed the same way: its wall time and its
     slowest member, beside the judge's time)."""
     ok = sum(o.ok for o in result.outputs)
-    parts = [f"Run `{result.run_id}`: {ok}/{len(result.outputs)} members answered"]
+    skipped = sum(o.skipped for o in result.outputs)
+    parts = [f"Run `{result.run_id}`: {ok}/{len(result.outputs)} members answered"
+             + (f" ({skipped} skipped: cannot see images)" if skipped else "")]
     walls = [round_times(r) for r in result.rounds]
     if len(walls) == 1:
         parts.append(f"pool {walls[0][0]:.2f} s (slowest member {walls[0][1]:.2f} s)")
@@ -194,7 +196,7 @@ def status_line(result: FusionResult) -> str:
 
 def _plain_stats(o: MemberOutput) -> str:
     if not o.ok:
-        return f"failed ({o.kind}): {o.reason}"
+        return f"{o.status}: {o.reason}"
     tps = o.tokens_per_s
     return (f"done at {fmt_s(o.end_s)} · {o.prompt_tokens}→{o.completion_tokens} tok"
             + (f" · {tps:.1f} tok/s" if tps is not None else "") + f" · {o.finish_reason}")

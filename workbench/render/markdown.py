@@ -89,13 +89,13 @@ def to_markdown(r: FusionResult) -> str:
     out += ["", "## Members", "", "| # | member | ok | TTFT | latency | tokens in/out | cost | finish |",
             "|---|---|---|---|---|---|---|---|"]
     for o in r.rounds[0] if r.rounds else []:
-        out.append(f"| {o.member} | {o.label} | {'yes' if o.ok else 'no: ' + o.kind} | {_fmt(o.ttft_s)} | "
+        out.append(f"| {o.member} | {o.label} | {'yes' if o.ok else 'no: ' + o.status} | {_fmt(o.ttft_s)} | "
                    f"{_fmt(o.latency_s)} | {o.prompt_tokens}/{o.completion_tokens} | {_fmt(o.cost_usd, ' USD')} | "
                    f"{o.finish_reason} |")
     for n, rnd in enumerate(r.rounds, 1):
         out += ["", f"## Round {n}" if len(r.rounds) > 1 else "## Answers"]
         for o in rnd:
-            body = o.text if o.ok else f"*failed ({o.kind}): {o.reason}*"
+            body = o.text if o.ok else f"*{o.status}: {o.reason}*"
             out += ["", f"### {o.label}", "", body]
     if r.stopped_early:
         out += ["", f"*Debate stopped early after round {r.stopped_early}: the answers agreed.*"]

@@ -232,7 +232,8 @@ class _Target:
         if req.limit is None and base.max_new_tokens > cap:  # the default, within this server's limit
             changes["max_new_tokens"] = cap
         for key, value in (("max_new_tokens", req.limit), ("temperature", req.temperature), ("top_p", req.top_p),
-                           ("seed", req.seed), ("timeout_s", f.timeout_s if f else None)):
+                           ("seed", req.seed), ("timeout_s", f.timeout_s if f else None),
+                           ("blind_members", (req.fusion or {}).get("blind_members"))):
             if value is not None:
                 changes[key] = value
         if self.plain:
@@ -346,14 +347,20 @@ async def _until_done(pump: _Pump, request: Request) -> FusionResult | None:
 
 
 def _raise_if_failed(result: FusionResult) -> None:
-    """504 for a run past its time limit, 503 when no member answered (504 if they all timed out); a run with
-    some answers, a failed judge or a fallback still answers (``fusion.degraded``)."""
+    """504 for a run past its time limit, 503 when no member answered (504 if they all timed out), 400 when every
+    member was skipped (an image none of them can see); a run with some answers, a failed judge or a fallback
+    still answers (``fusion.degraded``)."""
     fusion = P.fusion_object(result)
     if result.interrupted.startswith(TIMED_OUT):
         raise P.APIError(504, f"the fused model did not finish in time: {result.interrupted}", "timeout",
                          fusion=fusion)
     if result.interrupted:
         raise P.APIError(503, f"the run was interrupted: {result.interrupted}", "interrupted", fusion=fusion)
+    if result.outputs and all(o.skipped for o in result.outputs):  # the request's image, not the members, failed
+        raise P.APIError(400, "no member of this model can see images, and members that cannot are skipped; "
+                              "send the text alone, or "
+                              '"fusion": {"blind_members": "tell"} to have them answer from the text and say so',
+                         "no_vision_member", "messages", fusion=fusion)
     if not result.final_answer and not any(o.ok for o in result.outputs):
         failed = [o for o in result.outputs if not o.ok]
         timeouts = failed and all(o.kind == "timeout" for o in failed)
@@ -429,7 +436,7 @@ async def _sse(pump: _Pump, req: P.ChatRequest, target: _Target, cid: str, creat
                     piece = step({"content": text})
             elif isinstance(event, MemberDone):
                 o = event.output
-                piece = progress(event="member_done", round=o.round, member=o.label, ok=o.ok,
+                piece = progress(event="member_done", round=o.round, member=o.label, ok=o.ok, skipped=o.skipped,
                                  finish_reason=o.finish_reason, completion_tokens=o.completion_tokens,
                                  latency_s=round(o.latency_s, 4), error=None if o.ok else o.reason)
             elif isinstance(event, RoundEnd):

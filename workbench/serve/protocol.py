@@ -88,7 +88,9 @@ class ChatRequest(BaseModel):
     logprobs: bool | None = None
     top_logprobs: int | None = None
     tools: list[Any] | None = None
-    fusion: dict[str, Any] | None = None  #: extension options: {"progress": false} drops progress chunks
+    #: extension options: {"progress": false} drops progress chunks; {"blind_members": "skip" | "tell"}: what members
+    #: that cannot see images do with an image prompt (``FusionSettings.blind_members``; default the model's)
+    fusion: dict[str, Any] | None = None
 
     @property
     def limit(self) -> int | None:
@@ -278,7 +280,8 @@ def usage(result: FusionResult) -> dict[str, Any]:
 
 
 def _output(o: MemberOutput) -> dict[str, Any]:
-    return {"member": o.label, "round": o.round, "ok": o.ok, "content": o.text, "finish_reason": o.finish_reason,
+    return {"member": o.label, "round": o.round, "ok": o.ok, "skipped": o.skipped, "saw_images": o.saw_images,
+            "content": o.text, "finish_reason": o.finish_reason,
             "error": None if o.ok else {"kind": o.kind, "message": o.reason},
             "usage": {"prompt_tokens": o.prompt_tokens, "completion_tokens": o.completion_tokens,
                       **({"cost": o.cost_usd} if o.cost_usd is not None else {})},

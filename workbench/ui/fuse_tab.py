@@ -118,6 +118,9 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
                                       label="Max new tokens")
                 temp_sl = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature")
                 swap_sl = gr.Slider(1, 4, value=1, step=1, label="Judge orderings (verdict corrected for position)")
+                blind_radio = gr.Radio([("skip them", "skip"), ("tell them; they answer from the text", "tell")],
+                                       value="skip", label="Members that cannot see images, given an image",
+                                       elem_id="blind-members")
         with gr.Row(equal_height=False, visible=False) as strip_row:
             images_strip = gr.HTML("", elem_id="input-images")
             reuse_btn = gr.Button("Reuse this prompt", elem_id="reuse-prompt", scale=0, min_width=140, size="sm")
@@ -171,7 +174,7 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
             upd[label_msg] = ""
         return upd
 
-    async def run(mm, rows, judge, mode, rounds, max_tokens, temperature, swap_k, keep, state,
+    async def run(mm, rows, judge, mode, rounds, max_tokens, temperature, swap_k, blind, keep, state,
                   request: gr.Request = None):
         text = (mm or {}).get("text", "") if isinstance(mm, dict) else str(mm or "")
         files = (mm or {}).get("files", []) if isinstance(mm, dict) else []
@@ -196,7 +199,8 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
                 raise WorkbenchError("the pool is empty: add at least one member")
             judge_member = policy.member(judge, reg) if get_mode(mode).judged and judge else None
             settings = FusionSettings(rounds=int(rounds), max_new_tokens=int(max_tokens),
-                                      temperature=float(temperature), swap_k=int(swap_k))
+                                      temperature=float(temperature), swap_k=int(swap_k),
+                                      blind_members=blind or "skip")
         except WorkbenchError as exc:
             yield {status: f"⚠ {exc}"}
             return
@@ -245,7 +249,8 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
                 if not running[key]:
                     running.pop(key, None)
 
-    run_inputs = [prompt_box, pool_df, judge_dd, mode_radio, rounds_sl, tokens_sl, temp_sl, swap_sl, keep_cb, saved]
+    run_inputs = [prompt_box, pool_df, judge_dd, mode_radio, rounds_sl, tokens_sl, temp_sl, swap_sl, blind_radio,
+                  keep_cb, saved]
     run_outputs = [prompt_box, status, strip_row, images_strip, last_prompt, noise_md, transcript, verdict,
                    timeline_plot, tokens_plot, stop_btn, label_box, label_best, label_fused, label_msg,
                    last_run] + heads + bodies + stats + cols

@@ -59,7 +59,9 @@ def offline(why: str) -> tuple[str, str]:
 
     smol = (f"SmolLM2-135M-Instruct on the CPU: a real trained model, but small (135M parameters) and weak; expect "
             f"many wrong answers. With a GPU of {SCOUT_MIN_GPU_GIB} GiB or more it starts on Llama 4 Scout in INT4; "
-            f"add endpoints for strong models. Image prompts go to vision members only (tiny-offline is one).")
+            f"add endpoints for strong models. SmolLM2 cannot see images: with an image, members that cannot see "
+            f"it are skipped (or, if you choose so under 'Pool, judge and mode', told that an image they cannot see "
+            f"was attached, and answer from the text alone); tiny-offline sees images.")
     if on_space():
         return SMOL_HUB, f"{why}, so the workbench runs {smol} (HuggingFaceTB/SmolLM2-135M-Instruct from the Hub)"
     try:

@@ -56,7 +56,7 @@ async def view_updates(events: AsyncIterator[Event], n_members: int, every_s: fl
                 pending.stats.update({i: f"round {ev.round}…" for i in range(n_members)})
         elif isinstance(ev, MemberDone):
             o = ev.output
-            pending.bodies[o.member] = o.text if o.ok else o.text + f"\n\n**failed ({o.kind})**: {o.reason}"
+            pending.bodies[o.member] = o.text if o.ok else o.text + f"\n\n**{o.status}**: {o.reason}"
             pending.stats[o.member] = (f"round {o.round} · " if cur_round > 1 else "") + member_stats(o)
         elif isinstance(ev, RunStart):
             pending.status = f"Run `{ev.run_id}`: {ev.mode} with {len(ev.members)} member(s)…"
