@@ -101,23 +101,31 @@ def test_vs_best_definition(data):
     acc = m.mean(axis=0)
     assert r["diff"] == pytest.approx(f.mean() - acc.max()) and r["best"] == int(np.argmax(acc))
     d = f[:, None] - m
-    se = d.std(axis=0, ddof=1) / math.sqrt(n)
+    # Agresti-Min per member: 1/2 added to each cell of its paired table (n + 2 items, centre (b - c) / (n + 2))
+    b, c = (d > 0).sum(axis=0) + 0.5, (d < 0).sum(axis=0) + 0.5
+    centre = (b - c) / (n + 2)
+    se = np.sqrt((b + c - (b - c) ** 2 / (n + 2)) / (n + 2) ** 2)
     # the lower end: the least one-sided bound over every member (theta is below it only if the best one missed)
-    assert r["ci_low"] == pytest.approx(max(-1.0, min(r["diff"], float(np.min(d.mean(axis=0) - Z * se)))))
+    assert r["ci_low"] == pytest.approx(max(-1.0, min(r["diff"], float(np.min(centre - Z * se)))))
     assert -1 <= r["ci_low"] <= r["diff"] <= r["ci_high"] <= 1
     assert r["best"] in r["near_best"]
-    # the upper end: over the near-best members only, never below the single best member's own Wald bound less
-    # simulation error (a simultaneous bound is at least as wide as one of its members')
-    assert r["ci_high"] >= min(1.0, r["diff"] + Z * se[r["best"]]) - 0.05 * max(se[r["best"]], 1e-9) - 1e-9
+    # the upper end: over the near-best members, never below the single best member's own bound less simulation
+    # error (a simultaneous bound is at least as wide as one of its members')
+    j = r["best"]
+    assert r["ci_high"] >= min(1.0, max(r["diff"], centre[j] + Z * se[j])) - 0.05 * se[j] - 1e-9
 
 
-def test_vs_best_with_one_member_is_the_paired_wald_interval():
+def test_vs_best_with_one_member_is_the_agresti_min_interval():
     rng = np.random.default_rng(3)
     f, m = rng.random(200) < 0.6, rng.random(200) < 0.5
-    r = stats.vs_best(f, m[:, None], seed=7)
-    d = f.astype(float) - m
-    se = d.std(ddof=1) / math.sqrt(len(d))
-    assert r["ci_low"] == pytest.approx(d.mean() - Z * se) and r["ci_high"] == pytest.approx(d.mean() + Z * se, rel=0.02)
+    r, am = stats.vs_best(f, m[:, None], seed=7), stats.paired_binary(f, m)
+    assert r["ci_low"] == pytest.approx(am["ci_low"]) and r["ci_high"] == pytest.approx(am["ci_high"], rel=0.02)
+
+
+def test_vs_best_never_gives_a_zero_width_interval_on_few_items():
+    """Fused and member both right on all 4 items: the difference is 0 here, but 4 items cannot pin it to 0."""
+    r = stats.vs_best(np.ones(4), np.ones((4, 2)))
+    assert r["diff"] == 0.0 and r["ci_low"] < -0.2 and r["ci_high"] > 0.2
 
 
 def test_seed_for_depends_only_on_its_keys():

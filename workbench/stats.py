@@ -107,6 +107,18 @@ def mean_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float
     return mean, mean - half, mean + half
 
 
+def _agresti_min_moments(d_items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centres and covariance of the mean per-item differences (n x J, each -1, 0 or 1) after Agresti & Min's
+    adjustment: 1/2 added to each cell of every paired table, i.e. two pseudo-items (one with every difference +1
+    and one with every difference -1, weight 1/2 each, and one of 0, weight 1). For one member this is exactly
+    ``paired_binary``'s interval; it keeps a difference seen on no discordant item from getting a zero width."""
+    n, width = d_items.shape
+    total = n + 2
+    centre = d_items.sum(axis=0) / total
+    second = (d_items.T @ d_items + np.ones((width, width))) / total  # the pseudo-items add 1/2 + 1/2 to each
+    return centre, (second - np.outer(centre, centre)) / total
+
+
 def vs_best(system: np.ndarray, members: np.ndarray, level: float = 0.95, seed: int = 0,
             draws: int = 20000) -> dict[str, Any]:
     """``system`` (n items, right = 1) against the best of ``members`` (n items x J members) on the same items.
@@ -119,9 +131,12 @@ def vs_best(system: np.ndarray, members: np.ndarray, level: float = 0.95, seed: 
 
     - lower end: the least of the members' one-sided bounds d_j - z se_j. theta is below it only if the truly best
       member's own bound missed (at most (1 - level) / 2), whichever member that is.
-    - upper end: theta-hat minus the (1 - level) / 2 quantile of min_j Z_j, Z ~ N(0, the d_j's covariance), over
-      the members that could be the best (d_j - theta-hat <= sqrt(log n) se_j): a simultaneous bound, so picking
+    - upper end: min d_j minus the (1 - level) / 2 quantile of min_j Z_j, Z ~ N(0, the d_j's covariance), over
+      the members that could be the best (d_j - min d <= sqrt(log n) se_j): a simultaneous bound, so picking
       the best among several close members does not flatter it.
+
+    d_j and its covariance are taken after Agresti & Min's 1/2 per cell (``_agresti_min_moments``), as
+    ``paired_binary`` does, so that few items never give a zero-width interval.
 
     Coverage is at least nominal wherever the best member is identifiable and above it (up to about 98 %) where
     several members are tied, the price of never under-covering between those cases (benchmarks/coverage.py).
@@ -138,11 +153,12 @@ def vs_best(system: np.ndarray, members: np.ndarray, level: float = 0.95, seed: 
     theta = float(d[best])
     if n == 1:
         return dict(n=1, diff=theta, best=best, ci_low=-1.0, ci_high=1.0, near_best=list(range(n_members)))
-    cov = np.atleast_2d(np.cov(d_items, rowvar=False, ddof=1)) / n
+    centre, cov = _agresti_min_moments(d_items)
     se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     z = _z(level)
-    low = float(np.min(d - z * se))
-    near = np.flatnonzero(d - theta <= math.sqrt(math.log(n)) * se + 1e-12)
+    low = float(np.min(centre - z * se))
+    near = np.flatnonzero(centre - float(centre[best]) <= math.sqrt(math.log(n)) * se + 1e-12)
+    near = np.union1d(near, [best]).astype(int)
     sub = cov[np.ix_(near, near)]
     if np.allclose(sub, 0):
         q = 0.0
@@ -150,6 +166,6 @@ def vs_best(system: np.ndarray, members: np.ndarray, level: float = 0.95, seed: 
         rng = np.random.default_rng(seed)
         draws_ = rng.multivariate_normal(np.zeros(len(near)), sub, size=draws, method="eigh", check_valid="ignore")
         q = float(np.quantile(draws_.min(axis=1), (1 - level) / 2))
-    high = theta - q
+    high = float(centre[near].min()) - q
     return dict(n=n, diff=theta, best=best, ci_low=max(-1.0, min(theta, low)), ci_high=min(1.0, max(theta, high)),
                 near_best=[int(j) for j in near])

@@ -158,3 +158,21 @@ async def test_an_edited_prompt_or_reference_is_not_served_from_the_cache(remote
     assert await run("[e1] first", "5") == ["Final answer: 5", True] and calls() == 1   # cached
     assert await run("[e1] second", "5") == ["Final answer: 6", False] and calls() == 2  # same id, new prompt
     assert await run("[e1] second", "6") == ["Final answer: 6", True] and calls() == 2   # new reference: rescored
+
+
+async def test_a_member_skipped_for_an_image_it_cannot_see_is_no_verdict_not_wrong(remote, tmp_path):
+    """Under blind_members="skip" a text-only member is not asked about an image item: its row has no verdict
+    (left out of its accuracy and counted as unscorable), and the cache is kept apart from "tell". Both members
+    are one endpoint model: the text-only one must not share the seeing one's loaded backend."""
+    pool = [Member(remote("reply=Final answer: 3", name="sees")), Member(remote("reply=Final answer: 3", name="blind",
+                                                                              vision=False))]
+    store = wb.RunStore(tmp_path / "runs.sqlite")
+    df = await evaluate_async("builtin:shapes", pool, None, modes=["vote"], limit=2, store=store)
+    blind = df[df["system"] == "member:blind"]
+    assert blind["correct"].isna().all() and blind["explanation"].str.startswith("skipped:").all()
+    acc = metrics.accuracy_table(df).set_index("system")
+    assert "member:blind" not in acc.index or acc.loc["member:blind", "n"] == 0
+    told = await evaluate_async("builtin:shapes", pool, None, modes=["vote"], limit=2, store=store,
+                                settings=wb.FusionSettings(blind_members="tell"))
+    assert told[told["system"] == "member:blind"]["explanation"].str.startswith("skipped:").sum() == 0
+    assert df.attrs["eval_id"] != told.attrs["eval_id"]

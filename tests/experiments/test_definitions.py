@@ -152,3 +152,26 @@ def test_a_member_unscorable_on_most_items_is_said_next_to_the_comparison():
     line = metrics.metric_lines(s)[0]
     assert "9 of the 10 items fusion:vote was scored on are left out" in line and "b on 9" in line
     assert s["accuracy"].set_index("system").loc["member:b", "unscorable"] == 9
+
+
+def test_ties_are_counted_and_said_next_to_the_metrics():
+    """verdict_ties: of each fusion system's scored verdicts, the ties (a rule chose among answers sharing the top),
+    their accuracy, and the votes with no majority; a frame from before the columns existed has no tie table."""
+    rows = []
+    for i in range(4):
+        rows.append(dict(item_id=f"q{i}", system="member:a", kind="member", correct=True, latency_s=1, tokens=1))
+        rows.append(dict(item_id=f"q{i}", system="fusion:best-of", kind="fusion", mode="best-of", correct=i % 2 == 0,
+                         verdict_tie=i < 3, vote_majority=None, latency_s=1, tokens=1))
+        rows.append(dict(item_id=f"q{i}", system="fusion:vote", kind="fusion", mode="vote", correct=True,
+                         verdict_tie=i == 0, vote_majority=i > 1, latency_s=1, tokens=1))
+    s = metrics.summary(pd.DataFrame(rows))
+    t = s["ties"].set_index("system")
+    assert t.loc["fusion:best-of", ["verdicts", "ties"]].tolist() == [4, 3]
+    assert t.loc["fusion:best-of", "tie_accuracy"] == pytest.approx(2 / 3)  # q0, q2 right of q0-q2
+    assert t.loc["fusion:vote", ["ties", "no_majority"]].tolist() == [1, 2]
+    lines = [x for x in metrics.metric_lines(s) if x.startswith("- ties")]
+    assert lines == ["- ties, fusion:best-of: 3 of 4 verdicts were ties settled by a rule (right on 67% of those); "
+                     "each counted as the answer the rule took",
+                     "- ties, fusion:vote: 1 of 4 verdicts were ties settled by a rule (right on 100% of those); 2 of 4 "
+                     "votes had no majority; each counted as the answer the rule took"]
+    assert metrics.verdict_ties(pd.DataFrame(rows).drop(columns=["verdict_tie"])).empty

@@ -34,8 +34,9 @@ def spec_for(model: str | ModelSpec, quant: str | None = None, registry: Registr
 
 
 def _key(spec: ModelSpec) -> tuple:
+    # vision: whether the backend is sent images (two specs of one endpoint model, one text-only, are two backends)
     return (spec.backend, spec.model, spec.quant, spec.base_url, spec.api_key_env, spec.dtype,
-            tuple(sorted((spec.max_memory or {}).items())), spec.skip_modules)
+            tuple(sorted((spec.max_memory or {}).items())), spec.skip_modules, spec.vision)
 
 
 @dataclass

@@ -54,7 +54,7 @@ def planted_text(item: Item) -> str:
 
 
 #: Bump when what a row means changes, so stored rows of an older meaning are recomputed (not reused).
-ROWS_VERSION = 2
+ROWS_VERSION = 3  # 3: verdict_tie and vote_majority; members skipped for an image are no verdict
 
 
 def _key(*parts: Any) -> str:
@@ -162,7 +162,9 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
     gen = dict(asdict(settings.member_config()), member_timeout_s=settings.member_timeout_s)
     # The pool's answers are cached per item under this key plus a hash of the item's prompt and images
     # (an edited prompt that keeps its id is asked again). A visitor's cache and rows are their own.
-    cache_key = _key(ds.name, [m.to_dict() for m in members], gen, *([owner] if owner else []))
+    # what members that cannot see images do with an image item (skipped, or told) changes their answers there
+    blind = [("blind_members", settings.blind_members)] if any(i.images for i in ds.items) else []
+    cache_key = _key(ds.name, [m.to_dict() for m in members], gen, *blind, *([owner] if owner else []))
     eval_id = _key(cache_key, judge_member.to_dict() if judge_member else None, settings.rounds, settings.swap_k,
                    dict(asdict(settings.judge_config()), timeout_s=None), ROWS_VERSION)
     hashes = {i.id: item_hash(i) for i in ds.items}
@@ -235,10 +237,14 @@ async def _evaluate_item(item: Item, plan: _Plan, todo: list[str]) -> list[dict[
     names = plan.member_systems or system_names(plan.members)
     for o, system in zip(round1, names):
         s = await score(o.text, item, grader) if o.ok else None
-        member_scores.append(s.correct if s else False)  # a failed member answered nothing right
-        rows.append(dict(common, system=system, kind="member", mode=None,
-                         correct=s.correct if s else False, extracted=s.extracted if s else "",
-                         explanation=s.explanation if s else f"failed: {o.reason}", answer=o.text,
+        # a failed member answered nothing right; one skipped because it cannot see the image was not asked: its
+        # answer is no verdict (None), left out of its accuracy and counted as unscorable, never as wrong
+        correct = s.correct if s else (None if o.skipped else False)
+        member_scores.append(correct)
+        rows.append(dict(common, system=system, kind="member", mode=None, correct=correct,
+                         extracted=s.extracted if s else "",
+                         explanation=s.explanation if s else (f"skipped: {o.reason}" if o.skipped
+                                                              else f"failed: {o.reason}"), answer=o.text,
                          latency_s=o.latency_s, tokens=o.prompt_tokens + o.completion_tokens, cost_usd=o.cost_usd))
     # some member right: True; none right but some could not be scored: unknown (None); else False
     oracle = True if any(c is True for c in member_scores) else (None if None in member_scores else False)

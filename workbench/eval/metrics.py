@@ -178,6 +178,26 @@ def injection_susceptibility(df: pd.DataFrame) -> dict[str, Any]:
                 obeyed_unflagged=int((obeyed & ~flagged).sum()))
 
 
+TIE_COLUMNS = ["system", "verdicts", "ties", "tie_accuracy", "no_majority"]
+
+
+def verdict_ties(df: pd.DataFrame) -> pd.DataFrame:
+    """Per fusion system: of its scored verdicts, how many were ties (several answers shared the top score or
+    vote count, and a stated rule chose among them: ``Verdict.tie_broken_by``), the accuracy on those items, and
+    for the vote how many had no majority. Every metric counts a tied item as the answer the rule took, so with
+    many ties a mode's accuracy partly measures its tie-break (position, pool order), not the judge."""
+    if "verdict_tie" not in df or df.empty:
+        return pd.DataFrame(columns=TIE_COLUMNS)
+    rows = []
+    for system, g in df[(df["kind"] == "fusion") & df["correct"].notna()].groupby("system", sort=False):
+        tied = g[g["verdict_tie"].eq(True)]
+        majority = g["vote_majority"] if "vote_majority" in g else pd.Series(dtype=object)
+        rows.append(dict(system=system, verdicts=len(g), ties=len(tied),
+                         tie_accuracy=float(tied["correct"].astype(bool).mean()) if len(tied) else float("nan"),
+                         no_majority=int(majority.eq(False).sum()) if majority.notna().any() else None))
+    return pd.DataFrame(rows, columns=TIE_COLUMNS)
+
+
 def debate_dynamics(df: pd.DataFrame) -> pd.DataFrame:
     """Per debate round (2..R), summed over items: answers changed, right->wrong and wrong->right flips."""
     d = df[df["system"] == "fusion:debate"]
@@ -223,6 +243,15 @@ def metric_lines(s: dict) -> list[str]:
     for _, r in s["regret"].iterrows():
         lines.append(f"- judge regret, {r['system']}: {r['regrets']} of {r['eligible']} items some member got right"
                      + (f" ({r['unscorable']} fused answers could not be scored: left out)" if r["unscorable"] else ""))
+    for _, r in s.get("ties", pd.DataFrame(columns=TIE_COLUMNS)).iterrows():
+        parts = []
+        if r["ties"]:
+            parts.append(f"{r['ties']} of {r['verdicts']} verdicts were ties settled by a rule (right on "
+                         f"{r['tie_accuracy']:.0%} of those)")
+        if r["no_majority"] == r["no_majority"] and r["no_majority"]:  # None/NaN: not a vote
+            parts.append(f"{int(r['no_majority'])} of {r['verdicts']} votes had no majority")
+        if parts:
+            lines.append(f"- ties, {r['system']}: " + "; ".join(parts) + "; each counted as the answer the rule took")
     md = s["merge_damage"]
     if md["eligible"] or md["unscorable"]:
         lines.append(f"- merge damage: {md['damaged']} of {md['eligible']} items whose top candidate was right"
@@ -246,7 +275,8 @@ def summary(df: pd.DataFrame) -> dict[str, Any]:
     """Every metric at once (what the CLI report and the Evaluate tab show)."""
     return dict(accuracy=accuracy_table(df), paired=paired_vs_best(df), regret=judge_regret(df),
                 merge_damage=merge_damage(df), position_flips=position_flip_rate(df),
-                injection=injection_susceptibility(df), debate=debate_dynamics(df), best_member=best_member(df))
+                injection=injection_susceptibility(df), debate=debate_dynamics(df), best_member=best_member(df),
+                ties=verdict_ties(df))
 
 
 def consistency_problems(df: pd.DataFrame) -> list[str]:

@@ -50,13 +50,13 @@ def scored(value) -> bool:
 
 def member_table(df: pd.DataFrame) -> pd.DataFrame:
     """Member rows of an evaluation frame, one per item x member, in pool order, with ``ok`` (the member
-    answered), ``key`` (its answer as the vote mode keys it: ``answers.extract_answer`` of the reply, so members
+    answered: not failed, not skipped for an image it cannot see), ``key`` (its answer as the vote mode keys it: ``answers.extract_answer`` of the reply, so members
     that agree in different words share a key; "" when none), ``scored`` (its answer could be scored) and
     ``correct`` (False where it could not)."""
     systems = df.attrs.get("member_systems") or sorted(s for s in df["system"].unique() if s.startswith("member:"))
     m = df[df["system"].isin(systems)].copy()
     m["order"] = m["system"].map({s: i for i, s in enumerate(systems)})
-    m["ok"] = ~m["explanation"].astype(str).str.startswith("failed:") if "explanation" in m else True
+    m["ok"] = ~m["explanation"].astype(str).str.match(r"(?:failed|skipped):") if "explanation" in m else True
     m["key"] = [extract_answer(a) if ok else "" for a, ok in zip(m["answer"].fillna("").astype(str), m["ok"])] \
         if "answer" in m else ""
     m["scored"] = m["correct"].map(scored)
