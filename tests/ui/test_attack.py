@@ -133,7 +133,7 @@ async def test_page_handlers_recheck_the_browser_state_on_every_call(listener, m
 
     async def page_run():
         async for upd in handlers["build_fuse_tab.run"]({"text": "hi", "files": []}, rows, "evil", "best-of", 1, 8, 0.7, 1,
-                                                        False, crafted):
+                                                        "skip", False, crafted):
             said.extend(str(v) for v in upd.values())
 
     async def rejudge_run():
