@@ -30,6 +30,7 @@ CSS = """
 .wb-thumb { margin: 0; text-align: center; }
 .wb-thumb img { max-width: 96px; max-height: 96px; border: 1px solid var(--border-color-primary); border-radius: 4px; }
 .wb-thumb figcaption { font-size: 0.7em; opacity: 0.7; }
+.wb-offscreen { position: absolute !important; left: -10000px !important; width: 1px !important; overflow: hidden; }
 .wb-label-prompt .wb-thumb img { max-width: 160px; max-height: 160px; }
 .wb-prompt-echo { white-space: pre-wrap; max-height: 4.5em; overflow: auto; flex: 1; font-size: 0.9em; }
 .wb-compare { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; }

@@ -39,8 +39,17 @@ KEYS_JS = """
   const watched = () => ['label-progress', 'label-answers', 'label-fused'].map(i => document.getElementById(i))
     .filter(Boolean);
   const snapshot = () => watched().map(e => e.innerHTML).join('|');  // every answer carries a new data-seq
+  // Gradio can leave the last of several quick answers undrawn (the server applied every key; the page showed
+  // the one before): once the keys are done and the page is quiet, redraw from the server's state once.
+  let settle = null;
   function pump() {
-    if (busy || !queue.length) return;
+    if (settle) { clearTimeout(settle); settle = null; }
+    if (!busy && !queue.length) {
+      settle = setTimeout(() => { settle = null; const r = document.getElementById('label-refresh'); if (r) r.click(); },
+                          250);
+      return;
+    }
+    if (busy) return;
     const btn = document.getElementById(queue.shift());
     if (!btn || btn.offsetParent === null || btn.disabled) { pump(); return; }
     busy = true;
@@ -111,6 +120,8 @@ def build_label_tab(store: RunStore, policy: Policy) -> None:
                 rates = [gr.Button(f"Fused {r} · {r[0]}", elem_id=f"label-rate-{r}", size="sm")
                          for r in ("better", "same", "worse")]
             agree_md = gr.Markdown("", elem_id="label-agreement")
+            # pressed by the key pump after the last key (see KEYS_JS): the page shows what the server holds
+            refresh_btn = gr.Button("Redraw", elem_id="label-refresh", elem_classes=["wb-offscreen"])
 
     outputs = [progress, prompt_md, answers, fused, rate_row, *picks, none_btn, skip_btn, agree_md]
 
@@ -217,6 +228,9 @@ def build_label_tab(store: RunStore, policy: Policy) -> None:
             return view(sess, owner, fresh=True)
         return on_current(act)
 
+    def refresh(request: gr.Request = None):
+        return view(sessions.get(key_of(request)), owner_of(request, policy))
+
     def skip(request: gr.Request = None):
         sess = sessions.get(key_of(request))
         if sess["pos"] < len(sess["queue"]):
@@ -233,5 +247,6 @@ def build_label_tab(store: RunStore, policy: Policy) -> None:
         b.click(pick(i + 1), None, outputs, **one)
     none_btn.click(pick(0), None, outputs, **one)
     skip_btn.click(skip, None, outputs, **one)
+    refresh_btn.click(refresh, None, outputs, **one)
     for r, b in zip(("better", "same", "worse"), rates):
         b.click(rate(r), None, outputs, **one)
