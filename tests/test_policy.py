@@ -59,7 +59,7 @@ def test_public_endpoints_never_carry_a_key_or_reach_private_hosts(public):
                 "http://10.0.0.5/v1", "http://[::1]:80/v1", "file:///etc/passwd"):
         with pytest.raises(PolicyError):
             open_policy.registry_with([{"name": "e", "base_url": url, "model": "m"}])
-    allowed = dataclasses.replace(open_policy, allowed_hosts=frozenset({"127.0.0.1"}))
+    allowed = dataclasses.replace(open_policy, allowed_hosts=frozenset({"127.0.0.1:*"}))
     assert "e" in allowed.registry_with([{"name": "e", "base_url": "http://127.0.0.1:8000/v1", "model": "m"}]).models
     with pytest.raises(PolicyError, match="server's model"):
         open_policy.registry_with([{"name": "tiny-offline", "base_url": "https://example.com/v1", "model": "m"}])

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Iterable
 from urllib.parse import urlparse
 
-from .backends.egress import public_addresses
+from .backends.egress import allowed_hosts, public_addresses
 from .errors import PolicyError, TooLargeError, WorkbenchError
 from .settings import FusionSettings
 from .specs import Member, ModelSpec, Registry, load_registry
@@ -81,7 +81,8 @@ class Policy:
         Public when ``public`` is True; when None: ``WORKBENCH_PUBLIC`` decides if set (1/true/yes or
         0/false/no), else public on Hugging Face Spaces (``SPACE_ID``) or when serving on an address other
         than loopback (``bind_host``): a server reachable by others fails closed. ``WORKBENCH_ALLOW_CUSTOM_ENDPOINTS=1`` lets visitors add endpoints,
-        ``WORKBENCH_ALLOWED_HOSTS=a,b`` names hosts they may reach even if private,
+        ``WORKBENCH_ALLOWED_HOSTS=a,b:8000,c:*`` names hosts they may reach even if private (a bare name: ports
+        80 and 443; ``name:PORT``: that port; ``name:*``: any),
         ``WORKBENCH_ALLOW_IMAGE_URLS=1`` lets API clients send images by http(s) URL (fetched from public
         addresses only), ``WORKBENCH_LIMITS``
         sets limits (``max_new_tokens=512,runs_total=4``).
@@ -96,8 +97,7 @@ class Policy:
                 public = bool(os.environ.get("SPACE_ID")) or (bind_host is not None and not _loopback(bind_host))
         base = PUBLIC_LIMITS if public else Limits()
         limits = Limits.parse(os.environ.get("WORKBENCH_LIMITS", ""), base)
-        hosts = frozenset(h.strip().lower() for h in os.environ.get("WORKBENCH_ALLOWED_HOSTS", "").split(",")
-                          if h.strip())
+        hosts = allowed_hosts()
         custom = not public or os.environ.get("WORKBENCH_ALLOW_CUSTOM_ENDPOINTS") == "1"
         urls = not public or os.environ.get("WORKBENCH_ALLOW_IMAGE_URLS") == "1"
         return cls(public=public, registry=registry or load_registry(), allow_custom_endpoints=custom,
@@ -174,7 +174,7 @@ class Policy:
             raise PolicyError("the base URL must start with http:// or https:// and name a host")
         if self.allow_private_hosts:
             return
-        public_addresses(parsed.hostname, port or 443, self.allowed_hosts)
+        public_addresses(parsed.hostname, port or (443 if parsed.scheme == "https" else 80), self.allowed_hosts)
 
     def registry_with(self, endpoints: Iterable[dict[str, Any]]) -> Registry:
         """The host's registry plus endpoints a caller added (a browser's state), each checked."""

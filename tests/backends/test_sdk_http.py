@@ -29,7 +29,7 @@ async def test_the_sdk_accepts_our_timeout_and_our_guarded_client():
 
 async def test_a_guarded_member_connects_through_the_sdk_client(remote, monkeypatch):
     """Untrusted endpoint on loopback, allowed by name: the pinned transport really carries the request."""
-    monkeypatch.setenv("WORKBENCH_ALLOWED_HOSTS", "127.0.0.1")
+    monkeypatch.setenv("WORKBENCH_ALLOWED_HOSTS", "127.0.0.1:*")
     spec = remote("reply=guarded ok", name="visitor")
     from dataclasses import replace
 

@@ -184,7 +184,7 @@ def test_an_unset_key_variable_refuses_to_start(scripted_registry, tmp_path, mon
 def public(scripted_registry, tmp_path):
     limits = replace(Limits(), runs_per_session=1, max_images=1, max_prompt_chars=100, max_new_tokens=64)
     policy = Policy(public=True, registry=scripted_registry, allow_custom_endpoints=False, allow_private_hosts=False,
-                    allow_image_urls=False, allowed_hosts=frozenset({"127.0.0.1"}), limits=limits)
+                    allow_image_urls=False, allowed_hosts=frozenset({"127.0.0.1:*"}), limits=limits)
     store = RunStore(tmp_path / "public.sqlite")
     with serving(policy, store) as url:
         yield url, store
@@ -262,7 +262,7 @@ def test_image_urls_a_public_host_allows_are_fetched_from_public_addresses_only(
     listener.settimeout(0.5)
     port = listener.getsockname()[1]
     policy = Policy(public=True, registry=scripted_registry, allow_custom_endpoints=False, allow_private_hosts=False,
-                    allow_image_urls=True, allowed_hosts=frozenset({"127.0.0.1"}), limits=Limits())
+                    allow_image_urls=True, allowed_hosts=frozenset({"127.0.0.1:*"}), limits=Limits())
     try:
         with serving(policy, RunStore(tmp_path / "r.sqlite")) as url:
             for target in (f"http://localhost:{port}/cat.png", "http://169.254.169.254/latest/meta-data/x.png",
