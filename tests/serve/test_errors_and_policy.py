@@ -61,6 +61,16 @@ BAD = [  # (body, status, error code, param)
 ]
 
 
+@pytest.mark.parametrize("raw", [b"[" * 100_000, b'{"model": "best", "messages": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+                                 b'{"model": "best", "messages": [{"role": "user", "content": "hi"}], "x": '
+                                 + b'{"a":' * 20_000 + b"1" + b"}" * 20_000 + b"}"])
+def test_deeply_nested_json_is_a_400_not_a_traceback(api, raw):
+    url, _ = api
+    r = post(url, raw=raw)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "invalid_json" and "Traceback" not in r.text
+
+
 @pytest.mark.parametrize("body,status,code,param", BAD, ids=[f"{i}-{b[1]}-{b[2]}" for i, b in enumerate(BAD)])
 def test_bad_requests_get_openai_error_objects(api, body, status, code, param):
     url, _ = api
@@ -266,9 +276,14 @@ def test_image_urls_a_public_host_allows_are_fetched_from_public_addresses_only(
     try:
         with serving(policy, RunStore(tmp_path / "r.sqlite")) as url:
             for target in (f"http://localhost:{port}/cat.png", "http://169.254.169.254/latest/meta-data/x.png",
-                           f"http://[::1]:{port}/cat.png", f"http://0x7f000001:{port}/cat.png"):
+                           f"http://[::1]:{port}/cat.png", f"http://0x7f000001:{port}/cat.png",
+                           f"http://[64:ff9b::7f00:1]:{port}/cat.png", f"http://[::ffff:127.0.0.1]:{port}/cat.png"):
                 r = post(url, {"model": "best", "messages": image(target)})
                 assert r.status_code == 400 and "cannot be fetched from this server" in r.json()["error"]["message"]
+            for target in (f"http://0177.0.0.1:{port}/cat.png", f"http://\u24dbocalhost:{port}/cat.png",
+                           f"http://[::1:{port}/cat.png", "http://" + "a" * 300 + "/x.png"):
+                r = post(url, {"model": "best", "messages": image(target)})  # malformed: a 400, never a 500
+                assert r.status_code == 400 and r.json()["error"]["code"], (target, r.text)
         with pytest.raises(socket.timeout):
             listener.accept()  # nothing ever connected
     finally:

@@ -78,6 +78,12 @@ def create_api(policy: Policy | None = None, store: RunStore | None = None, api_
         code = {404: "unknown_url", 405: "method_not_allowed"}.get(exc.status_code)
         return JSONResponse(P.APIError(exc.status_code, str(exc.detail), code).body(), status_code=exc.status_code)
 
+    @api.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):  # a bug of ours: logged here, never a traceback out
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(P.APIError(500, "the server failed on this request (its log has why)",
+                                       "server_error").body(), status_code=500)
+
     @api.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError):
         return JSONResponse(P.APIError(400, str(exc.errors()[:1]), "invalid_value").body(), status_code=400)

@@ -115,10 +115,14 @@ def parse_request(raw: bytes) -> ChatRequest:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise APIError(400, f"the request body is not valid JSON: {exc}", "invalid_json") from None
+    except RecursionError:
+        raise APIError(400, "the request body is nested too deeply", "invalid_json") from None
     if not isinstance(data, dict):
         raise APIError(400, "the request body must be a JSON object", "invalid_json")
     try:
         req = ChatRequest.model_validate(data)
+    except RecursionError:
+        raise APIError(400, "the request body is nested too deeply", "invalid_value") from None
     except ValidationError as exc:
         e = exc.errors()[0]
         param = ".".join(str(p) for p in e.get("loc", ()))
