@@ -118,6 +118,8 @@ class Policy:
         reg = registry or self.registry
         member = reg.member(text) if not self.public else self._host_member(text, reg)
         self.check_spec(member.model)
+        if self.public and not member.model.untrusted:  # a host's model: its failures and records keep the host's
+            member = replace(member, model=replace(member.model, private=True))  # details on the host
         return member
 
     def _host_member(self, text: str, reg: Registry) -> Member:
@@ -134,7 +136,7 @@ class Policy:
     def check_spec(self, spec: ModelSpec, registry: Registry | None = None) -> None:
         """Refuse a model spec this caller may not use (a Member built by hand, a browser's endpoint)."""
         hosted = self.registry.models.get(spec.name)
-        if hosted is not None and hosted == spec:  # exactly the host's own model
+        if hosted is not None and hosted == replace(spec, private=False):  # exactly the host's own model
             if self.public and spec.backend == "local":
                 self._check_cached(spec)
             if self.public and spec.backend == "openai":  # e.g. a shipped preset on localhost: not for visitors

@@ -43,6 +43,9 @@ class ModelSpec:
     price_out_per_m: float | None = None  #: USD per million completion tokens
     description: str = ""  #: one line for listings
     untrusted: bool = False  #: an endpoint a caller typed (public mode): called without redirects, host headers or private addresses
+    #: a host's model serving a public server's visitors: its failures are told without the host's URLs, key
+    #: variables or paths (the host's log has them), and records leave them out (``Policy.member`` sets it)
+    private: bool = False
 
     @property
     def is_noise(self) -> bool:
@@ -53,7 +56,19 @@ class ModelSpec:
         """JSON-able form (holds the key's variable name, never a key)."""
         d = asdict(self)
         d["skip_modules"] = list(self.skip_modules)
+        if self.private:  # the host's setup stays on the host
+            d.update(base_url=None, api_key_env=None, max_memory=None)
+            if self.backend == "local":
+                d["model"] = public_model_name(self.model)
         return d
+
+
+def public_model_name(model: str) -> str:
+    """A local model's name as a visitor may see it: a Hub id as is, a host path by its last folder only."""
+    from pathlib import Path
+
+    looks_like_path = model.startswith(("/", ".", "~")) or "\\" in model or model.count("/") > 1
+    return Path(model).name if looks_like_path else model
 
 
 @dataclass(frozen=True)

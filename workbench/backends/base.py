@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import weakref
 from abc import ABC, abstractmethod
@@ -18,6 +19,30 @@ from typing import Any, AsyncIterator, Callable
 from ..errors import BackendError, ConfigError, InputError
 from ..specs import ModelSpec
 from ..types import Chunk, Failure, GenerateConfig, Message, Prompt, Response, Result, TextPart, Usage
+
+log = logging.getLogger("workbench.backends")
+
+#: what a visitor of a public server is told when a host's model fails (``ModelSpec.private``), by kind of failure
+PUBLIC_REASONS = {
+    "config": "the host's setup of this model failed (a key, a name or the server's configuration)",
+    "connection": "the model's server could not be reached",
+    "timeout": "the model's server did not answer in time",
+    "rate_limit": "the model's provider is rate-limiting requests (HTTP 429); try again later",
+    "server": "the model's server answered with an error",
+    "input": "the model's server refused the request",
+    "oom": "the model ran out of memory on this request",
+    "load": "the model could not be loaded",
+    "closed": "the model was unloaded on the server during this run",
+}
+
+
+def shown_reason(spec: ModelSpec | None, message: str, kind: str) -> str:
+    """``message`` as the caller may see it: whole in local mode and for a caller's own endpoint; for a host's
+    model on a public server (``spec.private``) the kind of failure only, the message going to the host's log."""
+    if spec is None or not spec.private:
+        return message
+    log.warning("%s failed (%s): %s", spec.name, kind, message)
+    return PUBLIC_REASONS.get(kind, "the model failed") + " (the host's log has the detail)"
 
 
 @dataclass
@@ -108,11 +133,14 @@ class ModelBackend(ABC):
             return Failure(f"timed out after {config.timeout_s:g} s", "timeout", self.name, True,
                            time.perf_counter() - start, "".join(parts))
         except BackendError as exc:
-            return Failure(str(exc), exc.kind, self.name, exc.retryable, time.perf_counter() - start, "".join(parts))
+            return Failure(shown_reason(self.spec, str(exc), exc.kind), exc.kind, self.name, exc.retryable,
+                           time.perf_counter() - start, "".join(parts))
         except InputError as exc:
-            return Failure(str(exc), "input", self.name, False, time.perf_counter() - start)
+            return Failure(shown_reason(self.spec, str(exc), "input"), "input", self.name, False,
+                           time.perf_counter() - start)
         except ConfigError as exc:
-            return Failure(str(exc), "config", self.name, False, time.perf_counter() - start)
+            return Failure(shown_reason(self.spec, str(exc), "config"), "config", self.name, False,
+                           time.perf_counter() - start)
         text = "".join(parts)
         usage = end.usage
         if usage.cost_usd is None and self.spec.price_in_per_m is not None:

@@ -34,9 +34,11 @@ def spec_for(model: str | ModelSpec, quant: str | None = None, registry: Registr
 
 
 def _key(spec: ModelSpec) -> tuple:
+    # private: failures told without the host's details (a public server's copy)
     # vision: whether the backend is sent images (two specs of one endpoint model, one text-only, are two backends)
     return (spec.backend, spec.model, spec.quant, spec.base_url, spec.api_key_env, spec.dtype,
-            tuple(sorted((spec.max_memory or {}).items())), spec.skip_modules, spec.vision)
+            tuple(sorted((spec.max_memory or {}).items())), spec.skip_modules, spec.vision,
+            spec.private)
 
 
 @dataclass

@@ -14,6 +14,7 @@ import time
 from typing import Callable
 
 from ..backends import ModelHandle, load_model
+from ..backends.base import shown_reason
 from ..errors import WorkbenchError
 from ..specs import Member
 from ..types import Failure, GenerateConfig, Message
@@ -47,7 +48,8 @@ async def load_members(members: list[Member]) -> list[ModelHandle | Failure]:
         try:
             return await asyncio.to_thread(load_model, m.model, keep=True)  # warm for the next run
         except WorkbenchError as exc:
-            return Failure(str(exc), getattr(exc, "kind", "config"), m.model.name)
+            kind = getattr(exc, "kind", "config")
+            return Failure(shown_reason(m.model, str(exc), "load"), kind, m.model.name)
 
     return list(await asyncio.gather(*(one(m) for m in members)))
 
