@@ -10,17 +10,19 @@ variable); every knob has a host-set limit. State from a browser is checked agai
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
+import threading
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Iterable
 from urllib.parse import urlparse
 
 from .backends.egress import allowed_hosts, public_addresses
-from .errors import PolicyError, TooLargeError, WorkbenchError
+from .errors import BusyError, InputError, PolicyError, TooLargeError, WorkbenchError
 from .settings import FusionSettings
 from .specs import Member, ModelSpec, Registry, load_registry
-from .types import Prompt
+from .types import ImageData, Prompt, image_header
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,9 @@ class Limits:
     max_swap_k: int = 8  #: judge orderings
     max_prompt_chars: int = 1_000_000  #: prompt text
     max_images: int = 16  #: images per prompt
-    max_image_pixels: int = 40_000_000  #: width x height of one image (after downscaling to 2048 a side)
+    max_image_pixels: int = 40_000_000  #: width x height of one image as sent (its header, read before decoding)
+    max_image_bytes: int = 50_000_000  #: one image file's bytes (the page's uploads; an API request's images)
+    max_decoding: int = 4  #: image batches decoded at once on the server (a visitor's: one at a time)
     runs_per_session: int = 8  #: runs one visitor may have in flight
     runs_total: int = 64  #: runs in flight on the server
     queue_size: int = 128  #: requests waiting in the web server's queue
@@ -54,10 +58,49 @@ class Limits:
 
 #: the limits of a public server unless the host sets others
 PUBLIC_LIMITS = Limits(max_pool=6, max_rounds=3, max_new_tokens=1024, max_swap_k=2, max_prompt_chars=8000,
-                       max_images=4, max_image_pixels=2048 * 2048, runs_per_session=1, runs_total=8, queue_size=32,
+                       max_images=4, max_image_pixels=4096 * 4096, max_image_bytes=10_000_000, max_decoding=2,
+                       runs_per_session=1, runs_total=8, queue_size=32,
                        max_request_bytes=24_000_000)
 
 NOT_AVAILABLE = "is not available on this server; choose one of: "
+#: image formats a public server takes: those OpenAI-compatible members take (PIL's other decoders stay off)
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")
+
+
+class _DecodeGate:
+    """Image decoding slots: at most ``total`` prompts' images decoded at once, one at a time per client."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._total = 0
+        self._busy: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def hold(self, who: str | None, total: int):
+        with self._lock:
+            if who is not None and self._busy.get(who):
+                raise BusyError("your previous images are still being read; wait for them, then send again")
+            if self._total >= total:
+                raise BusyError(f"the server is reading {self._total} other prompts' images (its limit); try again "
+                                "in a moment")
+            self._total += 1
+            if who is not None:
+                self._busy[who] = 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._total -= 1
+                if who is not None:
+                    self._busy.pop(who, None)
+
+    @property
+    def in_use(self) -> int:
+        return self._total
+
+
+#: the process's decoding slots
+DECODING = _DecodeGate()
 MAX_ENDPOINTS = 16  #: endpoints one browser may add
 
 
@@ -238,6 +281,96 @@ class Policy:
             if img.width * img.height > lim.max_image_pixels:
                 raise TooLargeError(f"an image of {img.width}x{img.height} pixels is over this server's limit of "
                                     f"{lim.max_image_pixels:,} pixels")
+
+    # ---- images: limits charged before any decoding ------------------------------------------------------
+
+    @property
+    def image_formats(self) -> tuple[str, ...] | None:
+        """The image formats taken: a public server's are what members take (PIL's other decoders stay off)."""
+        return IMAGE_FORMATS if self.public else None
+
+    def read_images(self, sources: list[Any], quota: str | None = None,
+                    each: bool = False) -> list[ImageData | str]:
+        """Decode a prompt's images (paths or bytes) as this server allows; call it off the event loop.
+
+        In this order, so that nothing is decoded that a limit refuses: the count; the caller's runs in flight
+        (a client at its limit gets BusyError before its images cost anything); each image's bytes, format and
+        pixel count from its header; then one decoding slot (the server decodes ``max_decoding`` prompts' images at
+        once; in public mode a client one at a time), refused with BusyError when none is free.
+
+        Args:
+            quota: who the limits count (a client's address); None: the server as a whole.
+            each: a bad image is returned as its message (the page removes it and keeps the rest) instead of
+                raising.
+
+        Raises:
+            TooLargeError (too many, too many bytes or pixels), BusyError, InputError (unreadable or not taken).
+        """
+        from .shutdown import RUNS
+
+        lim = self.limits
+        if len(sources) > lim.max_images:
+            raise TooLargeError(f"{len(sources)} images; this server takes at most {lim.max_images}")
+        if not sources:
+            return []
+        RUNS.check(quota, lim.runs_per_session if quota is not None else None, lim.runs_total)
+        raws: list[bytes | str] = []
+        for n, src in enumerate(sources, 1):
+            try:
+                raws.append(self._checked_image(src, n, len(sources)))
+            except (InputError, TooLargeError) as exc:
+                if not each:
+                    raise
+                raws.append(str(exc))
+        out: list[ImageData | str] = []
+        with DECODING.hold(quota if self.public else None, lim.max_decoding):
+            for n, (src, raw) in enumerate(zip(sources, raws), 1):
+                if isinstance(raw, str):
+                    out.append(raw)
+                    continue
+                try:
+                    name = src if isinstance(src, str) else (f"image {n} of {len(sources)}" if len(sources) > 1
+                                                             else "the image")
+                    out.append(ImageData.load(raw, max_pixels=lim.max_image_pixels, formats=self.image_formats,
+                                              name=name))
+                except InputError as exc:
+                    if not each:
+                        raise
+                    out.append(str(exc))
+        return out
+
+    def _checked_image(self, src: Any, n: int, total: int) -> bytes:
+        lim = self.limits
+        where = f"image {n} of {total}" if total > 1 else "the image"
+        if isinstance(src, ImageData):
+            return src.data
+        if isinstance(src, (bytes, bytearray)):
+            raw = bytes(src)
+        elif isinstance(src, str):
+            import pathlib
+
+            path = pathlib.Path(src)
+            try:
+                size = path.stat().st_size
+            except OSError:
+                raise InputError(f"{where}: image not found") from None
+            if size > lim.max_image_bytes:
+                raise TooLargeError(f"{where} is {size:,} bytes; this server takes images of at most "
+                                    f"{lim.max_image_bytes:,}")
+            raw = path.read_bytes()
+        else:
+            raise InputError(f"{where}: unsupported image value of type {type(src).__name__}")
+        if len(raw) > lim.max_image_bytes:
+            raise TooLargeError(f"{where} is {len(raw):,} bytes; this server takes images of at most "
+                                f"{lim.max_image_bytes:,}")
+        try:
+            fmt, w, h = image_header(raw, self.image_formats)
+        except InputError as exc:
+            raise InputError(f"{where}: {exc}") from None
+        if w * h > lim.max_image_pixels:
+            raise TooLargeError(f"{where} is {w}x{h} ({w * h:,} pixels); this server takes at most "
+                                f"{lim.max_image_pixels:,} pixels (scale it down and send it again)")
+        return raw
 
     def describe(self) -> str:
         """One paragraph for the console: the mode, what may be named and reached, the limits."""

@@ -48,6 +48,22 @@ class RunTracker:
         self._next = 0
         self.draining = False
 
+    def check(self, owner: str | None = None, per_owner: int | None = None, total: int | None = None) -> None:
+        """Raise as ``start`` would, registering nothing (to refuse work that would come before the run)."""
+        with self._cond:
+            self._refuse(owner, per_owner, total)
+
+    def _refuse(self, owner: str | None, per_owner: int | None, total: int | None) -> None:
+        if self.draining:
+            raise ShuttingDownError("the server is shutting down and takes no new runs; try again in a moment")
+        if total is not None and len(self._runs) >= total:
+            raise BusyError(f"the server is busy ({len(self._runs)} runs in flight, its limit is {total}); "
+                            f"try again in a moment")
+        mine = sum(1 for o in self._owners.values() if o == owner) if owner is not None else 0
+        if per_owner is not None and owner is not None and mine >= per_owner:
+            raise BusyError(f"you already have {mine} run(s) in flight, this server's limit; wait for it "
+                            f"to finish or stop it")
+
     def start(self, task: asyncio.Task, owner: str | None = None, per_owner: int | None = None,
               total: int | None = None) -> int:
         """Register a running task; raises ShuttingDownError while draining, PolicyError over a limit.
@@ -56,15 +72,7 @@ class RunTracker:
             owner: who the per-owner limit counts (a visitor); per_owner / total: runs in flight allowed.
         """
         with self._cond:
-            if self.draining:
-                raise ShuttingDownError("the server is shutting down and takes no new runs; try again in a moment")
-            if total is not None and len(self._runs) >= total:
-                raise BusyError(f"the server is busy ({len(self._runs)} runs in flight, its limit is {total}); "
-                                  f"try again in a moment")
-            mine = sum(1 for o in self._owners.values() if o == owner) if owner is not None else 0
-            if per_owner is not None and owner is not None and mine >= per_owner:
-                raise BusyError(f"you already have {mine} run(s) in flight, this server's limit; wait for it "
-                                  f"to finish or stop it")
+            self._refuse(owner, per_owner, total)
             self._next += 1
             self._runs[self._next] = (task.get_loop(), task)
             self._owners[self._next] = owner

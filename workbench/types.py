@@ -20,6 +20,20 @@ MAX_IMAGE_PIXELS = 40_000_000
 MAX_IMAGE_SIDE = 2048
 
 
+def image_header(raw: bytes, formats: tuple[str, ...] | None = None) -> tuple[str, int, int]:
+    """(format, width, height) from an encoded image's header, nothing decoded; InputError when unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(raw), formats=list(formats) if formats else None) as pil:
+            return str(pil.format), int(pil.width), int(pil.height)
+    except UnidentifiedImageError:
+        taken = f" (this server takes {', '.join(formats)})" if formats else ""
+        raise InputError(f"not a readable image{taken}") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise InputError(f"not a readable image ({exc.__class__.__name__})") from None
+
+
 @dataclass(frozen=True)
 class ImageData:
     """An image as bytes, validated once, identified by content hash."""
@@ -32,22 +46,28 @@ class ImageData:
     source: str = ""  #: where it came from (a path or "bytes"), for messages only
 
     @classmethod
-    def load(cls, image: Any) -> "ImageData":
+    def load(cls, image: Any, max_pixels: int = MAX_IMAGE_PIXELS,
+             formats: tuple[str, ...] | None = None, name: str = "") -> "ImageData":
         """Validate and normalise an image given as a path, bytes, PIL image or ImageData.
 
+        Args:
+            max_pixels: width x height as sent, read from the header before anything is decoded.
+            formats: the container formats taken (PIL's names: "PNG", "JPEG", ...); None: any PIL reads.
+            name: what to call the image in messages (default: its path, or "bytes").
+
         Raises:
-            InputError: the file is missing, unreadable, not an image, or too large.
+            InputError: the file is missing, unreadable, not an image, of a format not taken, or too large.
         """
         if isinstance(image, ImageData):
             return image
         from PIL import Image, UnidentifiedImageError
 
-        source = "bytes"
+        source = name or "bytes"
         if isinstance(image, Image.Image):
             pil, source = image, "PIL image"
         else:
             if isinstance(image, (str, Path)):
-                source = str(image)
+                source = name or str(image)
                 path = Path(image)
                 if not path.is_file():
                     raise InputError(f"image not found: {source}")
@@ -60,18 +80,23 @@ class ImageData:
             else:
                 raise InputError(f"unsupported image value of type {type(image).__name__}")
             try:
-                pil = Image.open(io.BytesIO(raw))
-                if pil.width * pil.height > MAX_IMAGE_PIXELS:
+                pil = Image.open(io.BytesIO(raw), formats=list(formats) if formats else None)  # the header only
+                if pil.width * pil.height > max_pixels:
                     raise InputError(
-                        f"image {source} is {pil.width}x{pil.height}: over the limit of "
-                        f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels"
+                        f"image {source} is {pil.width}x{pil.height} ({pil.width * pil.height:,} pixels): over "
+                        f"the limit of {max_pixels:,} pixels"
                     )
+                if pil.format == "JPEG":  # decode at the smallest 1/2^k scale still >= the size used
+                    pil.draft("RGB", (MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
                 pil.load()
             except InputError:
                 raise
-            except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            except UnidentifiedImageError:
+                taken = f" (this server takes {', '.join(formats)})" if formats else ""
+                raise InputError(f"{source} is not a readable image{taken}") from None
+            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
                 raise InputError(f"{source} is not a readable image ({exc.__class__.__name__})") from None
-        if pil.width * pil.height > MAX_IMAGE_PIXELS:
+        if pil.width * pil.height > max_pixels:
             raise InputError(f"image {source} is {pil.width}x{pil.height}: over the size limit")
         if pil.mode not in ("RGB", "L"):
             pil = pil.convert("RGB")

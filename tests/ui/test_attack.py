@@ -69,6 +69,14 @@ def attacks_on_fuse(client, listener, tmp_path):
         assert o["event"] == "error" and what in o["error"] and "limit" in o["error"]
     o = client.predict("x" * 20000, [], "tiny-offline", "", "vote", 1, 8, api_name="/fuse")
     assert o["event"] == "error" and "characters" in o["error"]
+    # a decompression bomb (a small PNG of 6300x6300) is refused from its header, before decoding
+    from gradio_client import handle_file
+    from PIL import Image
+
+    bomb = tmp_path / "bomb.png"
+    Image.new("RGB", (6300, 6300)).save(bomb)
+    o = client.predict("hi", [handle_file(str(bomb))], "tiny-offline", "", "vote", 1, 8, api_name="/fuse")
+    assert o["event"] == "error" and "6300x6300" in o["error"] and "pixels" in o["error"], o
 
 
 def attacks_on_evaluate(client, listener, tmp_path):

@@ -272,10 +272,13 @@ async def _chat(request: Request, policy: Policy, store: RunStore):
                                       "(data:image/png;base64,...)", "image_url_not_allowed", "messages")
             src = await P.fetch_image(src, guarded=not policy.allow_private_hosts)
         images.append(src)
-    prompt = await asyncio.to_thread(P.build_prompt, conv, images)  # decoding and checking images: off the loop
+    owner, quota = _client(request, policy)
+    # limits charged before any decoding (runs in flight, bytes, format, pixels from headers), then decoded in
+    # a bounded slot, off the event loop
+    images = await asyncio.to_thread(policy.read_images, images, quota)
+    prompt = await asyncio.to_thread(P.build_prompt, conv, images)
     settings = target.settings(req, policy)
     pool, judge, mode = target.call()
-    owner, quota = _client(request, policy)
     events = fuse_stream(prompt, pool, judge, mode, settings, registry=policy.registry, store=store, policy=policy,
                          owner=owner, quota=quota, origin="api")
     pump = _Pump(events)

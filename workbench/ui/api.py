@@ -42,7 +42,8 @@ def add_fuse_api(store: RunStore, policy: Policy) -> None:
         try:
             if len(files) > policy.limits.max_images:  # before decoding any of them
                 raise PolicyError(f"{len(files)} images; this server takes at most {policy.limits.max_images}")
-            prompt = await asyncio.to_thread(Prompt, prompt_text or "", files)  # image decoding off the loop
+            images = await asyncio.to_thread(policy.read_images, files, quota_of(request, policy))  # off the loop
+            prompt = Prompt(prompt_text or "", images)
             members = [policy.member(p) for p in split_pool(pool)]
             settings = FusionSettings(rounds=int(rounds or 2), max_new_tokens=int(max_new_tokens or 256))
             events = fuse_stream(prompt, members, judge or None, mode or "best-of", settings, store=store,

@@ -19,7 +19,7 @@ from ..records import FusionResult
 from ..render import html as render
 from ..settings import FusionSettings
 from ..store import RunStore
-from ..types import ImageData, Prompt
+from ..types import Prompt
 from .pool import MAX_MEMBERS, POOL_HEADERS, add_member_row, check_endpoint, members_from_rows, remember_pool
 from .startup import SMOL, TINY
 from .stream import view_updates
@@ -37,14 +37,6 @@ class FuseTab:
     noise_md: Any
     endpoint_added: Any  #: the event of adding an endpoint (other tabs chain their model lists on it)
     run_event: Any = None  #: the event of a run (History chains its refresh on it)
-
-
-def _load_image(path: str) -> ImageData | str:
-    """The image, decoded once, or why it cannot be read."""
-    try:
-        return ImageData.load(path)
-    except WorkbenchError as exc:
-        return str(exc)
 
 
 def label_controls(prefix: str) -> tuple:
@@ -182,8 +174,12 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
         if len(files) > policy.limits.max_images:  # before decoding any of them
             yield {status: f"⚠ {len(files)} images; this server takes at most {policy.limits.max_images}"}
             return
-        # image decoding off the event loop; a bad image leaves the box, the text and the good ones stay
-        loaded = await asyncio.gather(*(asyncio.to_thread(_load_image, f) for f in files))
+        # limits first, then decoding, off the event loop; a bad image leaves the box, the text and the good ones stay
+        try:
+            loaded = await asyncio.to_thread(policy.read_images, files, quota_of(request, policy), True)
+        except WorkbenchError as exc:  # the server's limits (runs in flight, decoding slots): nothing is lost
+            yield {status: f"⚠ {exc}"}
+            return
         errors = {f: img if isinstance(img, str) else "" for f, img in zip(files, loaded)}
         if any(errors.values()):
             yield {status: "⚠ " + "; ".join(e for e in errors.values() if e)

@@ -124,6 +124,8 @@ def start(preset: str | None = None, host: str = "127.0.0.1", port: int | None =
     demo = build_demo(preset, pool=pool, policy=policy, store=kw.pop("store", None), preload=kw.pop("preload", True))
     routes = mount_routes(policy, demo.store, api_key_env)
     kw.setdefault("quiet", True)  # Gradio's own lines name launch() arguments; ours name the flags
+    if policy.public:  # uploads over the image limit are refused by Gradio before they are written
+        kw.setdefault("max_file_size", policy.limits.max_image_bytes)
     try:
         demo.launch(server_name=host, server_port=port, css=CSS, prevent_thread_lock=True,
                     app_kwargs={"routes": routes}, **kw)
