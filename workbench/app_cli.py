@@ -18,7 +18,8 @@ def register(sub) -> None:
                    help="public mode: visitors may name only this host's models, reach no private address, use "
                         "no key variable of their own, and see only their own runs (on by itself on Spaces)")
     s.add_argument("--api-key-env", metavar="NAME",
-                   help="the OpenAI-compatible API at /v1 requires the bearer token in this environment variable")
+                   help="every programmatic route (the OpenAI-compatible API at /v1, the /fuse and /evaluate API "
+                        "endpoints) requires the bearer token in this environment variable; the page does not")
     s.add_argument("--grace-s", type=float, default=float(os.environ.get("WORKBENCH_GRACE_S", 25)),
                    help="on SIGTERM / Ctrl-C, seconds that runs in flight get to finish before they are recorded "
                         "as interrupted (default 25, or $WORKBENCH_GRACE_S)")

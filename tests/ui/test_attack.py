@@ -153,6 +153,11 @@ async def test_page_handlers_recheck_the_browser_state_on_every_call(listener, m
                                                        "evil", crafted)
         said.extend(str(v) for v in out)
 
+    async def api_evaluate():
+        out = await handlers["build_evaluate_tab.api_run"]("builtin:arithmetic", 1, ["vote"], False, False, 8, rows,
+                                                           "evil", crafted)
+        said.extend(str(v) for v in out)
+
     async def add_endpoint():
         said.extend(str(v) for v in handlers["build_fuse_tab.add_endpoint"]("e2", listener, "m", "HF_TOKEN", True,
                                                                            crafted))
@@ -163,7 +168,8 @@ async def test_page_handlers_recheck_the_browser_state_on_every_call(listener, m
         return call
 
     attacks = {"build_fuse_tab.run": page_run, "build_history_tab.rejudge_run": rejudge_run,
-               "build_evaluate_tab.run": evaluate, "build_fuse_tab.add_endpoint": add_endpoint,
+               "build_evaluate_tab.run": evaluate, "build_evaluate_tab.api_run": api_evaluate,
+               "build_fuse_tab.add_endpoint": add_endpoint,
                "remember_pool.remember_pool": harmless("remember_pool.remember_pool"),
                "build_demo.with_endpoints": harmless("build_demo.with_endpoints"),
                "build_demo.restore": harmless("build_demo.restore")}
@@ -230,3 +236,45 @@ async def test_label_keys_arriving_out_of_order_still_make_whole_labels(tmp_path
     handlers["label-rate-better"](request=me)
     assert [store.label(r.run_id)["fused"] for r in runs[::-1]] == ["worse", "better"]
     assert store.label(runs[1].run_id)["best_member"] == -1
+
+
+def test_one_key_protects_every_programmatic_route_and_the_page_still_works(tmp_path, monkeypatch):
+    """With an API key set, /fuse and /evaluate (Gradio's API) ask for it as /v1 does; the page's events do not."""
+    import httpx
+
+    monkeypatch.setenv("WB_TEST_KEY", "k3y-for-clients")
+    store = RunStore(tmp_path / "runs.sqlite")
+    demo = build_demo("tiny-offline", store=store, preload=False, policy=Policy.for_host(public=True),
+                      api_key_env="WB_TEST_KEY")
+    from workbench.serve import mount_routes
+
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
+                            app_kwargs={"routes": mount_routes(demo.policy, store, "WB_TEST_KEY")})
+    try:
+        anon = Client(url, verbose=False)
+        o = anon.predict("hi", [], "tiny-offline", "", "vote", 1, 4, api_name="/fuse")
+        assert o == {"event": "error", "error": "missing or invalid API key: send Authorization: Bearer <key>"}
+        rows = {"headers": ["model", "persona", "temperature", "name"], "data": [["tiny-offline", "", "", ""]]}
+        status = anon.predict("builtin:arithmetic", 1, ["vote"], False, False, 16, rows, "tiny-offline", {},
+                              api_name="/evaluate")[0]
+        assert "missing or invalid API key" in status
+        wrong = Client(url, verbose=False, headers={"Authorization": "Bearer nope"})
+        assert wrong.predict("hi", [], "tiny-offline", "", "vote", 1, 4, api_name="/fuse")["event"] == "error"
+        assert httpx.post(f"{url.rstrip('/')}/v1/chat/completions", json={"model": "tiny-offline", "messages": [
+            {"role": "user", "content": "hi"}]}).status_code == 401
+        assert store.list(owner=None) == []  # nothing ran
+        keyed = Client(url, verbose=False, headers={"Authorization": "Bearer k3y-for-clients"})
+        assert keyed.predict("hi", [], "tiny-offline", "", "vote", 1, 4, api_name="/fuse")["event"] == "done"
+        status = keyed.predict("builtin:arithmetic", 1, ["vote"], False, False, 16, rows, "tiny-offline", {},
+                               api_name="/evaluate")[0]
+        assert "API key" not in status and "items" in status, status
+    finally:
+        demo.close()
+    # the page's own handlers take no key: they are the page (a visitor's browser sends none)
+    import asyncio
+
+    page_run = next(f.fn for f in demo.fns.values()
+                    if f.fn is not None and f.fn.__qualname__ == "build_evaluate_tab.<locals>.run")
+    status = asyncio.run(page_run("builtin:arithmetic", 1, ["vote"], False, False, 16, [["tiny-offline", "", "", ""]],
+                                  "tiny-offline", {}))[0]
+    assert "API key" not in status and "items" in status, status

@@ -59,12 +59,7 @@ def create_api(policy: Policy | None = None, store: RunStore | None = None, api_
     """
     policy = policy or Policy.for_host()
     store = store or RunStore()
-    token = None
-    if api_key_env:
-        token = os.environ.get(api_key_env, "").strip()
-        if not token:
-            raise ConfigError(f"--api-key-env {api_key_env}: that environment variable is not set (or empty); "
-                              "set it to the token clients must send")
+    token = api_token(api_key_env)
     check_fusions(policy.registry)
     api = FastAPI(title="Fusion Workbench API", docs_url=None, redoc_url=None, openapi_url=None)
     api.state.policy, api.state.store = policy, store
@@ -89,12 +84,8 @@ def create_api(policy: Policy | None = None, store: RunStore | None = None, api_
         return JSONResponse(P.APIError(400, str(exc.errors()[:1]), "invalid_value").body(), status_code=400)
 
     def check_auth(request: Request) -> None:
-        if token is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise P.APIError(401, "missing or invalid API key: send Authorization: Bearer <key>", "invalid_api_key",
-                             headers={"WWW-Authenticate": "Bearer"})
+        if not bearer_ok(request.headers, token):
+            raise P.APIError(401, BAD_KEY, "invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 
     @api.get("/models")
     async def list_models(request: Request):
@@ -121,6 +112,32 @@ def create_api(policy: Policy | None = None, store: RunStore | None = None, api_
             raise _as_api_error(exc) from None
 
     return api
+
+
+BAD_KEY = "missing or invalid API key: send Authorization: Bearer <key>"
+
+
+def api_token(api_key_env: str | None) -> str | None:
+    """The bearer token programmatic clients must send (the value of ``api_key_env``); None: no key asked.
+
+    Raises:
+        ConfigError: the variable is named but unset or empty (a server that meant to be keyed never starts open).
+    """
+    if not api_key_env:
+        return None
+    token = os.environ.get(api_key_env, "").strip()
+    if not token:
+        raise ConfigError(f"--api-key-env {api_key_env}: that environment variable is not set (or empty); "
+                          "set it to the token clients must send")
+    return token
+
+
+def bearer_ok(headers: Any, token: str | None) -> bool:
+    """Whether a request's ``Authorization: Bearer`` header carries ``token`` (always, when no token is set)."""
+    if token is None:
+        return True
+    scheme, _, given = (headers.get("authorization") or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
 def check_fusions(registry: Registry) -> None:

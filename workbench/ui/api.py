@@ -19,8 +19,9 @@ from .fuse_tab import owner_of, quota_of
 from .stream import view_updates
 
 
-def add_fuse_api(store: RunStore, policy: Policy) -> None:
-    """Add the hidden inputs and the named ``fuse`` endpoint inside the current Blocks."""
+def add_fuse_api(store: RunStore, policy: Policy, api_token: str | None = None) -> None:
+    """Add the hidden inputs and the named ``fuse`` endpoint inside the current Blocks; ``api_token``: the key
+    its clients must send (``Authorization: Bearer``; None: none), as ``/v1`` asks."""
     with gr.Row(visible=False):
         api_prompt = gr.Textbox()
         api_images = gr.File(file_count="multiple")
@@ -38,6 +39,11 @@ def add_fuse_api(store: RunStore, policy: Policy) -> None:
 
         Streams {"event": ...} updates; the last value is {"event": "done", "result": FusionResult dict}.
         """
+        from ..serve.app import BAD_KEY, bearer_ok
+
+        if not bearer_ok(getattr(request, "headers", None) or {}, api_token):
+            yield {"event": "error", "error": BAD_KEY}
+            return
         files = [f if isinstance(f, str) else getattr(f, "name", None) or f.get("path") for f in image_files or []]
         try:
             if len(files) > policy.limits.max_images:  # before decoding any of them

@@ -17,9 +17,10 @@ from .fuse_tab import owner_of, quota_of
 from .pool import members_from_rows
 
 
-def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy):
+def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy, api_token: str | None = None):
     """Lay out the tab inside the current Blocks; pool and judge come from the Fuse tab's controls.
-    Returns (the judge-vs-you Markdown, the handler that fills it) for the page's load."""
+    Returns (the judge-vs-you Markdown, the handler that fills it) for the page's load. ``api_token``: the key
+    the ``/evaluate`` API endpoint asks of clients (None: none; the page's own button never asks)."""
     with gr.Tab("Evaluate"):
         gr.Markdown("Run the pool (from the Fuse tab) on a generated dataset with ground truth: each member alone, "
                     "each fusion mode, and the oracle (is any member right?). Member answers are cached, so adding "
@@ -104,9 +105,23 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
                     plots.regret_and_damage(s["regret"], s["merge_damage"], s["position_flips"], s["injection"]), debate,
                     df)
 
-        run_btn.click(run, [dataset, limit, modes, swap, inject, tokens, pool_df, judge_dd, saved],
-                      [status, table, acc_plot, cost_plot, judge_plot, debate_plot, last], api_name="evaluate",
-                      concurrency_limit=4)
+        run_inputs = [dataset, limit, modes, swap, inject, tokens, pool_df, judge_dd, saved]
+        run_outputs = [status, table, acc_plot, cost_plot, judge_plot, debate_plot, last]
+        run_btn.click(run, run_inputs, run_outputs, api_visibility="private", concurrency_limit=4,
+                      concurrency_id="evaluate")
+
+        async def api_run(ds, n, chosen, swap_on, inject_on, max_tokens, rows, judge, state,
+                          request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
+            """The ``/evaluate`` API endpoint: the page's evaluation, for a client holding the host's API key."""
+            from ..serve.app import BAD_KEY, bearer_ok
+
+            if not bearer_ok(getattr(request, "headers", None) or {}, api_token):
+                return (f"⚠ {BAD_KEY}", None, None, None, None, None, None)
+            return await run(ds, n, chosen, swap_on, inject_on, max_tokens, rows, judge, state, request, progress)
+
+        api_btn = gr.Button(visible=False)
+        api_btn.click(api_run, run_inputs, run_outputs, api_name="evaluate", concurrency_limit=4,
+                      concurrency_id="evaluate")
 
         async def run_instruments(df, chosen, judge, request: gr.Request = None):
             from .. import experiments as X

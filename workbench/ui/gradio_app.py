@@ -7,6 +7,8 @@ from ``workbench.render``. Every module here renders the engine's events and rec
 
 from __future__ import annotations
 
+import os
+
 import gradio as gr
 
 from ..errors import ConfigError
@@ -46,7 +48,8 @@ CSS = """
 
 
 def build_demo(preset: str | None = None, store: RunStore | None = None, preload: bool = True,
-               pool: list[str] | None = None, policy: Policy | None = None) -> gr.Blocks:
+               pool: list[str] | None = None, policy: Policy | None = None,
+               api_key_env: str | None = None) -> gr.Blocks:
     """The workbench app.
 
     Args:
@@ -55,8 +58,13 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
         preload: load the start-up preset in the background so the first prompt does not wait.
         pool: the starting pool as member names (default: the preset three times, with personas).
         policy: what visitors may name, reach and spend (default: ``Policy.for_host()``, public on Spaces).
+        api_key_env: the variable holding the key programmatic clients must send to the ``/fuse`` and
+            ``/evaluate`` endpoints (as to ``/v1``); the page's own events never ask for it. None: no key.
     """
+    from ..serve.app import api_token
+
     policy = policy or Policy.for_host()
+    token = api_token(api_key_env)  # a named but unset variable: ConfigError, never an open server
     preset, notice = choose_preset(preset)
     store = store or RunStore()
     loader = Preloader(preset) if preload else None
@@ -71,10 +79,10 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
         gr.Markdown(("⚠ " + notice) if notice else "", elem_classes="wb-notice", visible=bool(notice))
         noise_md = gr.Markdown(NOISE_NOTICE, elem_id="noise-notice", elem_classes="wb-notice", visible=is_noise)
         fuse = build_fuse_tab(preset, start_pool, store, model_choices, persona_choices, noise_md, policy)
-        eval_agree_md, eval_agree = build_evaluate_tab(fuse.pool_df, fuse.judge_dd, fuse.saved, store, policy)
+        eval_agree_md, eval_agree = build_evaluate_tab(fuse.pool_df, fuse.judge_dd, fuse.saved, store, policy, token)
         history = build_history_tab(store, model_choices, preset, fuse.saved, policy)
         build_label_tab(store, policy)
-        add_fuse_api(store, policy)
+        add_fuse_api(store, policy, token)
 
         def with_endpoints(state):
             return gr.update(choices=sorted(set(model_choices) | {e["name"] for e in (state or {}).get("endpoints", [])}))
@@ -121,7 +129,8 @@ def start(preset: str | None = None, host: str = "127.0.0.1", port: int | None =
     policy = Policy.for_host(True if (public or kw.get("share")) else public, bind_host=host)
     port = choose_port(host, port)  # before anything loads: a busy port is one line, not a traceback
     print(policy.describe(), file=sys.stderr, flush=True)
-    demo = build_demo(preset, pool=pool, policy=policy, store=kw.pop("store", None), preload=kw.pop("preload", True))
+    demo = build_demo(preset, pool=pool, policy=policy, store=kw.pop("store", None), preload=kw.pop("preload", True),
+                      api_key_env=api_key_env)
     routes = mount_routes(policy, demo.store, api_key_env)
     kw.setdefault("quiet", True)  # Gradio's own lines name launch() arguments; ours name the flags
     if policy.public:  # uploads over the image limit are refused by Gradio before they are written
