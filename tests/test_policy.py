@@ -86,6 +86,20 @@ def test_limits_name_what_was_over(public):
     assert Limits().max_pool == 8
 
 
+async def test_the_judges_token_limit_is_the_hosts(remote):
+    """The judge's default (max(512, the members' limit)) is capped to a lower host limit; one the caller sets is
+    checked against it; the run's judge gets no more than the host allows."""
+    pol = Policy(public=False, limits=Limits(max_new_tokens=128, max_judge_tokens=256))
+    m = Member(remote("reply=Final answer: 5", name="m"))
+    assert pol.fit(FusionSettings(max_new_tokens=64)).judge_tokens == 256  # default 512 capped
+    pol.check_run(wb.Prompt("q"), [m], m, FusionSettings(max_new_tokens=64))  # the default fits after capping
+    with pytest.raises(PolicyError, match="1000 judge tokens is over this server's limit of 256"):
+        pol.check_run(wb.Prompt("q"), [m], m, FusionSettings(max_new_tokens=64, judge_max_new_tokens=1000))
+    judge = Member(remote("judge_pick=5", name="j"))
+    r = await wb.fuse("q", [m], judge, mode="best-of", max_new_tokens=64, policy=pol)
+    assert r.settings.judge_tokens == 256 and r.verdict.valid
+
+
 async def test_fuse_applies_the_policy_when_asked(public, remote):
     with pytest.raises(PolicyError):
         await wb.fuse("q", ["org/some-model"], mode="vote", policy=public)

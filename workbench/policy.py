@@ -31,7 +31,8 @@ class Limits:
 
     max_pool: int = 8  #: members in a pool
     max_rounds: int = 10  #: debate rounds
-    max_new_tokens: int = 32768  #: per member answer and per judge call
+    max_new_tokens: int = 32768  #: per member answer
+    max_judge_tokens: int = 32768  #: per judge call (its default, max(512, the members' limit), is capped to this)
     max_swap_k: int = 8  #: judge orderings
     max_prompt_chars: int = 1_000_000  #: prompt text
     max_images: int = 16  #: images per prompt
@@ -57,7 +58,7 @@ class Limits:
 
 
 #: the limits of a public server unless the host sets others
-PUBLIC_LIMITS = Limits(max_pool=6, max_rounds=3, max_new_tokens=1024, max_swap_k=2, max_prompt_chars=8000,
+PUBLIC_LIMITS = Limits(max_pool=6, max_rounds=3, max_new_tokens=1024, max_judge_tokens=1024, max_swap_k=2, max_prompt_chars=8000,
                        max_images=4, max_image_pixels=4096 * 4096, max_image_bytes=10_000_000, max_decoding=2,
                        runs_per_session=1, runs_total=8, queue_size=32,
                        max_request_bytes=24_000_000)
@@ -258,7 +259,7 @@ class Policy:
         over = [(len(members), lim.max_pool, "members in the pool"),
                 (settings.rounds, lim.max_rounds, "debate rounds"),
                 (settings.max_new_tokens, lim.max_new_tokens, "max new tokens"),
-                (settings.judge_tokens, max(lim.max_new_tokens, 512), "judge tokens"),
+                (self.fit(settings).judge_tokens, lim.max_judge_tokens, "judge tokens"),
                 (settings.swap_k, lim.max_swap_k, "judge orderings")]
         over += [(m.max_new_tokens or 0, lim.max_new_tokens, f"max new tokens of {m.label}") for m in members]
         over += [(len(m.persona or ""), lim.max_prompt_chars, f"characters in the persona of {m.label}")
@@ -269,6 +270,12 @@ class Policy:
         for value, most, what in over:
             if value > most:
                 raise PolicyError(f"{value} {what} is over this server's limit of {most}")
+
+    def fit(self, settings: FusionSettings) -> FusionSettings:
+        """``settings`` with the judge's default token limit (not one the caller set) capped to this server's."""
+        if settings.judge_max_new_tokens is None and settings.judge_tokens > self.limits.max_judge_tokens:
+            return settings.replace(judge_max_new_tokens=self.limits.max_judge_tokens)
+        return settings
 
     def check_prompt(self, prompt: Prompt) -> None:
         lim = self.limits

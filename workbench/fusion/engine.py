@@ -99,6 +99,8 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
     # resolving names and checking hosts may wait on DNS: off the event loop
     prompt, members, judge_member = await asyncio.to_thread(_validate, prompt, pool, judge, mode, settings, registry,
                                                             policy)
+    if policy is not None:
+        settings = policy.fit(settings)  # the judge's default token limit within the server's
     queue: asyncio.Queue = asyncio.Queue()
 
     def save(result: FusionResult) -> None:  # one transaction; run off the event loop when the run finishes
@@ -414,6 +416,7 @@ async def rejudge(result: FusionResult, judge: str | Member | None = None, mode:
     members = [Member.from_dict(p) for p in result.pool]
     if policy is not None:
         await asyncio.to_thread(policy.check_run, prompt, [], judge_member, settings)
+        settings = policy.fit(settings)
     lim = policy.limits if policy is not None else None
     await run_tracked(_run(prompt, members, judge_member, mode, settings,
                            lambda e: done.append(e.result) if isinstance(e, RunDone) else None,
