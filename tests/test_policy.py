@@ -137,3 +137,46 @@ def test_member_overrides_count_against_the_limits(public):
         public.check_run(wb.Prompt("hi"), [Member(tiny, temperature=1e9)], None, FusionSettings())
     with pytest.raises(PolicyError, match="persona"):
         public.check_run(wb.Prompt("hi"), [Member(tiny, persona="x" * 9000)], None, FusionSettings())
+
+
+def test_a_public_server_loads_at_most_its_limit_of_local_models(monkeypatch):
+    """Visitors cannot make the host load every cached local model: past max_local_models a run is refused."""
+    from workbench.backends import lifetime
+    from workbench.errors import BusyError
+
+    held = [{"name": "smol-a", "backend": "local", "handles": 0, "kept": True},
+            {"name": "smol-b", "backend": "local", "handles": 0, "kept": True},
+            {"name": "api", "backend": "openai", "handles": 0, "kept": True}]
+    monkeypatch.setattr(lifetime, "loaded", lambda: held)
+    pol = Policy(public=False, limits=Limits(max_local_models=2))
+    spec = lambda name, backend="local": ModelSpec(name=name, backend=backend, model="x")  # noqa: E731
+    pol._check_local_models([spec("smol-a"), spec("smol-b"), spec("other", "openai")])  # loaded ones: fine
+    with pytest.raises(BusyError, match="at most 2 local models loaded \\(smol-a, smol-b\\); smol-c would be more"):
+        pol._check_local_models([spec("smol-c")])
+    held.pop(0)
+    pol._check_local_models([spec("smol-c"), spec("smol-b")])  # room again once one is unloaded
+
+
+def test_a_partly_cached_snapshot_is_refused_not_completed_from_the_hub(tmp_path, monkeypatch):
+    import json
+
+    import huggingface_hub.constants as hc
+
+    from workbench.backends.local import resolve_checkpoint
+    from workbench.errors import ModelLoadError
+
+    snap = tmp_path / "models--org--half" / "snapshots" / ("a" * 40)
+    snap.mkdir(parents=True)
+    (tmp_path / "models--org--half" / "refs").mkdir()
+    (tmp_path / "models--org--half" / "refs" / "main").write_text("a" * 40)
+    (snap / "config.json").write_text("{}")
+    (snap / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {
+        "a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
+    (snap / "model-00001-of-00002.safetensors").write_bytes(b"x")
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # and were it to try the network, this test must not reach it
+    spec = ModelSpec(name="half", backend="local", model="org/half")
+    with pytest.raises(ModelLoadError, match="only partly downloaded .*model-00002-of-00002.safetensors"):
+        resolve_checkpoint(spec, local_files_only=True)
+    (snap / "model-00002-of-00002.safetensors").write_bytes(b"x")
+    assert resolve_checkpoint(spec, local_files_only=True) == snap

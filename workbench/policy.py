@@ -39,6 +39,7 @@ class Limits:
     max_image_pixels: int = 40_000_000  #: width x height of one image as sent (its header, read before decoding)
     max_image_bytes: int = 50_000_000  #: one image file's bytes (the page's uploads; an API request's images)
     max_decoding: int = 4  #: image batches decoded at once on the server (a visitor's: one at a time)
+    max_local_models: int = 64  #: distinct local models (weights in this process) callers may have loaded at once
     runs_per_session: int = 8  #: runs one visitor may have in flight
     runs_total: int = 64  #: runs in flight on the server
     queue_size: int = 128  #: requests waiting in the web server's queue
@@ -60,6 +61,7 @@ class Limits:
 #: the limits of a public server unless the host sets others
 PUBLIC_LIMITS = Limits(max_pool=6, max_rounds=3, max_new_tokens=1024, max_judge_tokens=1024, max_swap_k=2, max_prompt_chars=8000,
                        max_images=4, max_image_pixels=4096 * 4096, max_image_bytes=10_000_000, max_decoding=2,
+                       max_local_models=2,
                        runs_per_session=1, runs_total=8, queue_size=32,
                        max_request_bytes=24_000_000)
 
@@ -270,6 +272,21 @@ class Policy:
         for value, most, what in over:
             if value > most:
                 raise PolicyError(f"{value} {what} is over this server's limit of {most}")
+        self._check_local_models([m.model for m in members + ([judge] if judge is not None else [])])
+
+    def _check_local_models(self, specs: list[ModelSpec]) -> None:
+        """Refuse a run that would load a local model beyond ``max_local_models`` (weights are memory)."""
+        from .backends.lifetime import loaded
+
+        wanted = {s.name for s in specs if s.backend == "local"}
+        if not wanted:
+            return
+        held = {e["name"] for e in loaded() if e["backend"] == "local"}
+        new = wanted - held
+        if new and len(held | wanted) > self.limits.max_local_models:
+            raise BusyError(f"this server keeps at most {self.limits.max_local_models} local models loaded "
+                            f"({', '.join(sorted(held)) or 'none now'}); {', '.join(sorted(new))} would be more: choose "
+                            f"among the loaded ones or an endpoint model")
 
     def fit(self, settings: FusionSettings) -> FusionSettings:
         """``settings`` with the judge's default token limit (not one the caller set) capped to this server's."""

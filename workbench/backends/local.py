@@ -33,6 +33,26 @@ def _import_torch():
     return torch
 
 
+def check_complete(folder: Path, name: str) -> None:
+    """ModelLoadError unless a cached snapshot has its config and every weight file its index names."""
+    import json
+
+    missing = [] if (folder / "config.json").is_file() else ["config.json"]
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = set(json.loads(index.read_text()).get("weight_map", {}).values())
+        except (OSError, ValueError):
+            shards = set()
+        missing += sorted(f for f in shards if not (folder / f).is_file())
+    elif not any(folder.glob("*.safetensors")):
+        missing.append("*.safetensors")
+    if missing:
+        raise ModelLoadError(f"{name} is only partly downloaded on this machine (missing {', '.join(missing[:3])}"
+                             f"{' ...' if len(missing) > 3 else ''}); it is not completed from the Hub here: run "
+                             f"`hf download {name}` on the host")
+
+
 def resolve_checkpoint(spec: ModelSpec, local_files_only: bool = False) -> Path:
     """A local directory holding the spec's checkpoint, downloading from the Hub when allowed.
 
@@ -62,7 +82,10 @@ def resolve_checkpoint(spec: ModelSpec, local_files_only: bool = False) -> Path:
         raise MissingDependencyError("huggingface_hub is needed to fetch models: pip install huggingface_hub") from None
     patterns = ["*.json", "*.safetensors", "*.jinja", "*.model", "*.txt", "tokenizer*"]
     try:
-        return Path(snapshot_download(spec.model, allow_patterns=patterns, local_files_only=local_files_only))
+        folder = Path(snapshot_download(spec.model, allow_patterns=patterns, local_files_only=local_files_only))
+        if local_files_only:
+            check_complete(folder, spec.model)
+        return folder
     except GatedRepoError:
         raise ModelLoadError(f"{spec.model} is gated: accept its licence on huggingface.co/{spec.model} and set "
                              f"HF_TOKEN (or run `hf auth login`)") from None
@@ -103,7 +126,9 @@ class LocalModel(ModelBackend):
         torch = _import_torch()
         from transformers import AutoConfig
 
-        src = resolve_checkpoint(spec)
+        # a public server's model (``spec.private``) loads from this machine only: a partly cached snapshot is
+        # refused, never completed from the Hub on a visitor's request
+        src = resolve_checkpoint(spec, local_files_only=spec.private)
         try:
             config = AutoConfig.from_pretrained(src)
         except (OSError, ValueError, KeyError) as exc:
