@@ -278,3 +278,75 @@ def test_one_key_protects_every_programmatic_route_and_the_page_still_works(tmp_
     status = asyncio.run(page_run("builtin:arithmetic", 1, ["vote"], False, False, 16, [["tiny-offline", "", "", ""]],
                                   "tiny-offline", {}))[0]
     assert "API key" not in status and "items" in status, status
+
+
+def test_a_visitor_keeps_their_runs_across_reloads_by_an_unguessable_cookie(public_app):
+    """The page sets a random 128-bit token cookie; runs belong to its hash, so a new page session with the same
+    cookie (a reload) sees them, and another visitor (another token, or none) does not."""
+    import hashlib
+
+    demo, url, store = public_app
+    token = "0123456789abcdef" * 2
+    first = Client(url, verbose=False, headers={"Cookie": f"wb_visitor={token}"})
+    ra = first.predict("mine", [], "tiny-offline", "", "vote", 1, 4, api_name="/fuse")["result"]["run_id"]
+    reload = Client(url, verbose=False, headers={"Cookie": f"other=1; wb_visitor={token}"})  # a new session
+    rb = reload.predict("mine again", [], "tiny-offline", "", "vote", 1, 4, api_name="/fuse")["result"]["run_id"]
+    owner = "visitor:" + hashlib.sha256(token.encode()).hexdigest()[:32]
+    assert {r["run_id"] for r in store.list(owner=owner)} == {ra, rb}
+    for cookie in ({"Cookie": "wb_visitor=" + "f" * 32}, {"Cookie": "wb_visitor=short"}, {}):
+        other = Client(url, verbose=False, headers=cookie)
+        rc = other.predict("theirs", [], "tiny-offline", "", "vote", 1, 4, api_name="/fuse")["result"]["run_id"]
+        assert rc not in {r["run_id"] for r in store.list(owner=owner)}
+        row = store._conn.execute("SELECT owner FROM runs WHERE id = ?", (rc,)).fetchone()[0]
+        assert row != owner and (not cookie or "short" in cookie["Cookie"] or row.startswith("visitor:"))
+
+
+def test_label_events_wait_only_for_the_same_visitor(tmp_path, remote):
+    """One visitor's Label events run one at a time; another visitor's never wait behind them."""
+    import asyncio
+    import threading
+    from types import SimpleNamespace
+
+    import workbench as wb
+    from workbench.specs import Member
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    pool = [Member(remote("reply=Paris", name="alpha")), Member(remote("reply=Lyon", name="beta"))]
+    asyncio.run(wb.fuse("q", pool, mode="vote", store=store, origin="page"))
+    demo = build_demo("tiny-offline", store=store, preload=False)
+    handlers = {}
+    for f in demo.fns.values():
+        for block_id, _ in f.targets:
+            elem = getattr(demo.blocks.get(block_id), "elem_id", None)
+            if elem and elem.startswith("label-"):
+                handlers[elem] = f
+    assert all(f.concurrency_limit is None for e, f in handlers.items()
+               if e.startswith(("label-pick", "label-rate", "label-skip", "label-start", "label-refresh")))  # no lane
+    a = SimpleNamespace(session_hash="a", client=SimpleNamespace(host="127.0.0.1"), headers={})
+    b = SimpleNamespace(session_hash="b", client=SimpleNamespace(host="127.0.0.1"), headers={})
+    handlers["label-start"].fn(False, request=a)
+    handlers["label-start"].fn(False, request=b)
+    done = threading.Event()
+    started = threading.Event()
+    real_set_label = store.set_label
+
+    def slow_label(*args, **kw):  # visitor a's label is slow (a busy disk)
+        started.set()
+        done.wait(10)
+        return real_set_label(*args, **kw)
+
+    store.set_label = slow_label
+    handlers["label-pick-1"].fn(request=a)
+    t = threading.Thread(target=lambda: handlers["label-rate-same"].fn(request=a))
+    t.start()
+    assert started.wait(10)
+    store.set_label = real_set_label
+    second_a = []
+    t2 = threading.Thread(target=lambda: second_a.append(handlers["label-skip"].fn(request=a)))
+    t2.start()
+    out = handlers["label-pick-2"].fn(request=b)  # b is served while a's label is still being written
+    assert "Run **1 of 1**" in out[0] and not second_a  # a's next key waits for a's label
+    done.set()
+    t.join(10)
+    t2.join(10)
+    assert second_a and "Queue done" in second_a[0][0]

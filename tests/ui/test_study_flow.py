@@ -316,3 +316,45 @@ def test_label_a_queue_of_runs_by_keyboard(browser, tmp_path_factory, remote, ca
     finally:
         ctx.close()
         demo.close()
+
+
+def test_a_public_visitor_keeps_their_runs_after_a_reload(browser, tmp_path_factory):
+    """Public mode: the page sets a random visitor cookie; a run made before a reload and one after belong to the
+    same visitor (History shows both), and another browser gets another token."""
+    from workbench.policy import Policy
+    from workbench.ui.gradio_app import CSS, build_demo
+
+    store = wb.RunStore(tmp_path_factory.mktemp("visitor") / "runs.sqlite")
+    demo = build_demo("tiny-offline", store=store, preload=False, policy=Policy.for_host(public=True))
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, css=CSS,
+                            quiet=True)
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1200})
+    try:
+        page = ctx.new_page()
+        page.set_default_timeout(60_000)
+        owners = []
+        for k in range(2):
+            page.goto(url, wait_until="load")
+            page.wait_for_selector("#prompt-box textarea")
+            open_settings(page)
+            page.get_by_label("vote").check()
+            submit(page, f"before and after a reload {k}")
+            deadline = time.monotonic() + 60
+            while len(store.list(owner=None)) < k + 1 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            owners.append(store._conn.execute("SELECT owner FROM runs ORDER BY rowid DESC LIMIT 1").fetchone()[0])
+        cookie = next(c for c in ctx.cookies() if c["name"] == "wb_visitor")
+        assert len(cookie["value"]) == 32 and owners[0] == owners[1] and owners[0].startswith("visitor:")
+        assert len(store.list(owner=owners[0])) == 2
+        other = browser.new_context()
+        try:
+            p2 = other.new_page()
+            p2.goto(url, wait_until="load")
+            p2.wait_for_selector("#prompt-box textarea")
+            p2.wait_for_function("() => document.cookie.includes('wb_visitor=')")
+            assert next(c for c in other.cookies() if c["name"] == "wb_visitor")["value"] != cookie["value"]
+        finally:
+            other.close()
+    finally:
+        ctx.close()
+        demo.close()

@@ -55,9 +55,52 @@ def label_choices(result: FusionResult) -> list[tuple[str, int]]:
     return [(o.label, o.member) for o in result.outputs] + [("none stands out", NONE_STANDS_OUT)]
 
 
+#: the cookie that keeps a visitor's runs theirs across reloads (set by the page, see VISITOR_JS)
+VISITOR_COOKIE = "wb_visitor"
+
+#: on the page's load: a random visitor token (128 bits from the browser's CSPRNG), kept in a first-party cookie
+#: (partitioned when the page is embedded over https, as on a Space) and sent with every request of the page
+VISITOR_JS = """
+() => {
+  const name = '%s';
+  if (document.cookie.split('; ').some(c => c.startsWith(name + '=') && c.length > name.length + 22)) return;
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  const token = Array.from(bytes, b => b.toString(16).padStart(2, '0')).join('');
+  const attrs = location.protocol === 'https:' ? '; SameSite=None; Secure; Partitioned' : '; SameSite=Lax';
+  document.cookie = name + '=' + token + '; Path=/; Max-Age=31536000' + attrs;
+}
+""" % VISITOR_COOKIE
+
+
+def visitor_token(request: gr.Request | None) -> str | None:
+    """The visitor's token from its cookie, when it looks like one the page made (32 hex characters or more)."""
+    from http.cookies import CookieError, SimpleCookie
+
+    headers = getattr(request, "headers", None) or {}
+    raw = headers.get("cookie") if hasattr(headers, "get") else None
+    if not raw:
+        return None
+    try:
+        jar = SimpleCookie()
+        jar.load(raw)
+    except CookieError:
+        return None
+    morsel = jar.get(VISITOR_COOKIE)
+    token = morsel.value if morsel is not None else ""
+    return token if 32 <= len(token) <= 128 and all(c in "0123456789abcdef" for c in token) else None
+
+
 def owner_of(request: gr.Request | None, policy: Policy) -> str | None:
-    """Whose runs these are: the visitor's session on a public server; nobody's (shared) locally."""
-    return (getattr(request, "session_hash", None) or "anonymous") if policy.public else None
+    """Whose runs these are on a public server: the visitor's (its cookie token, hashed: the same after a reload;
+    without one, its page session); nobody's (shared) locally."""
+    if not policy.public:
+        return None
+    token = visitor_token(request)
+    if token:
+        import hashlib
+
+        return "visitor:" + hashlib.sha256(token.encode()).hexdigest()[:32]
+    return getattr(request, "session_hash", None) or "anonymous"
 
 
 def quota_of(request: gr.Request | None, policy: Policy) -> str | None:

@@ -18,7 +18,7 @@ from ..specs import load_registry
 from ..store import RunStore
 from .api import add_fuse_api
 from .evaluate_tab import build_evaluate_tab
-from .fuse_tab import build_fuse_tab
+from .fuse_tab import VISITOR_JS, build_fuse_tab
 from .history_tab import build_history_tab
 from .label_tab import KEYS_JS, build_label_tab
 from .pool import default_pool
@@ -107,6 +107,8 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
         demo.load(restore, fuse.saved, [fuse.pool_df, fuse.add_model, fuse.judge_dd, fuse.status, eval_agree_md,
                                         *history.outputs], api_visibility="private")
         demo.load(None, None, None, js=KEYS_JS)  # the Label tab's keyboard shortcuts
+        if policy.public:  # a visitor keeps their runs across reloads
+            demo.load(None, None, None, js=VISITOR_JS)
 
     demo.queue(default_concurrency_limit=16, max_size=policy.limits.queue_size)
     demo.policy, demo.store, demo.preloader = policy, store, loader

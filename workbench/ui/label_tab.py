@@ -5,12 +5,14 @@ researcher picks the best (keys 1-8, 0 when none stands out), then the fused ans
 against that pick (b better, s same, w worse); n skips. Labels go to the run store with the run
 (``RunStore.set_label``, ``blind=True``); the judge's agreement with them (``workbench.labels``) updates as
 you go. The queue lives on the server, per browser session; the page sends one key at a time (the next once
-the last one's effect is shown) and the server runs the tab's events one at a time, so keys typed faster than
-the page redraws are applied in the order they were typed.
+the last one's effect is shown) and the server runs one session's events one at a time (visitors do not wait on
+each other), so keys typed faster than the page redraws are applied in the order they were typed.
 """
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -87,7 +89,7 @@ class _Sessions:
         self.size = size
 
     def get(self, key: str) -> dict[str, Any]:
-        s = self._d.pop(key, None) or {"queue": [], "pos": 0, "pick": None, "done": 0}
+        s = self._d.pop(key, None) or {"queue": [], "pos": 0, "pick": None, "done": 0, "lock": threading.Lock()}
         self._d[key] = s
         while len(self._d) > self.size:
             self._d.popitem(last=False)
@@ -237,16 +239,23 @@ def build_label_tab(store: RunStore, policy: Policy) -> None:
             sess.update(pos=sess["pos"] + 1, pick=None, pending_rate=None)
         return view(sess, owner_of(request, policy))
 
-    # one at a time, in the order pressed: a rating typed right after a pick is applied after it; a key pressed
-    # again before the page redrew counts again ("multiple"), it is not dropped. Each event is a few ms of
-    # SQLite (the agreement is recomputed only after a label), so one lane serves many labellers.
-    one = dict(api_visibility="private", concurrency_id="label-queue", concurrency_limit=1, show_progress="hidden",
-               trigger_mode="multiple")
-    start_btn.click(start, include_eval, outputs, **one)
+    def serial(fn):
+        """One browser session's events one at a time (its own lock): visitors never wait on each other, and a
+        session's keys, which its page sends one after another, are applied in that order."""
+        @functools.wraps(fn)  # Gradio reads fn's signature (it passes the request by position)
+        def locked(*args, **kw):
+            request = kw.get("request") or next((a for a in args if isinstance(a, gr.Request)), None)
+            with sessions.get(key_of(request))["lock"]:
+                return fn(*args, **kw)
+        return locked
+
+    # a key pressed again before the page redrew counts again ("multiple"), it is not dropped
+    each = dict(api_visibility="private", concurrency_limit=None, show_progress="hidden", trigger_mode="multiple")
+    start_btn.click(serial(start), include_eval, outputs, **each)
     for i, b in enumerate(picks):
-        b.click(pick(i + 1), None, outputs, **one)
-    none_btn.click(pick(0), None, outputs, **one)
-    skip_btn.click(skip, None, outputs, **one)
-    refresh_btn.click(refresh, None, outputs, **one)
+        b.click(serial(pick(i + 1)), None, outputs, **each)
+    none_btn.click(serial(pick(0)), None, outputs, **each)
+    skip_btn.click(serial(skip), None, outputs, **each)
+    refresh_btn.click(serial(refresh), None, outputs, **each)
     for r, b in zip(("better", "same", "worse"), rates):
-        b.click(rate(r), None, outputs, **one)
+        b.click(serial(rate(r)), None, outputs, **each)
