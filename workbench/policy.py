@@ -40,6 +40,7 @@ class Limits:
     max_image_bytes: int = 50_000_000  #: one image file's bytes (the page's uploads; an API request's images)
     max_decoding: int = 4  #: image batches decoded at once on the server (a visitor's: one at a time)
     max_local_models: int = 64  #: distinct local models (weights in this process) callers may have loaded at once
+    max_instrument_calls: int = 100_000  #: model calls one Evaluate-tab instrument may make (its upper bound)
     runs_per_session: int = 8  #: runs one visitor may have in flight
     runs_total: int = 64  #: runs in flight on the server
     queue_size: int = 128  #: requests waiting in the web server's queue
@@ -61,7 +62,7 @@ class Limits:
 #: the limits of a public server unless the host sets others
 PUBLIC_LIMITS = Limits(max_pool=6, max_rounds=3, max_new_tokens=1024, max_judge_tokens=1024, max_swap_k=2, max_prompt_chars=8000,
                        max_images=4, max_image_pixels=4096 * 4096, max_image_bytes=10_000_000, max_decoding=2,
-                       max_local_models=2,
+                       max_local_models=2, max_instrument_calls=300,
                        runs_per_session=1, runs_total=8, queue_size=32,
                        max_request_bytes=24_000_000)
 
@@ -287,6 +288,12 @@ class Policy:
             raise BusyError(f"this server keeps at most {self.limits.max_local_models} local models loaded "
                             f"({', '.join(sorted(held)) or 'none now'}); {', '.join(sorted(new))} would be more: choose "
                             f"among the loaded ones or an endpoint model")
+
+    def check_instrument(self, name: str, calls: int) -> None:
+        """Refuse an instrument whose model calls (an upper bound, counted before it runs) pass the host's limit."""
+        if calls > self.limits.max_instrument_calls:
+            raise PolicyError(f"{name.replace('_', ' ')} would make up to {calls:,} model calls; this server's limit "
+                              f"is {self.limits.max_instrument_calls:,} (evaluate fewer items)")
 
     def fit(self, settings: FusionSettings) -> FusionSettings:
         """``settings`` with the judge's default token limit (not one the caller set) capped to this server's."""

@@ -164,6 +164,25 @@ async def test_the_evaluate_tab_runs_the_instruments_on_its_last_evaluation(tmp_
     assert "no fusion:debate rows" in status and "needs a judge" in status
 
 
+async def test_a_public_server_caps_the_instruments_model_calls(tmp_path):
+    """Each instrument's model calls are bounded before it runs (Limits.max_instrument_calls); the quantization
+    panel, which loads models outside the pool, is not offered publicly."""
+    import dataclasses
+
+    from workbench.policy import PUBLIC_LIMITS, Policy
+    from workbench.store import RunStore
+    from workbench.ui.gradio_app import build_demo
+
+    policy = Policy(public=True, limits=dataclasses.replace(PUBLIC_LIMITS, max_instrument_calls=20))
+    demo = build_demo("tiny-offline", store=RunStore(tmp_path / "r.sqlite"), preload=False, policy=policy)
+    fns = {f.fn.__qualname__.split(".")[0] + "." + f.name: f.fn for f in demo.fns.values() if f.fn is not None}
+    run = fns["build_evaluate_tab.run_instruments"]
+    status, *_ = await run(frame(), ["judge_bias_sweep", "quantization_panel", "debate_vs_vote"], "tiny-offline")
+    assert "judge bias sweep would make up to 24 model calls; this server's limit is 20" in status
+    assert "not offered on a public server" in status
+    assert "**debate_vs_vote** (0 judge calls)" in status  # the others still run
+
+
 def test_quotes_are_matched_fuzzily_within_the_documented_threshold():
     from workbench.experiments.analysis import THRESHOLD, check, match_score
 

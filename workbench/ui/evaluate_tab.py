@@ -131,8 +131,17 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
             if df is None:
                 return ("⚠ run an evaluation first: the instruments read its cached answers", *figures.values(), "")
             lines, shown = [], ""
+            items, k = int(df["item_id"].nunique()), len(df.attrs.get("pool", []))
+            # model calls each instrument may make, at most, counted before it runs (Limits.max_instrument_calls)
+            calls = {"judge_bias_sweep": items * 6, "grounding": items, "cost_matched_ablation": 3 * items * (k + 1),
+                     "image_ablation": 2 * items * k, "quantization_panel": 3 * items}
             for name in chosen or []:
                 try:
+                    if name in calls:
+                        if name == "quantization_panel" and policy.public:
+                            raise WorkbenchError("the quantization panel loads models outside the server's pool; "
+                                                 "it is not offered on a public server")
+                        policy.check_instrument(name, calls[name])
                     if name in ("judge_bias_sweep", "grounding"):
                         if not judge:
                             raise WorkbenchError(f"{name.replace('_', ' ')} needs a judge (the Fuse tab's)")
