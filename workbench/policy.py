@@ -45,6 +45,7 @@ class Limits:
     runs_total: int = 64  #: runs in flight on the server
     queue_size: int = 128  #: requests waiting in the web server's queue
     max_request_bytes: int = 256_000_000  #: one API request's body (``workbench serve``), images included
+    max_bodies_bytes: int = 1_024_000_000  #: API request bodies held in memory at once (past it: 429)
 
     @classmethod
     def parse(cls, text: str, base: "Limits") -> "Limits":
@@ -64,7 +65,7 @@ PUBLIC_LIMITS = Limits(max_pool=6, max_rounds=3, max_new_tokens=1024, max_judge_
                        max_images=4, max_image_pixels=4096 * 4096, max_image_bytes=10_000_000, max_decoding=2,
                        max_local_models=2, max_instrument_calls=300,
                        runs_per_session=1, runs_total=8, queue_size=32,
-                       max_request_bytes=24_000_000)
+                       max_request_bytes=24_000_000, max_bodies_bytes=96_000_000)
 
 NOT_AVAILABLE = "is not available on this server; choose one of: "
 #: image formats a public server takes: those OpenAI-compatible members take (PIL's other decoders stay off)

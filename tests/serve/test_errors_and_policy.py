@@ -288,3 +288,37 @@ def test_image_urls_a_public_host_allows_are_fetched_from_public_addresses_only(
             listener.accept()  # nothing ever connected
     finally:
         listener.close()
+
+
+def test_request_bodies_in_memory_have_a_budget(scripted_registry, tmp_path):
+    """A slow client holding a large body open takes its share of max_bodies_bytes; another large body past the
+    budget is a 429 at once, a small one still goes through, and the share is released when the request ends."""
+    import json as _json
+    import socket as _socket
+
+    from workbench.serve.app import BODIES
+
+    limits = replace(Limits(), max_request_bytes=6000, max_bodies_bytes=8000)
+    policy = Policy(public=False, registry=scripted_registry, limits=limits)
+    with serving(policy, RunStore(tmp_path / "r.sqlite")) as url:
+        host, port = url.split("//")[1].split("/")[0].split(":")
+        slow = _socket.create_connection((host, int(port)))
+        slow.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 5000\r\n\r\n{")  # then nothing: a slow client
+        try:
+            for _ in range(100):
+                if BODIES.held >= 5000:
+                    break
+                time.sleep(0.05)
+            assert BODIES.held >= 5000
+            big = _json.dumps({"model": "best", "messages": [{"role": "user", "content": "x" * 4000}]})
+            r = post(url, raw=big.encode(), headers={"content-type": "application/json"})
+            assert r.status_code == 429 and "other large requests" in r.json()["error"]["message"]
+            assert post(url, {"model": "best", "messages": USER}).status_code == 200
+        finally:
+            slow.close()
+        for _ in range(100):
+            if BODIES.held == 0:
+                break
+            time.sleep(0.05)
+        assert BODIES.held == 0

@@ -208,17 +208,47 @@ def _as_api_error(exc: WorkbenchError) -> P.APIError:
     return P.APIError(500, message, "server_error")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+class _BodyBudget:
+    """Request bodies held in memory at once, in bytes (``Limits.max_bodies_bytes``): a body is charged as it is
+    read (its declared length up front) and released when its request is done; past the budget: 429."""
+
+    def __init__(self) -> None:
+        self.held = 0
+        self.peak = 0
+
+    def charge(self, n: int, budget: int) -> None:
+        if self.held + n > budget:
+            raise P.APIError(429, "the server is reading other large requests; try again in a moment",
+                             "rate_limit_exceeded", headers={"Retry-After": "1"})
+        self.held += n  # one event loop: no lock needed
+        self.peak = max(self.peak, self.held)
+
+    def release(self, n: int) -> None:
+        self.held -= n
+
+
+BODIES = _BodyBudget()
+
+
+async def _read_body(request: Request, limit: int, budget: int, charged: list[int]) -> bytes:
+    """The body, at most ``limit`` bytes (413), charged to ``BODIES`` as it arrives; ``charged[0]`` says how much
+    (the caller releases it)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise P.APIError(413, f"the request body is {int(declared):,} bytes; this server takes at most {limit:,}",
                          "request_too_large")
+    if declared and declared.isdigit():
+        BODIES.charge(int(declared), budget)
+        charged[0] += int(declared)
     body = bytearray()
     async for piece in request.stream():
         body += piece
         if len(body) > limit:
             raise P.APIError(413, f"the request body is over this server's limit of {limit:,} bytes",
                              "request_too_large")
+        if len(body) > charged[0]:  # chunked, or longer than declared
+            BODIES.charge(len(body) - charged[0], budget)
+            charged[0] = len(body)
     return bytes(body)
 
 
@@ -274,7 +304,15 @@ def _client(request: Request, policy: Policy) -> tuple[str | None, str | None]:
 
 
 async def _chat(request: Request, policy: Policy, store: RunStore):
-    raw = await _read_body(request, policy.limits.max_request_bytes)
+    charged = [0]
+    try:
+        return await _chat_body(request, policy, store, charged)
+    finally:  # the body (and what was decoded from it) is gone once the response is made or streaming
+        BODIES.release(charged[0])
+
+
+async def _chat_body(request: Request, policy: Policy, store: RunStore, charged: list[int]):
+    raw = await _read_body(request, policy.limits.max_request_bytes, policy.limits.max_bodies_bytes, charged)
     req = P.parse_request(raw)
     target = _Target(req.model, policy)
     conv = P.conversation(req)
