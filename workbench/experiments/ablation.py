@@ -35,7 +35,7 @@ def cost_matched_ablation(dataset: Any, pool: Sequence[Any], judge: Any, mode: s
     items) sampled k times at ``temperature``; the judge's model sampled k times. The gain of the fused diverse
     pool over its best member splits into **synthesis** (fused samples of the best member minus the best member
     alone) and **diversity** (fused diverse pool minus fused samples of the best member); each is a paired
-    difference on the same items with a bootstrap interval and the exact McNemar p-value. Each arm's mean tokens
+    difference on the same items with an Agresti-Min interval and the exact McNemar p-value. Each arm's mean tokens
     per item are reported beside it, so that "at equal cost" can be checked, not assumed.
     """
     import plotly.graph_objects as go

@@ -170,7 +170,7 @@ def grounding(df: pd.DataFrame, judge: Any, dataset: Any = None, threshold: floa
     """The judge's structured analysis of each item's cached member answers, every quote checked.
 
     Returns one row per claim (item, kind, member, claim, quote, match score, grounded), the grounding rate with a
-    bootstrap interval over items (``summary``), rates per kind and per member, the items whose analysis did not
+    t or Wilson interval over items (``summary``), rates per kind and per member, the items whose analysis did not
     parse, and a figure of the rates. ``Experiment.details`` holds each item's analysis rendered as Markdown with
     ungrounded quotes marked.
     """

@@ -54,7 +54,7 @@ def member_attribution(df: pd.DataFrame, judge: Any = None, dataset: Any = None,
     The value of a set of members on an item is whether fusing only their (cached) answers is right: by majority
     vote when ``judge`` is None (no model call at all), else by a best-of judge re-run on every subset of two or
     more members (a subset of one is that member's own answer; the empty set is 0). Values are averaged over
-    items, so a member's Shapley value is the mean of its per-item values, with a bootstrap interval over items;
+    items, so a member's Shapley value is the mean of its per-item values, with a t interval over items;
     they sum to the accuracy of the whole pool (efficiency), which ``summary`` checks.
 
     Args:

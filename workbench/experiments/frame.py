@@ -25,7 +25,7 @@ def debate_vs_vote(df: pd.DataFrame) -> Experiment:
 
     Per round: the members' accuracy, answers changed, right->wrong and wrong->right flips (round 1 from the
     member rows; later rounds from the debate rows' transcript statistics). Then, on the items where both were
-    scored, debate's final accuracy against the vote over round-1 answers: paired difference with a bootstrap
+    scored, debate's final accuracy against the vote over round-1 answers: paired difference with an Agresti-Min
     interval and the exact McNemar p-value.
     """
     import plotly.graph_objects as go

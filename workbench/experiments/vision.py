@@ -35,7 +35,7 @@ def image_ablation(df: pd.DataFrame, pool: Sequence[Any] | None = None, dataset:
 
     Returns:
         One row per item x vision member (``ignored``: the answer was the same without the image and with a blank
-        one); ``summary["ignored_rate"]`` per member with a bootstrap interval. Members that take no images
+        one); ``summary["ignored_rate"]`` per member with a Wilson interval. Members that take no images
         (``vision = false``) are skipped, and said so.
     """
     import plotly.graph_objects as go
