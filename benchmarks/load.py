@@ -103,14 +103,20 @@ class Tally:
         self.accepted: set[str] = set()
         self.good: list[float] = []
         self.good_refused = 0
+        self.good_run: list[tuple[str, float, float]] = []  # (phase, the client's latency, the run's total_s)
+        self.phase = "alone"
 
     def add(self, group: str, status) -> None:
         self.status.setdefault(group, Counter())[status] += 1
 
 
-async def good_client(base: str, until: float, tally: Tally, latencies: list[float]) -> None:
+async def good_client(base: str, until: float, tally: Tally, latencies: list[float], think: float) -> None:
     async with client(GOOD) as c:
+        first = True
         while time.monotonic() < until:
+            if not first:
+                await asyncio.sleep(think)  # a person reads the answer before asking again
+            first = False
             t0 = time.perf_counter()
             try:
                 while True:  # a refused request (429) is retried after its Retry-After: the wait counts as latency
@@ -126,7 +132,9 @@ async def good_client(base: str, until: float, tally: Tally, latencies: list[flo
             latencies.append(time.perf_counter() - t0)
             tally.add("well-behaved", r.status_code)
             if r.status_code == 200:
-                tally.accepted.add(r.json()["fusion"]["run_id"])
+                fusion = r.json()["fusion"]
+                tally.accepted.add(fusion["run_id"])
+                tally.good_run.append((tally.phase, latencies[-1], fusion["timing"]["total_s"]))
 
 
 async def streaming_client(base: str, k: int, until: float, tally: Tally) -> None:
@@ -234,7 +242,7 @@ async def image_client(base: str, k: int, until: float, tally: Tally, images: li
 
 
 async def attack(base: str, port: int, seconds: float, tally: Tally, demo: bool, pid: int,
-                 samples: list[int]) -> list[float]:
+                 samples: list[int], think: float) -> list[float]:
     until = time.monotonic() + seconds
     images = [png(1500, k) for k in range(4)]
     latencies: list[float] = []
@@ -245,7 +253,7 @@ async def attack(base: str, port: int, seconds: float, tally: Tally, demo: bool,
             await asyncio.sleep(0.5)
 
     await asyncio.gather(
-        good_client(base, until, tally, latencies), sample(),
+        good_client(base, until, tally, latencies, think), sample(),
         *(streaming_client(base, k, until, tally) for k in range(50)),
         *(slow_client(port, k, until, tally) for k in range(20)),
         *(big_client(base, k, until, tally, demo) for k in range(10)),
@@ -253,21 +261,22 @@ async def attack(base: str, port: int, seconds: float, tally: Tally, demo: bool,
     return latencies
 
 
-def start_target(kind: str, port: int, env: dict) -> subprocess.Popen:
+def start_target(kind: str, port: int, env: dict, log: Path) -> subprocess.Popen:
     if kind == "serve":
         cmd = [*WORKBENCH, "serve", "--public", "--host", "127.0.0.1", "--port", str(port),
                "--grace-s", "5"]
     else:
         cmd = [*WORKBENCH, "demo", "--public", "--preset", "tiny-offline", "--host",
                "127.0.0.1", "--port", str(port), "--grace-s", "5"]
-    return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # its log to a file: a pipe nobody reads fills up and then blocks the server's event loop on a write
+    return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log.open("w"), text=True)
 
 
-def wait_up(base: str, kind: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+def wait_up(base: str, kind: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         if proc.poll() is not None:
-            raise SystemExit(f"{kind} exited: {proc.stderr.read()[-2000:]}")
+            raise SystemExit(f"{kind} exited: {log.read_text()[-2000:]}")
         try:
             if httpx.get(f"{base}/v1/models", timeout=2).status_code == 200:
                 return
@@ -277,7 +286,7 @@ def wait_up(base: str, kind: str, proc: subprocess.Popen, timeout: float = 120) 
     raise SystemExit(f"{kind} did not start in {timeout} s")
 
 
-def run_target(kind: str, scripted: str, seconds: float, alone: float) -> dict:
+def run_target(kind: str, scripted: str, seconds: float, alone: float, think: float) -> dict:
     home = Path(tempfile.mkdtemp(prefix=f"load-{kind}-"))
     (home / "models.toml").write_text(models_toml(scripted))
     sport = scripted.split(":")[2].split("/")[0]
@@ -285,15 +294,17 @@ def run_target(kind: str, scripted: str, seconds: float, alone: float) -> dict:
            "WORKBENCH_ALLOWED_HOSTS": f"127.0.0.1:{sport}", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = start_target(kind, port, env)
+    log = home / "server.log"
+    proc = start_target(kind, port, env, log)
     try:
-        wait_up(base, kind, proc)
+        wait_up(base, kind, proc, log)
         tally = Tally()
         alone_lat: list[float] = []
-        asyncio.run(good_client(base, time.monotonic() + alone, tally, alone_lat))
+        asyncio.run(good_client(base, time.monotonic() + alone, tally, alone_lat, think))
         before = rss(proc.pid)[0]
+        tally.phase = "under"
         samples: list[int] = []
-        under = asyncio.run(attack(base, port, seconds, tally, kind == "demo", proc.pid, samples))
+        under = asyncio.run(attack(base, port, seconds, tally, kind == "demo", proc.pid, samples, think))
         time.sleep(2)  # streams cut at the end finish or are stored as interrupted
         peak = rss(proc.pid)[1]
     finally:
@@ -321,6 +332,12 @@ def report(r: dict) -> None:
           f"attack ({len(r['under'])} runs): ratio {u / a:.2f} (goal <= 2); p90 under attack "
           f"{sorted(r['under'])[int(0.9 * (len(r['under']) - 1))] * 1000:.0f} ms; refused and retried "
           f"{t.good_refused} times")
+    under_runs = [run for phase, _lat, run in t.good_run if phase == "under"]
+    if under_runs:
+        gaps = [lat - run for phase, lat, run in t.good_run if phase == "under"]
+        print(f"  of which the run itself (its fusion.timing.total_s): median {statistics.median(under_runs) * 1000:.0f} "
+              f"ms; the rest (waiting for a slot, the request read and answered): median "
+              f"{statistics.median(gaps) * 1000:.0f} ms, max {max(gaps) * 1000:.0f} ms")
     print(f"server memory: {r['before']} MB before the attack, peak {r['peak']} MB (VmHWM; sampled RSS peak "
           f"{r['sampled_peak']} MB); bound from the limits {r['bound']} MB: "
           f"{'within' if r['peak'] <= r['bound'] else 'OVER'}")
@@ -361,13 +378,15 @@ def main() -> None:
     ap.add_argument("--target", choices=["serve", "demo", "both"], default="both")
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--alone", type=float, default=15.0)
+    ap.add_argument("--think", type=float, default=5.0,
+                    help="seconds the well-behaved client waits between its runs (a person reading the answer)")
     args = ap.parse_args()
     scripted = subprocess.Popen([sys.executable, "-m", "workbench.scripted_server"], cwd=ROOT, text=True,
                                 stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         base = scripted.stdout.readline().strip()
         for kind in (["serve", "demo"] if args.target == "both" else [args.target]):
-            report(run_target(kind, base, args.seconds, args.alone))
+            report(run_target(kind, base, args.seconds, args.alone, args.think))
     finally:
         scripted.terminate()
     checks_cost()

@@ -180,3 +180,19 @@ def test_a_partly_cached_snapshot_is_refused_not_completed_from_the_hub(tmp_path
         resolve_checkpoint(spec, local_files_only=True)
     (snap / "model-00002-of-00002.safetensors").write_bytes(b"x")
     assert resolve_checkpoint(spec, local_files_only=True) == snap
+
+
+@pytest.mark.parametrize("host, key", [
+    ("203.0.113.7", "ip:203.0.113.7"),
+    ("::ffff:203.0.113.7", "ip:203.0.113.7"),  # the same IPv4 client through a dual-stack socket
+    ("2001:db8:1:2:aaaa::1", "ip:2001:db8:1:2::/64"),
+    ("2001:db8:1:2:ffff:ffff:ffff:ffff", "ip:2001:db8:1:2::/64"),  # any address of that /64: one visitor
+    ("2001:db8:1:3::1", "ip:2001:db8:1:3::/64"),
+    ("fe80::1%eth0", "ip:fe80::/64"),
+    ("testclient", "ip:testclient"),
+    (None, "ip:unknown"),
+])
+def test_per_visitor_limits_count_an_ipv4_address_or_an_ipv6_64(host, key):
+    from workbench.policy import quota_key
+
+    assert quota_key(host) == key

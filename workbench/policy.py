@@ -43,6 +43,8 @@ class Limits:
     max_instrument_calls: int = 100_000  #: model calls one Evaluate-tab instrument may make (its upper bound)
     runs_per_session: int = 8  #: runs one visitor may have in flight
     runs_total: int = 64  #: runs in flight on the server
+    runs_waiting: int = 256  #: runs waiting for a slot when ``runs_total`` are in flight (past it: refused)
+    run_wait_s: int = 600  #: seconds a run waits for a slot before it is refused
     queue_size: int = 128  #: requests waiting in the web server's queue
     max_request_bytes: int = 256_000_000  #: one API request's body (``workbench serve``), images included
     max_bodies_bytes: int = 1_024_000_000  #: API request bodies held in memory at once (past it: 429)
@@ -64,8 +66,25 @@ class Limits:
 PUBLIC_LIMITS = Limits(max_pool=6, max_rounds=3, max_new_tokens=1024, max_judge_tokens=1024, max_swap_k=2, max_prompt_chars=8000,
                        max_images=4, max_image_pixels=4096 * 4096, max_image_bytes=10_000_000, max_decoding=2,
                        max_local_models=2, max_instrument_calls=300,
-                       runs_per_session=1, runs_total=8, queue_size=32,
+                       runs_per_session=1, runs_total=8, runs_waiting=32, run_wait_s=20, queue_size=32,
                        max_request_bytes=24_000_000, max_bodies_bytes=96_000_000)
+
+def quota_key(host: str | None) -> str:
+    """Who a public server's per-visitor limits count, from a client's address: the address itself for IPv4, the
+    /64 network for IPv6 (every IPv6 host is given a /64 and may use any address in it, so counting single
+    addresses would let one visitor count as millions)."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address((host or "").split("%")[0])
+    except ValueError:
+        return f"ip:{host or 'unknown'}"
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return f"ip:{ip.ipv4_mapped}"
+    if ip.version == 6:
+        return f"ip:{ipaddress.ip_network(f'{ip}/64', strict=False)}"
+    return f"ip:{ip}"
+
 
 NOT_AVAILABLE = "is not available on this server; choose one of: "
 #: image formats a public server takes: those OpenAI-compatible members take (PIL's other decoders stay off)
@@ -345,7 +364,7 @@ class Policy:
             raise TooLargeError(f"{len(sources)} images; this server takes at most {lim.max_images}")
         if not sources:
             return []
-        RUNS.check(quota, lim.runs_per_session if quota is not None else None, lim.runs_total)
+        RUNS.check(quota, lim.runs_per_session if quota is not None else None, lim.runs_total, lim.runs_waiting)
         raws: list[bytes | str] = []
         for n, src in enumerate(sources, 1):
             try:

@@ -11,6 +11,7 @@ of this is thread-safe.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -38,41 +39,217 @@ class DrainReport:
     stuck: int = 0  #: cancelled runs that had not ended ``cancel_wait_s`` later (not recorded)
 
 
+@dataclass(eq=False)
+class Admission:
+    """A run slot held for one caller between ``RunTracker.admit`` and ``start`` (or ``release``)."""
+
+    owner: str | None
+    total: int
+    seq: int
+    loop: asyncio.AbstractEventLoop | None = None
+    future: asyncio.Future | None = None
+    granted: bool = False
+    bumped: bool = False  #: its place in a full line went to a caller who had used the server less
+
+
 class RunTracker:
-    """The runs in flight in this process."""
+    """The runs in flight in this process, and the callers waiting for a slot.
+
+    A server's slots (``total``) are shared fairly. When all are taken a run waits (``admit``: at most ``wait_s``
+    seconds, at most ``max_waiting`` runs in the line), and each slot that frees goes to the waiting caller who
+    has used the server least lately: the seconds that caller had a run in flight or waiting, decayed with a
+    time constant of ``tau_s`` (then the one who came first). A full line takes a newcomer who has used the server
+    less than someone in it, and that one is refused instead. So a visitor who fuses now and then is served at the
+    next free slot however many clients keep the server full, and those who keep it full share what is left:
+    a client who is always running or waiting is, by design, served like each of them.
+    """
+
+    tau_s = 60.0
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._runs: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Task]] = {}
         self._owners: dict[int, str | None] = {}
+        self._waiting: list[Admission] = []
+        self._granted: list[Admission] = []
+        self._use: dict[str, list[float]] = {}  # owner -> [decayed busy seconds, at, runs in flight or waiting]
         self._next = 0
         self.draining = False
 
-    def check(self, owner: str | None = None, per_owner: int | None = None, total: int | None = None) -> None:
-        """Raise as ``start`` would, registering nothing (to refuse work that would come before the run)."""
+    # -- how much each caller has used the server lately (under the lock) --
+
+    def _used(self, owner: str | None, now: float, change: int = 0) -> float:
+        """``owner``'s decayed busy seconds up to ``now``; ``change`` adds to its runs in flight or waiting."""
+        if owner is None:
+            return 0.0
+        use = self._use.get(owner)
+        if use is None:
+            if not change:
+                return 0.0
+            if len(self._use) > 4096:  # forget callers with nothing in flight whose use has decayed
+                for o in [o for o, u in self._use.items() if not u[2] and u[0] * math.exp(
+                        -(now - u[1]) / self.tau_s) < 0.01]:
+                    del self._use[o]
+            use = self._use[owner] = [0.0, now, 0]
+        decay = math.exp(-(now - use[1]) / self.tau_s)
+        use[0] = use[0] * decay + (self.tau_s * (1 - decay) if use[2] > 0 else 0.0)
+        use[1] = now
+        use[2] += change
+        return use[0]
+
+    def _rank(self, adm: Admission, now: float) -> tuple[float, int]:
+        return self._used(adm.owner, now), adm.seq
+
+    def check(self, owner: str | None = None, per_owner: int | None = None, total: int | None = None,
+              max_waiting: int | None = None) -> None:
+        """Raise as ``admit`` would at once, registering nothing (to refuse work that would come before the run).
+
+        With ``max_waiting``, a full server refuses only when its line is full of callers who have used it less."""
         with self._cond:
-            self._refuse(owner, per_owner, total)
+            self._refuse(owner, per_owner, None if max_waiting is not None else total)
+            if max_waiting is not None and total is not None and self._taken() >= total \
+                    and len(self._waiting) >= max_waiting and self._bumpable(owner) is None:
+                raise self._full(total, max_waiting)
+
+    def _taken(self) -> int:
+        return len(self._runs) + len(self._granted)
+
+    def _bumpable(self, owner: str | None) -> Admission | None:
+        """The waiting caller a newcomer ``owner`` would take the place of in a full line (the one who has used the
+        server most, if more than ``owner``)."""
+        if not self._waiting:
+            return None
+        now = time.monotonic()
+        worst = max(self._waiting, key=lambda a: self._rank(a, now))
+        return worst if self._used(owner, now) < self._used(worst.owner, now) else None
+
+    def _full(self, total: int, max_waiting: int) -> BusyError:
+        return BusyError(f"the server is busy ({len(self._runs)} runs in flight, its limit is {total}, and "
+                         f"{len(self._waiting)} waiting, its limit is {max_waiting}); try again in a moment")
 
     def _refuse(self, owner: str | None, per_owner: int | None, total: int | None) -> None:
         if self.draining:
             raise ShuttingDownError("the server is shutting down and takes no new runs; try again in a moment")
-        if total is not None and len(self._runs) >= total:
+        if total is not None and (self._taken() >= total or self._waiting):
             raise BusyError(f"the server is busy ({len(self._runs)} runs in flight, its limit is {total}); "
                             f"try again in a moment")
-        mine = sum(1 for o in self._owners.values() if o == owner) if owner is not None else 0
-        if per_owner is not None and owner is not None and mine >= per_owner:
-            raise BusyError(f"you already have {mine} run(s) in flight, this server's limit; wait for it "
-                            f"to finish or stop it")
+        if per_owner is not None and owner is not None:
+            mine = sum(1 for o in self._owners.values() if o == owner) + sum(
+                1 for a in (*self._waiting, *self._granted) if a.owner == owner)
+            if mine >= per_owner:
+                raise BusyError(f"you already have {mine} run(s) in flight, this server's limit; wait for it "
+                                f"to finish or stop it")
+
+    async def admit(self, owner: str | None, per_owner: int | None, total: int | None, wait_s: float,
+                    max_waiting: int) -> Admission | None:
+        """Hold a slot for a run about to start: at once when one is free and nobody waits, else in the line.
+
+        Returns the slot (pass it to ``start``, or ``release`` it), or None when ``total`` is None (no limit).
+
+        Raises:
+            ShuttingDownError: the server is draining.
+            BusyError: the caller is at ``per_owner``; the line is full of callers who have used the server less;
+                its place in the line went to such a caller; or no slot came within ``wait_s``.
+        """
+        loop = asyncio.get_running_loop()
+        with self._cond:
+            self._refuse(owner, per_owner, None)
+            if total is None:
+                return None
+            self._next += 1
+            adm = Admission(owner, total, self._next)
+            now = time.monotonic()
+            if self._taken() < total and not self._waiting:
+                adm.granted = True
+                self._granted.append(adm)
+                self._used(owner, now, +1)
+                return adm
+            if len(self._waiting) >= max_waiting:
+                worst = self._bumpable(owner)
+                if worst is None:
+                    raise self._full(total, max_waiting)
+                self._drop(worst, now)
+                worst.bumped = True
+                self._wake(worst)
+            adm.loop, adm.future = loop, loop.create_future()
+            self._waiting.append(adm)
+            self._used(owner, now, +1)
+        try:
+            await asyncio.wait_for(asyncio.shield(adm.future), wait_s)
+        except TimeoutError:
+            with self._cond:
+                if not adm.granted:  # (granted meanwhile: take it)
+                    if adm in self._waiting:
+                        self._drop(adm, time.monotonic())
+                    raise BusyError(f"the server is busy: no run slot came free in {wait_s:g} s ({len(self._runs)} "
+                                    f"runs in flight, its limit is {total}; {len(self._waiting)} waiting); "
+                                    f"try again in a moment") from None
+        except BaseException:  # the caller went away while waiting
+            self.release(adm)
+            raise
+        if adm.bumped:
+            raise BusyError(f"the server is busy ({total} runs in flight, its limit, and a full line): your place in "
+                            f"it went to a visitor who has used the server less lately; try again in a moment")
+        if self.draining:
+            self.release(adm)
+            raise ShuttingDownError("the server is shutting down and takes no new runs; try again in a moment")
+        return adm
+
+    def _drop(self, adm: Admission, now: float) -> None:
+        """Take a caller out of the line or the held slots (under the lock)."""
+        if adm in self._waiting:
+            self._waiting.remove(adm)
+        else:
+            self._granted.remove(adm)
+        self._used(adm.owner, now, -1)
+
+    @staticmethod
+    def _wake(adm: Admission) -> bool:
+        try:
+            adm.loop.call_soon_threadsafe(lambda f=adm.future: f.done() or f.set_result(None))
+            return True
+        except RuntimeError:  # its loop is closed: nobody is waiting any more
+            return False
+
+    def release(self, adm: Admission | None) -> None:
+        """Give back a slot that ``admit`` held and no run took (the call failed before its run started)."""
+        if adm is None:
+            return
+        with self._cond:
+            if adm in self._waiting or adm in self._granted:
+                self._drop(adm, time.monotonic())
+                self._grant()
+
+    def _grant(self) -> None:
+        """Give free slots to waiting callers, the least busy lately first (under the lock)."""
+        now = time.monotonic()
+        while self._waiting and self._taken() < self._waiting[0].total:
+            adm = min(self._waiting, key=lambda a: self._rank(a, now))
+            self._waiting.remove(adm)
+            adm.granted = True
+            self._granted.append(adm)
+            if not self._wake(adm):
+                self._drop(adm, now)
 
     def start(self, task: asyncio.Task, owner: str | None = None, per_owner: int | None = None,
-              total: int | None = None) -> int:
+              total: int | None = None, admission: Admission | None = None) -> int:
         """Register a running task; raises ShuttingDownError while draining, PolicyError over a limit.
 
         Args:
             owner: who the per-owner limit counts (a visitor); per_owner / total: runs in flight allowed.
+            admission: the slot ``admit`` held for it (then the limits were checked there).
         """
         with self._cond:
-            self._refuse(owner, per_owner, total)
+            now = time.monotonic()
+            if admission is not None and admission in self._granted:
+                self._granted.remove(admission)  # its use goes on as the run's
+                if self.draining:
+                    self._used(owner, now, -1)
+                    raise ShuttingDownError("the server is shutting down and takes no new runs; try again in a "
+                                            "moment")
+            else:
+                self._refuse(owner, per_owner, total)
+                self._used(owner, now, +1)
             self._next += 1
             self._runs[self._next] = (task.get_loop(), task)
             self._owners[self._next] = owner
@@ -81,7 +258,9 @@ class RunTracker:
     def end(self, token: int) -> None:
         with self._cond:
             self._runs.pop(token, None)
-            self._owners.pop(token, None)
+            if token in self._owners:
+                self._used(self._owners.pop(token), time.monotonic(), -1)
+            self._grant()
             self._cond.notify_all()
 
     @property
@@ -94,6 +273,9 @@ class RunTracker:
         t0 = time.monotonic()
         with self._cond:
             self.draining = True
+            for adm in list(self._waiting):  # those waiting for a slot are told at once (admit raises)
+                self._drop(adm, t0)
+                self._wake(adm)
             start = len(self._runs)
             self._cond.wait_for(lambda: not self._runs, timeout=max(0.0, grace_s))
             left = list(self._runs.values())

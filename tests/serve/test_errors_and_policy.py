@@ -244,6 +244,46 @@ def test_public_mode_limits_runs_in_flight_per_client_with_429(public):
     assert results["slow"].status_code == 200
 
 
+def one_slot(scripted_registry, tmp_path, wait_s: int):
+    limits = replace(Limits(), runs_per_session=1, runs_total=1, runs_waiting=4, run_wait_s=wait_s)
+    policy = Policy(public=True, registry=scripted_registry, allow_custom_endpoints=False, allow_private_hosts=False,
+                    allow_image_urls=False, allowed_hosts=frozenset({"127.0.0.1:*"}), limits=limits)
+    return serving(policy, RunStore(tmp_path / "one-slot.sqlite"))
+
+
+def post_from(addr: str, url: str, body: dict) -> httpx.Response:
+    with httpx.Client(transport=httpx.HTTPTransport(local_address=addr), timeout=60) as c:
+        return c.post(f"{url}/chat/completions", json=body)
+
+
+@pytest.mark.parametrize("wait_s", [30, 1])
+def test_a_full_public_server_lets_another_visitor_wait_for_a_slot_then_refuses_with_429(scripted_registry,
+                                                                                           tmp_path, wait_s):
+    """All runs_total slots taken: another visitor's run waits in the line (it is served when the slot frees),
+    and is refused with 429 only when no slot came within the host's run_wait_s."""
+    with one_slot(scripted_registry, tmp_path, wait_s) as url:
+        results = {}
+        t = threading.Thread(target=lambda: results.update(a=post_from("127.0.0.1", url, {
+            "model": "slowpool", "messages": USER})))
+        t.start()
+        deadline = time.monotonic() + 5
+        while RUNS.in_flight == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        t0 = time.monotonic()
+        r = post_from("127.0.0.2", url, {"model": "best", "messages": USER})
+        waited = time.monotonic() - t0
+        t.join(30)
+        assert results["a"].status_code == 200
+        if wait_s == 30:
+            assert r.status_code == 200, r.text
+            assert waited > 1  # it waited for the slow run to end, it was not refused
+        else:
+            assert r.status_code == 429 and r.headers["retry-after"] == "1"
+            assert r.json()["error"]["code"] == "rate_limit_exceeded"
+            assert "no run slot came free in 1 s" in r.json()["error"]["message"]
+            assert 0.9 < waited < 10
+
+
 def test_a_draining_server_answers_503(api):
     url, _ = api
     RUNS.draining = True

@@ -106,14 +106,20 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
     def save(result: FusionResult) -> None:  # one transaction; run off the event loop when the run finishes
         store.save(result, prompt.images, owner=owner)
 
+    # a draining server refuses new runs; the policy caps runs in flight: a full server's slots go to those
+    # waiting, the least served first (RunTracker.admit)
+    lim = policy.limits if policy is not None else None
+    admission = await RUNS.admit(quota, lim.runs_per_session if quota is not None else None, lim.runs_total,
+                                 lim.run_wait_s, lim.runs_waiting) if lim is not None else None
     task = asyncio.ensure_future(_run(prompt, members, judge_member, mode, settings, queue.put_nowait, reuse_rounds,
                                       save if store is not None else None, origin,
                                       public=bool(policy is not None and policy.public)))
-    try:  # a draining server refuses new runs; the policy caps runs in flight
-        token = RUNS.start(task, quota, policy.limits.runs_per_session if policy else None,
-                           policy.limits.runs_total if policy else None)
+    try:
+        token = RUNS.start(task, quota, lim.runs_per_session if lim else None, lim.runs_total if lim else None,
+                           admission=admission)
     except WorkbenchError:
         task.cancel()
+        RUNS.release(admission)
         raise
 
     def done(_t: asyncio.Task) -> None:

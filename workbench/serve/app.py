@@ -28,7 +28,7 @@ from ..events import (Event, JudgeStart, JudgeToken, Loading, MemberDone, Member
 from ..fusion.engine import TIMED_OUT, fuse_stream
 from ..fusion.modes import Mode, get_mode
 from ..answers import letters
-from ..policy import Policy
+from ..policy import Policy, quota_key
 from ..records import FusionResult
 from ..settings import FusionSettings
 from ..shutdown import ShuttingDownError
@@ -300,7 +300,7 @@ def _client(request: Request, policy: Policy) -> tuple[str | None, str | None]:
     if not policy.public:
         return None, None
     host = request.client.host if request.client else "unknown"
-    return f"api:{host}", f"ip:{host}"
+    return f"api:{host}", quota_key(host)
 
 
 async def _chat(request: Request, policy: Policy, store: RunStore):

@@ -14,7 +14,7 @@ from ..errors import WorkbenchError
 from ..fusion.engine import fuse_stream
 from ..fusion.modes import MODE_NAMES, get_mode
 from ..labels import NONE_STANDS_OUT, RATINGS
-from ..policy import Policy
+from ..policy import Policy, quota_key
 from ..records import FusionResult
 from ..render import html as render
 from ..settings import FusionSettings
@@ -107,8 +107,7 @@ def quota_of(request: gr.Request | None, policy: Policy) -> str | None:
     """Who the runs-in-flight limit counts: the client's address (a session id is the client's to choose)."""
     if not policy.public:
         return None
-    client = getattr(request, "client", None)
-    return f"ip:{getattr(client, 'host', None) or 'unknown'}"
+    return quota_key(getattr(getattr(request, "client", None), "host", None))
 
 
 def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, model_choices: list[str],
