@@ -10,7 +10,8 @@ process of its own, its members scripted by ``workbench.scripted_server`` in a t
 2. then for ``--seconds``, all at once, each attacker group from loopback addresses of its own (the server counts
    runs per client address, so each client is a different visitor):
    - 50 streaming clients (``"stream": true``), each reading every stream to [DONE], again and again;
-   - 20 slow clients: a request header, then one body byte every 3 s;
+   - 20 slow clients: a request header, then one body byte every 3 s (a public server answers 408 after
+     ``body_read_s``);
    - 10 clients sending 25 MB bodies, half with a Content-Length, half chunked (and on the Gradio app, 25 MB
      uploads to ``/gradio_api/upload``);
    - 5 image-heavy clients: four 1500x1500 PNGs a request (within the limits: they must be decoded);
@@ -181,7 +182,9 @@ async def slow_client(port: int, k: int, until: float, tally: Tally) -> None:
                 if not data:  # the server closed it
                     tally.add("slow", f"closed by the server after {sent} bytes")
                     return
-                tally.add("slow", "answered")
+                line = data + await asyncio.wait_for(reader.readline(), 5.0)
+                tally.add("slow", f"answered {line.decode(errors='replace').split()[1]} after {sent} bytes"
+                          if line.startswith(b"HTTP/") else f"answered after {sent} bytes")
                 return
             except TimeoutError:
                 continue

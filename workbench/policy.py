@@ -48,6 +48,7 @@ class Limits:
     queue_size: int = 128  #: requests waiting in the web server's queue
     max_request_bytes: int = 256_000_000  #: one API request's body (``workbench serve``), images included
     max_bodies_bytes: int = 1_024_000_000  #: API request bodies held in memory at once (past it: 429)
+    body_read_s: int = 600  #: seconds an API request's body may take to arrive after its headers (past it: 408)
 
     @classmethod
     def parse(cls, text: str, base: "Limits") -> "Limits":
@@ -67,7 +68,7 @@ PUBLIC_LIMITS = Limits(max_pool=6, max_rounds=3, max_new_tokens=1024, max_judge_
                        max_images=4, max_image_pixels=4096 * 4096, max_image_bytes=10_000_000, max_decoding=2,
                        max_local_models=2, max_instrument_calls=300,
                        runs_per_session=1, runs_total=8, runs_waiting=32, run_wait_s=20, queue_size=32,
-                       max_request_bytes=24_000_000, max_bodies_bytes=96_000_000)
+                       max_request_bytes=24_000_000, max_bodies_bytes=96_000_000, body_read_s=30)
 
 def quota_key(host: str | None) -> str:
     """Who a public server's per-visitor limits count, from a client's address: the address itself for IPv4, the

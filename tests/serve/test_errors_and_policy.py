@@ -362,3 +362,45 @@ def test_request_bodies_in_memory_have_a_budget(scripted_registry, tmp_path):
                 break
             time.sleep(0.05)
         assert BODIES.held == 0
+
+
+def test_a_body_that_does_not_arrive_in_time_is_a_408_and_its_share_is_released(scripted_registry, tmp_path):
+    """A client sending a byte every few seconds: after body_read_s the server answers 408 and closes it."""
+    import socket as _socket
+
+    from workbench.serve.app import BODIES
+
+    limits = replace(Limits(), body_read_s=1)
+    policy = Policy(public=False, registry=scripted_registry, limits=limits)
+    with serving(policy, RunStore(tmp_path / "r.sqlite")) as url:
+        host, port = url.split("//")[1].split("/")[0].split(":")
+        slow = _socket.create_connection((host, int(port)))
+        slow.settimeout(10)
+        t0 = time.monotonic()
+        slow.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 5000\r\n\r\n{")
+        answer = b""
+        try:
+            while True:
+                try:
+                    slow.sendall(b" ")
+                except OSError:
+                    pass
+                piece = slow.recv(65536)
+                if not piece:
+                    break
+                answer += piece
+        except TimeoutError:
+            pass
+        finally:
+            slow.close()
+        took = time.monotonic() - t0
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b'"code":"request_timeout"' in answer.replace(b" ", b"") and b"within 1 s" in answer
+        assert 0.9 < took < 8
+        assert post(url, {"model": "best", "messages": USER}).status_code == 200
+        for _ in range(100):
+            if BODIES.held == 0:
+                break
+            time.sleep(0.05)
+        assert BODIES.held == 0

@@ -230,9 +230,19 @@ class _BodyBudget:
 BODIES = _BodyBudget()
 
 
-async def _read_body(request: Request, limit: int, budget: int, charged: list[int]) -> bytes:
+async def _read_body(request: Request, limit: int, budget: int, charged: list[int], within_s: float) -> bytes:
     """The body, at most ``limit`` bytes (413), charged to ``BODIES`` as it arrives; ``charged[0]`` says how much
-    (the caller releases it)."""
+    (the caller releases it). A body that has not all arrived ``within_s`` seconds after the headers is a 408 and
+    the connection is closed (a client sending a byte every few seconds holds its share of the budget no longer)."""
+    try:
+        async with asyncio.timeout(within_s):
+            return await _read_body_now(request, limit, budget, charged)
+    except TimeoutError:
+        raise P.APIError(408, f"the request body did not arrive within {within_s:g} s", "request_timeout",
+                         headers={"Connection": "close"}) from None
+
+
+async def _read_body_now(request: Request, limit: int, budget: int, charged: list[int]) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise P.APIError(413, f"the request body is {int(declared):,} bytes; this server takes at most {limit:,}",
@@ -312,7 +322,8 @@ async def _chat(request: Request, policy: Policy, store: RunStore):
 
 
 async def _chat_body(request: Request, policy: Policy, store: RunStore, charged: list[int]):
-    raw = await _read_body(request, policy.limits.max_request_bytes, policy.limits.max_bodies_bytes, charged)
+    raw = await _read_body(request, policy.limits.max_request_bytes, policy.limits.max_bodies_bytes, charged,
+                           policy.limits.body_read_s)
     req = P.parse_request(raw)
     target = _Target(req.model, policy)
     conv = P.conversation(req)

@@ -30,8 +30,8 @@ class APIError(Exception):
     """An error to answer as an OpenAI error object: ``{"error": {"message", "type", "param", "code"}}``."""
 
     TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-             404: "not_found_error", 413: "invalid_request_error", 429: "rate_limit_error", 500: "server_error",
-             503: "service_unavailable", 504: "timeout"}
+             404: "not_found_error", 408: "timeout", 413: "invalid_request_error", 429: "rate_limit_error",
+             500: "server_error", 503: "service_unavailable", 504: "timeout"}
 
     def __init__(self, status: int, message: str, code: str | None = None, param: str | None = None,
                  fusion: dict[str, Any] | None = None, headers: dict[str, str] | None = None):
