@@ -1,14 +1,16 @@
 """A load the public server survives: attackers and one well-behaved client at once, on 127.0.0.1 only.
 
-    .venv/bin/python benchmarks/load.py [--target serve|demo|both] [--seconds 60] [--alone 15]
+    .venv/bin/python benchmarks/load.py [--target serve|demo|both] [--seconds 60] [--alone 15] [--think 5]
 
 For each target (``workbench serve --public`` and the public Gradio app, ``workbench demo --public``, each a
 process of its own, its members scripted by ``workbench.scripted_server`` in a third), bounded in count and time:
 
-1. the well-behaved client alone for ``--alone`` seconds: one fused run after another (``POST /v1/chat/completions``,
-   3 members and a best-of judge), its latency recorded;
+1. the well-behaved client alone for ``--alone`` seconds: a fused run (``POST /v1/chat/completions``, 3 members
+   and a best-of judge), then ``--think`` seconds reading the answer (a person), again and again, from a process
+   of its own (as a real client is on another machine: the attackers' event loop does not delay it); its latency
+   recorded;
 2. then for ``--seconds``, all at once, each attacker group from loopback addresses of its own (the server counts
-   runs per client address, so each client is a different visitor):
+   runs per client address, so each client is a different visitor), each attacker as fast as the server lets it:
    - 50 streaming clients (``"stream": true``), each reading every stream to [DONE], again and again;
    - 20 slow clients: a request header, then one body byte every 3 s (a public server answers 408 after
      ``body_read_s``);
@@ -16,6 +18,11 @@ process of its own, its members scripted by ``workbench.scripted_server`` in a t
      uploads to ``/gradio_api/upload``);
    - 5 image-heavy clients: four 1500x1500 PNGs a request (within the limits: they must be decoded);
    - the well-behaved client, as in 1.
+
+The attackers keep the server's ``runs_total`` slots full. Slots go to the waiting visitor who has used the server
+least lately (``RunTracker``), so the well-behaved client, which uses less than an attacker, is served at the next
+free slot; a client with ``--think 0`` is one more attacker and gets an attacker's share (about ``runs_total`` /
+the number of clients), by design.
 
 Printed: the well-behaved client's median latency under attack vs alone (goal <= 2x), its refusals; the server's
 peak resident memory (VmHWM) beside the bound the limits give; every status the attackers got (refused with the
@@ -125,6 +132,11 @@ async def good_client(base: str, until: float, tally: Tally, latencies: list[flo
                     if r.status_code != 429 or time.monotonic() > until + 30:
                         break
                     tally.good_refused += 1
+                    try:
+                        why = r.json()["error"]["message"]
+                    except ValueError:
+                        why = r.text
+                    tally.add("well-behaved", f"429 ({why[:70]})")
                     await asyncio.sleep(float(r.headers.get("retry-after", "1")))
             except httpx.HTTPError as exc:
                 latencies.append(time.perf_counter() - t0)
@@ -244,11 +256,40 @@ async def image_client(base: str, k: int, until: float, tally: Tally, images: li
                 await asyncio.sleep(float(r.headers.get("retry-after", "1")))
 
 
-async def attack(base: str, port: int, seconds: float, tally: Tally, demo: bool, pid: int,
-                 samples: list[int], think: float) -> list[float]:
-    until = time.monotonic() + seconds
-    images = [png(1500, k) for k in range(4)]
+def _good_process(base: str, until: float, think: float, phase: str, out) -> None:
+    tally = Tally()
+    tally.phase = phase
     latencies: list[float] = []
+    asyncio.run(good_client(base, until, tally, latencies, think))
+    out.put((latencies, tally.status.get("well-behaved", Counter()), tally.accepted, tally.good_refused,
+             tally.good_run))
+
+
+def good_in_own_process(base: str, until: float, think: float, phase: str, tally: Tally):
+    """Start the well-behaved client in a process of its own (as a real one is on another machine: the attackers'
+    event loop must not delay its requests or its reading of answers); ``collect()`` merges what it saw into
+    ``tally`` and returns its latencies."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    proc = ctx.Process(target=_good_process, args=(base, until, think, phase, out), daemon=True)
+    proc.start()
+
+    def collect() -> list[float]:
+        latencies, status, accepted, refused, runs = out.get(timeout=max(60.0, until - time.monotonic() + 180))
+        proc.join(10)
+        for k, v in status.items():
+            tally.status.setdefault("well-behaved", Counter())[k] += v
+        tally.accepted |= accepted
+        tally.good_refused += refused
+        tally.good_run += runs
+        return latencies
+    return collect
+
+
+async def attack(base: str, port: int, until: float, tally: Tally, demo: bool, pid: int, samples: list[int],
+                 images: list[bytes]) -> None:
 
     async def sample():
         while time.monotonic() < until:
@@ -256,12 +297,11 @@ async def attack(base: str, port: int, seconds: float, tally: Tally, demo: bool,
             await asyncio.sleep(0.5)
 
     await asyncio.gather(
-        good_client(base, until, tally, latencies, think), sample(),
+        sample(),
         *(streaming_client(base, k, until, tally) for k in range(50)),
         *(slow_client(port, k, until, tally) for k in range(20)),
         *(big_client(base, k, until, tally, demo) for k in range(10)),
         *(image_client(base, k, until, tally, images) for k in range(5)))
-    return latencies
 
 
 def start_target(kind: str, port: int, env: dict, log: Path) -> subprocess.Popen:
@@ -302,12 +342,15 @@ def run_target(kind: str, scripted: str, seconds: float, alone: float, think: fl
     try:
         wait_up(base, kind, proc, log)
         tally = Tally()
-        alone_lat: list[float] = []
-        asyncio.run(good_client(base, time.monotonic() + alone, tally, alone_lat, think))
+        alone_lat = good_in_own_process(base, time.monotonic() + alone, think, "alone", tally)()
         before = rss(proc.pid)[0]
         tally.phase = "under"
         samples: list[int] = []
-        under = asyncio.run(attack(base, port, seconds, tally, kind == "demo", proc.pid, samples, think))
+        images = [png(1500, k) for k in range(4)]
+        until = time.monotonic() + seconds
+        good = good_in_own_process(base, until, think, "under", tally)  # forked before the attackers' loop runs
+        asyncio.run(attack(base, port, until, tally, kind == "demo", proc.pid, samples, images))
+        under = good()
         time.sleep(2)  # streams cut at the end finish or are stored as interrupted
         peak = rss(proc.pid)[1]
     finally:

@@ -57,14 +57,19 @@ class RunTracker:
 
     A server's slots (``total``) are shared fairly. When all are taken a run waits (``admit``: at most ``wait_s``
     seconds, at most ``max_waiting`` runs in the line), and each slot that frees goes to the waiting caller who
-    has used the server least lately: the seconds that caller had a run in flight or waiting, decayed with a
-    time constant of ``tau_s`` (then the one who came first). A full line takes a newcomer who has used the server
-    less than someone in it, and that one is refused instead. So a visitor who fuses now and then is served at the
-    next free slot however many clients keep the server full, and those who keep it full share what is left:
-    a client who is always running or waiting is, by design, served like each of them.
+    has used the server least lately (then the one who came first). A caller's use is the share of its recent time
+    it had a run in flight or waiting, each refusal for want of room counting as ``refusal_s`` seconds: busy
+    seconds decayed with a time constant of ``tau_s``, over the same decayed span of the time since the caller was
+    first seen (at least ``min_span_s``), so that a client that has just arrived and keeps the server busy weighs
+    as much as one that has done so for minutes. A full line takes a newcomer who has used the server less than
+    someone in it, and that one is refused instead. So a visitor who fuses now and then is served at the next free
+    slot however many clients keep the server full, and those who keep it full share what is left: a client that
+    is always running or waiting is, by design, served like each of them.
     """
 
     tau_s = 60.0
+    refusal_s = 1.0
+    min_span_s = 2.0
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -72,7 +77,8 @@ class RunTracker:
         self._owners: dict[int, str | None] = {}
         self._waiting: list[Admission] = []
         self._granted: list[Admission] = []
-        self._use: dict[str, list[float]] = {}  # owner -> [decayed busy seconds, at, runs in flight or waiting]
+        # owner -> [decayed busy seconds, at, runs in flight or waiting, first seen]
+        self._use: dict[str, list[float]] = {}
         self._next = 0
         self.draining = False
 
@@ -90,15 +96,34 @@ class RunTracker:
                 for o in [o for o, u in self._use.items() if not u[2] and u[0] * math.exp(
                         -(now - u[1]) / self.tau_s) < 0.01]:
                     del self._use[o]
-            use = self._use[owner] = [0.0, now, 0]
+            use = self._use[owner] = [0.0, now, 0, now]
         decay = math.exp(-(now - use[1]) / self.tau_s)
         use[0] = use[0] * decay + (self.tau_s * (1 - decay) if use[2] > 0 else 0.0)
         use[1] = now
         use[2] += change
         return use[0]
 
+    def _share(self, owner: str | None, now: float) -> float:
+        """The share of its recent time ``owner`` has used the server (0 for a caller never seen)."""
+        busy = self._used(owner, now)
+        if not busy:
+            return 0.0
+        span = self.tau_s * (1 - math.exp(-(now - self._use[owner][3]) / self.tau_s))
+        return busy / max(span, self.min_span_s)
+
+    def _refused(self, owner: str | None) -> None:
+        """A caller refused for want of room asked for the server all the same: each refusal counts as
+        ``refusal_s`` seconds of use (the Retry-After it is given), so a client that keeps retrying against a full
+        line weighs as much as one waiting in it (under the lock)."""
+        if owner is None:
+            return
+        now = time.monotonic()
+        self._used(owner, now, +1)
+        self._used(owner, now, -1)
+        self._use[owner][0] += self.refusal_s
+
     def _rank(self, adm: Admission, now: float) -> tuple[float, int]:
-        return self._used(adm.owner, now), adm.seq
+        return self._share(adm.owner, now), adm.seq
 
     def check(self, owner: str | None = None, per_owner: int | None = None, total: int | None = None,
               max_waiting: int | None = None) -> None:
@@ -106,10 +131,14 @@ class RunTracker:
 
         With ``max_waiting``, a full server refuses only when its line is full of callers who have used it less."""
         with self._cond:
-            self._refuse(owner, per_owner, None if max_waiting is not None else total)
-            if max_waiting is not None and total is not None and self._taken() >= total \
-                    and len(self._waiting) >= max_waiting and self._bumpable(owner) is None:
-                raise self._full(total, max_waiting)
+            try:
+                self._refuse(owner, per_owner, None if max_waiting is not None else total)
+                if max_waiting is not None and total is not None and self._taken() >= total \
+                        and len(self._waiting) >= max_waiting and self._bumpable(owner) is None:
+                    raise self._full(total, max_waiting)
+            except BusyError:
+                self._refused(owner)
+                raise
 
     def _taken(self) -> int:
         return len(self._runs) + len(self._granted)
@@ -121,7 +150,7 @@ class RunTracker:
             return None
         now = time.monotonic()
         worst = max(self._waiting, key=lambda a: self._rank(a, now))
-        return worst if self._used(owner, now) < self._used(worst.owner, now) else None
+        return worst if self._share(owner, now) < self._share(worst.owner, now) else None
 
     def _full(self, total: int, max_waiting: int) -> BusyError:
         return BusyError(f"the server is busy ({len(self._runs)} runs in flight, its limit is {total}, and "
@@ -153,7 +182,11 @@ class RunTracker:
         """
         loop = asyncio.get_running_loop()
         with self._cond:
-            self._refuse(owner, per_owner, None)
+            try:
+                self._refuse(owner, per_owner, None)
+            except BusyError:
+                self._refused(owner)
+                raise
             if total is None:
                 return None
             self._next += 1
@@ -167,8 +200,10 @@ class RunTracker:
             if len(self._waiting) >= max_waiting:
                 worst = self._bumpable(owner)
                 if worst is None:
+                    self._refused(owner)
                     raise self._full(total, max_waiting)
                 self._drop(worst, now)
+                self._refused(worst.owner)
                 worst.bumped = True
                 self._wake(worst)
             adm.loop, adm.future = loop, loop.create_future()
@@ -181,6 +216,7 @@ class RunTracker:
                 if not adm.granted:  # (granted meanwhile: take it)
                     if adm in self._waiting:
                         self._drop(adm, time.monotonic())
+                    self._refused(owner)
                     raise BusyError(f"the server is busy: no run slot came free in {wait_s:g} s ({len(self._runs)} "
                                     f"runs in flight, its limit is {total}; {len(self._waiting)} waiting); "
                                     f"try again in a moment") from None

@@ -224,3 +224,25 @@ def test_a_slot_freed_on_one_event_loop_wakes_a_caller_waiting_on_another():
     a.join(10)
     b.join(10)
     assert got == ["ip:b"]
+
+
+async def test_a_refusal_counts_as_use_so_a_client_retrying_against_a_full_line_is_not_light():
+    tracker = RunTracker()
+    busy = asyncio.Event()
+    log: list[str] = []
+    blocker = asyncio.ensure_future(hold(tracker, "ip:a", busy, log=log))
+    await until(lambda: log == ["ip:a"])
+    waiter = asyncio.ensure_future(tracker.admit("ip:w", 1, 1, 10, 1))
+    await asyncio.sleep(0.05)
+    newcomer = asyncio.ensure_future(tracker.admit("ip:new", 1, 1, 10, 1))  # lighter: takes ip:w's place
+    with pytest.raises(BusyError, match="your place"):
+        await waiter
+    for _ in range(3):  # ip:w retries at once, again and again: each refusal weighs a second
+        with pytest.raises(BusyError, match="waiting, its limit is 1"):
+            await tracker.admit("ip:w", 1, 1, 10, 1)
+    with tracker._cond:
+        assert tracker._used("ip:w", time.monotonic()) > 3.5
+        assert tracker._used("ip:new", time.monotonic()) < 1
+    busy.set()
+    await blocker
+    tracker.release(await newcomer)

@@ -404,3 +404,24 @@ def test_a_body_that_does_not_arrive_in_time_is_a_408_and_its_share_is_released(
                 break
             time.sleep(0.05)
         assert BODIES.held == 0
+
+
+def test_large_bodies_leave_an_eighth_of_the_budget_to_small_requests():
+    """Clients sending huge bodies fill at most 7/8 of max_bodies_bytes; an ordinary request still fits."""
+    from workbench.serve.app import _BodyBudget
+    from workbench.serve.protocol import APIError
+
+    b = _BodyBudget()
+    budget = 16_000_000
+    b.charge(7_000_000, budget, 7_000_000)
+    b.charge(7_000_000, budget, 7_000_000)  # 14 MB = 7/8 of the budget
+    with pytest.raises(APIError) as e:
+        b.charge(1_500_000, budget, 1_500_000)
+    assert e.value.status == 429
+    with pytest.raises(APIError):  # a chunked body growing past 1 MB counts as large
+        b.charge(200_000, budget, 1_100_000)
+    for _ in range(10):  # small bodies still go in, up to the whole budget
+        b.charge(150_000, budget, 150_000)
+    assert b.held == 15_500_000
+    with pytest.raises(APIError):
+        b.charge(600_000, budget, 600_000)

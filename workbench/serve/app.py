@@ -210,14 +210,20 @@ def _as_api_error(exc: WorkbenchError) -> P.APIError:
 
 class _BodyBudget:
     """Request bodies held in memory at once, in bytes (``Limits.max_bodies_bytes``): a body is charged as it is
-    read (its declared length up front) and released when its request is done; past the budget: 429."""
+    read (its declared length up front) and released when its request is done; past the budget: 429.
+
+    Large bodies (over ``SMALL`` bytes) may fill only seven eighths of the budget: the rest is kept for small ones,
+    so that clients sending huge bodies cannot make an ordinary request wait."""
+
+    SMALL = 1_000_000
 
     def __init__(self) -> None:
         self.held = 0
         self.peak = 0
 
-    def charge(self, n: int, budget: int) -> None:
-        if self.held + n > budget:
+    def charge(self, n: int, budget: int, body: int = 0) -> None:
+        """Charge ``n`` more bytes of a body that will then be ``body`` bytes long."""
+        if self.held + n > (budget if max(body, n) <= self.SMALL else budget - budget // 8):
             raise P.APIError(429, "the server is reading other large requests; try again in a moment",
                              "rate_limit_exceeded", headers={"Retry-After": "1"})
         self.held += n  # one event loop: no lock needed
@@ -248,7 +254,7 @@ async def _read_body_now(request: Request, limit: int, budget: int, charged: lis
         raise P.APIError(413, f"the request body is {int(declared):,} bytes; this server takes at most {limit:,}",
                          "request_too_large")
     if declared and declared.isdigit():
-        BODIES.charge(int(declared), budget)
+        BODIES.charge(int(declared), budget, int(declared))
         charged[0] += int(declared)
     body = bytearray()
     async for piece in request.stream():
@@ -257,7 +263,7 @@ async def _read_body_now(request: Request, limit: int, budget: int, charged: lis
             raise P.APIError(413, f"the request body is over this server's limit of {limit:,} bytes",
                              "request_too_large")
         if len(body) > charged[0]:  # chunked, or longer than declared
-            BODIES.charge(len(body) - charged[0], budget)
+            BODIES.charge(len(body) - charged[0], budget, len(body))
             charged[0] = len(body)
     return bytes(body)
 
