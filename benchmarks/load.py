@@ -113,6 +113,7 @@ class Tally:
         self.good_refused = 0
         self.good_run: list[tuple[str, float, float]] = []  # (phase, the client's latency, the run's total_s)
         self.phase = "alone"
+        self.lags: dict[str, list[float]] = {}  # phase -> latencies of a trivial GET
 
     def add(self, group: str, status) -> None:
         self.status.setdefault(group, Counter())[status] += 1
@@ -256,13 +257,31 @@ async def image_client(base: str, k: int, until: float, tally: Tally, images: li
                 await asyncio.sleep(float(r.headers.get("retry-after", "1")))
 
 
+async def probe(base: str, until: float, out: list[float]) -> None:
+    """How quickly the server answers a trivial request once a second (``GET`` of an unknown ``/v1`` route: a 404
+    that costs nothing but routing): its event loop's lag."""
+    async with client("127.0.0.201", timeout=60) as c:
+        while time.monotonic() < until:
+            t0 = time.perf_counter()
+            try:
+                await c.get(f"{base}/v1/no-such-route")  # a 404 from the app: no work but routing
+                out.append(time.perf_counter() - t0)
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(1.0)
+
+
 def _good_process(base: str, until: float, think: float, phase: str, out) -> None:
     tally = Tally()
     tally.phase = phase
     latencies: list[float] = []
-    asyncio.run(good_client(base, until, tally, latencies, think))
+    lags: list[float] = []
+
+    async def both():
+        await asyncio.gather(good_client(base, until, tally, latencies, think), probe(base, until, lags))
+    asyncio.run(both())
     out.put((latencies, tally.status.get("well-behaved", Counter()), tally.accepted, tally.good_refused,
-             tally.good_run))
+             tally.good_run, lags))
 
 
 def good_in_own_process(base: str, until: float, think: float, phase: str, tally: Tally):
@@ -277,7 +296,8 @@ def good_in_own_process(base: str, until: float, think: float, phase: str, tally
     proc.start()
 
     def collect() -> list[float]:
-        latencies, status, accepted, refused, runs = out.get(timeout=max(60.0, until - time.monotonic() + 180))
+        latencies, status, accepted, refused, runs, lags = out.get(timeout=max(60.0, until - time.monotonic() + 180))
+        tally.lags[phase] = lags
         proc.join(10)
         for k, v in status.items():
             tally.status.setdefault("well-behaved", Counter())[k] += v
@@ -384,6 +404,11 @@ def report(r: dict) -> None:
         print(f"  of which the run itself (its fusion.timing.total_s): median {statistics.median(under_runs) * 1000:.0f} "
               f"ms; the rest (waiting for a slot, the request read and answered): median "
               f"{statistics.median(gaps) * 1000:.0f} ms, max {max(gaps) * 1000:.0f} ms")
+    if t.lags.get("alone") and t.lags.get("under"):
+        print(f"  the server's answer to a trivial GET (a 404, once a second, beside it): median "
+              f"{statistics.median(t.lags['alone']) * 1000:.0f} ms alone vs "
+              f"{statistics.median(t.lags['under']) * 1000:.0f} ms under attack (max "
+              f"{max(t.lags['under']) * 1000:.0f} ms): the event loop's lag, the rest of the wait is for a slot")
     print(f"server memory: {r['before']} MB before the attack, peak {r['peak']} MB (VmHWM; sampled RSS peak "
           f"{r['sampled_peak']} MB); bound from the limits {r['bound']} MB: "
           f"{'within' if r['peak'] <= r['bound'] else 'OVER'}")
