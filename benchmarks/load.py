@@ -401,9 +401,11 @@ def report(r: dict) -> None:
     under_runs = [run for phase, _lat, run in t.good_run if phase == "under"]
     if under_runs:
         gaps = [lat - run for phase, lat, run in t.good_run if phase == "under"]
-        print(f"  of which the run itself (its fusion.timing.total_s): median {statistics.median(under_runs) * 1000:.0f} "
-              f"ms; the rest (waiting for a slot, the request read and answered): median "
-              f"{statistics.median(gaps) * 1000:.0f} ms, max {max(gaps) * 1000:.0f} ms")
+        alone_gaps = [lat - run for phase, lat, run in t.good_run if phase == "alone"] or [float("nan")]
+        print(f"  of which the run itself (its fusion.timing.total_s): median "
+              f"{statistics.median(under_runs) * 1000:.0f} ms; the rest (waiting for a slot, the request read, "
+              f"checked and answered): median {statistics.median(gaps) * 1000:.0f} ms, max "
+              f"{max(gaps) * 1000:.0f} ms (alone: {statistics.median(alone_gaps) * 1000:.0f} ms)")
     if t.lags.get("alone") and t.lags.get("under"):
         print(f"  the server's answer to a trivial GET (a 404, once a second, beside it): median "
               f"{statistics.median(t.lags['alone']) * 1000:.0f} ms alone vs "
