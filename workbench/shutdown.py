@@ -62,7 +62,8 @@ class RunTracker:
     seconds decayed with a time constant of ``tau_s``, over the same decayed span of the time since the caller was
     first seen (at least ``min_span_s``), so that a client that has just arrived and keeps the server busy weighs
     as much as one that has done so for minutes. A full line takes a newcomer who has used the server less than
-    someone in it, and that one is refused instead. So a visitor who fuses now and then is served at the next free
+    someone in it, and that one is refused instead. One slot in eight (``total // 8``) is kept for light callers,
+    those busy less than ``light_share`` of their recent time. So a visitor who fuses now and then is served at the next free
     slot however many clients keep the server full, and those who keep it full share what is left: a client that
     is always running or waiting is, by design, served like each of them.
     """
@@ -70,6 +71,7 @@ class RunTracker:
     tau_s = 60.0
     refusal_s = 1.0
     min_span_s = 2.0
+    light_share = 1 / 3
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -192,23 +194,20 @@ class RunTracker:
             self._next += 1
             adm = Admission(owner, total, self._next)
             now = time.monotonic()
-            if self._taken() < total and not self._waiting:
-                adm.granted = True
-                self._granted.append(adm)
-                self._used(owner, now, +1)
-                return adm
-            if len(self._waiting) >= max_waiting:
-                worst = self._bumpable(owner)
-                if worst is None:
-                    self._refused(owner)
-                    raise self._full(total, max_waiting)
-                self._drop(worst, now)
-                self._refused(worst.owner)
-                worst.bumped = True
-                self._wake(worst)
             adm.loop, adm.future = loop, loop.create_future()
             self._waiting.append(adm)
             self._used(owner, now, +1)
+            self._grant()
+            if adm.granted:  # a free slot, and nobody waiting ranked before it
+                return adm
+            if len(self._waiting) > max_waiting:  # the line is full: its heaviest caller leaves it
+                worst = max(self._waiting, key=lambda a: self._rank(a, now))
+                self._drop(worst, now)
+                self._refused(worst.owner)
+                if worst is adm:
+                    raise self._full(total, max_waiting)
+                worst.bumped = True
+                self._wake(worst)
         try:
             await asyncio.wait_for(asyncio.shield(adm.future), wait_s)
         except TimeoutError:
@@ -256,11 +255,20 @@ class RunTracker:
                 self._drop(adm, time.monotonic())
                 self._grant()
 
+    def _reserved(self, total: int) -> int:
+        """Slots kept for light callers: a busy server keeps ``total // 8`` of its slots (one of public's eight)
+        for callers who have used it less than ``light_share`` of their recent time."""
+        return total // 8
+
     def _grant(self) -> None:
-        """Give free slots to waiting callers, the least busy lately first (under the lock)."""
+        """Give free slots to waiting callers, the least busy lately first; the reserved slots to light callers
+        only (under the lock)."""
         now = time.monotonic()
-        while self._waiting and self._taken() < self._waiting[0].total:
+        while self._waiting:
             adm = min(self._waiting, key=lambda a: self._rank(a, now))
+            light = self._share(adm.owner, now) < self.light_share
+            if self._taken() >= adm.total - (0 if light else self._reserved(adm.total)):
+                break
             self._waiting.remove(adm)
             adm.granted = True
             self._granted.append(adm)

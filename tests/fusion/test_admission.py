@@ -246,3 +246,31 @@ async def test_a_refusal_counts_as_use_so_a_client_retrying_against_a_full_line_
     busy.set()
     await blocker
     tracker.release(await newcomer)
+
+
+async def test_a_busy_server_keeps_one_slot_in_eight_for_light_visitors():
+    tracker = RunTracker()
+    warm = asyncio.Event()
+    first = asyncio.ensure_future(hold(tracker, "ip:heavy", warm, total=8))
+    await asyncio.sleep(1.0)  # ip:heavy has been busy for half of its (minimum two-second) span
+    warm.set()
+    await first
+    release = [asyncio.Event() for _ in range(7)]
+    log: list[str] = []
+    holders = [asyncio.ensure_future(hold(tracker, f"ip:h{k}", release[k], total=8, log=log)) for k in range(7)]
+    await until(lambda: len(log) == 7)
+    heavy = asyncio.ensure_future(tracker.admit("ip:heavy", 1, 8, 10, 8))
+    await asyncio.sleep(0.05)
+    assert not heavy.done()  # the eighth slot is free, but kept for light visitors
+    t0 = time.monotonic()
+    light = await tracker.admit("ip:light", 1, 8, 10, 8)
+    assert light.granted and time.monotonic() - t0 < 0.05
+    tracker.release(light)
+    assert not heavy.done()
+    release[0].set()  # one of the seven ends: now ip:heavy gets a slot
+    adm = await asyncio.wait_for(heavy, 5)
+    assert adm.granted
+    tracker.release(adm)
+    for e in release:
+        e.set()
+    await asyncio.gather(*holders)
