@@ -13,7 +13,7 @@ LAYERS = [
     {"labels"},
     {"events", "shutdown", "scripted_server"},
     {"backends"},
-    {"store", "render", "plots", "policy", "serving"},
+    {"store", "migrations", "render", "plots", "policy", "serving"},
     {"fusion"},
     {"eval", "serve", "experiments"},
     {"ui", "app_cli", "cli", "__init__"},

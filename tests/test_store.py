@@ -105,8 +105,8 @@ def test_cli_fuse_json_and_runs(tmp_path, capsys, server):
 def test_an_older_store_is_migrated_and_its_runs_read_as_done(tmp_path):
     path = tmp_path / "v2.sqlite"
     c = sqlite3.connect(path)
-    for sql in MIGRATIONS[:2]:
-        c.executescript(sql)
+    for m in MIGRATIONS[:2]:  # the schema as it was at version 2
+        m.step(c)
     c.execute("PRAGMA user_version = 2")
     c.execute("INSERT INTO runs VALUES ('old-run', 1.0, 'vote', 'q', 'a', 0, NULL, '{}')")
     c.commit()
@@ -242,8 +242,8 @@ def test_a_v4_store_gets_listed_columns_from_its_records(tmp_path, member):
     e = asyncio.run(eval_item())
     path = tmp_path / "v4.sqlite"
     c = sqlite3.connect(path)
-    for sql in MIGRATIONS[:4]:
-        c.executescript(sql)
+    for m in MIGRATIONS[:4]:  # the schema as it was at version 4
+        m.step(c)
     c.execute("PRAGMA user_version = 4")
     c.execute("INSERT INTO runs VALUES (?, ?, 'vote', 'old question', 'x', 0, NULL, ?, 'done', NULL)",
               (r.run_id, r.created_at, json.dumps(r.to_dict(), default=str)))
@@ -322,8 +322,8 @@ async def test_runs_stored_before_ties_were_recorded_list_their_tie_after_the_mi
         del data["verdict"][key]
     path = tmp_path / "v5.sqlite"
     c = sqlite3.connect(path)
-    for sql in MIGRATIONS[:5]:
-        c.executescript(sql)
+    for m in MIGRATIONS[:5]:  # the schema as it was at version 5
+        m.step(c)
     c.execute("PRAGMA user_version = 5")
     winner = f"m{r.verdict.winner}"
     c.execute("INSERT INTO runs (id, created_at, mode, prompt_text, final_answer, degraded, data, winner_text) "

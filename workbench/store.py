@@ -15,61 +15,10 @@ from typing import Any, Iterable
 
 from .errors import ConfigError, WorkbenchError
 from .labels import RATINGS
+from .migrations import MIGRATIONS, migrate, schema_version, transaction  # noqa: F401  (MIGRATIONS: re-exported)
 from .paths import data_home
 from .records import FusionResult
 from .types import ImageData
-
-# Each entry moves the schema up one version (PRAGMA user_version); never edit a released entry.
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE runs (
-        id TEXT PRIMARY KEY,
-        created_at REAL NOT NULL,
-        mode TEXT NOT NULL,
-        prompt_text TEXT NOT NULL,
-        final_answer TEXT NOT NULL,
-        degraded INTEGER NOT NULL,
-        parent_run_id TEXT,
-        data TEXT NOT NULL
-    );
-    CREATE INDEX runs_created ON runs(created_at);
-    CREATE TABLE images (sha256 TEXT PRIMARY KEY, mime TEXT NOT NULL, data BLOB NOT NULL);
-    CREATE TABLE run_images (run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-                             position INTEGER NOT NULL, sha256 TEXT NOT NULL REFERENCES images(sha256),
-                             PRIMARY KEY (run_id, position));
-    """,
-    """
-    CREATE TABLE eval_members (cache_key TEXT NOT NULL, item_id TEXT NOT NULL, data TEXT NOT NULL,
-                               PRIMARY KEY (cache_key, item_id));
-    CREATE TABLE eval_rows (eval_id TEXT NOT NULL, item_id TEXT NOT NULL, system TEXT NOT NULL,
-                            created_at REAL NOT NULL, data TEXT NOT NULL, PRIMARY KEY (eval_id, item_id, system));
-    """,
-    """
-    ALTER TABLE runs ADD COLUMN status TEXT NOT NULL DEFAULT 'done';
-    """,
-    """
-    ALTER TABLE runs ADD COLUMN owner TEXT;
-    CREATE INDEX runs_owner ON runs(owner, created_at);
-    """,
-    # 5: what History lists and filters on without parsing every record; the researcher's own labels
-    """
-    ALTER TABLE runs ADD COLUMN origin TEXT NOT NULL DEFAULT '';
-    ALTER TABLE runs ADD COLUMN pool_text TEXT NOT NULL DEFAULT '';
-    ALTER TABLE runs ADD COLUMN judge_text TEXT NOT NULL DEFAULT '';
-    ALTER TABLE runs ADD COLUMN winner_text TEXT NOT NULL DEFAULT '';
-    ALTER TABLE runs ADD COLUMN total_tokens INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE runs ADD COLUMN cost_usd REAL;
-    ALTER TABLE runs ADD COLUMN total_s REAL NOT NULL DEFAULT 0;
-    CREATE INDEX runs_origin ON runs(origin, created_at);
-    CREATE TABLE labels (run_id TEXT PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
-                         best_member INTEGER, fused TEXT, blind INTEGER NOT NULL, created_at REAL NOT NULL);
-    """,
-    # 6: the listed winner says when it was a tie or had no majority (runs stored before: found from their verdicts)
-    "",
-]
-
-#: Python steps run after the SQL of the same version (data the SQL cannot compute): version -> fn(conn).
-BACKFILL: dict[int, Any] = {}
 
 #: Origins of runs that are parts of an evaluation or an experiment (hidden in History unless asked for).
 EVAL_ORIGINS = ("eval:", "experiment:")
@@ -101,25 +50,11 @@ class RunStore:
 
     def _migrate(self) -> None:
         with self._lock:
-            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > len(MIGRATIONS):
-                raise WorkbenchError(f"{self.path} was written by a newer workbench (schema {version})")
-            for n, sql in enumerate(MIGRATIONS[version:], start=version + 1):
-                self._conn.execute("BEGIN")
-                try:
-                    for stmt in filter(str.strip, sql.split(";")):
-                        self._conn.execute(stmt)
-                    if n in BACKFILL:
-                        BACKFILL[n](self._conn)
-                    self._conn.execute(f"PRAGMA user_version = {n}")
-                    self._conn.execute("COMMIT")
-                except Exception:
-                    self._conn.execute("ROLLBACK")
-                    raise
+            migrate(self._conn, self.path)
 
     @property
     def schema_version(self) -> int:
-        return self._conn.execute("PRAGMA user_version").fetchone()[0]
+        return schema_version(self._conn)
 
     def save(self, result: FusionResult, images: Iterable[ImageData] = (), owner: str | None = None) -> str:
         """Store a run and its images in one transaction; returns the run id.
@@ -130,26 +65,19 @@ class RunStore:
         data = json.dumps(result.to_dict(), default=str)
         _refuse_secrets(data, result)
         images = list(images)
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                # an upsert, not INSERT OR REPLACE: a replaced row would take the researcher's label with it
-                self._conn.execute(
-                    "INSERT INTO runs (id, created_at, mode, prompt_text, final_answer, degraded, "
-                    "parent_run_id, data, status, owner, origin, pool_text, judge_text, winner_text, total_tokens, "
-                    "cost_usd, total_s) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
-                    + ", ".join(f"{c} = excluded.{c}" for c in _SAVED_COLUMNS[1:]),
-                    (result.run_id, result.created_at, result.mode, result.prompt.get("text", ""),
-                     result.final_answer, int(result.degraded), result.parent_run_id, data,
-                     "interrupted" if result.interrupted else "done", owner, *_summary(result)))
-                self._conn.execute("DELETE FROM run_images WHERE run_id = ?", (result.run_id,))
-                for pos, img in enumerate(images):
-                    self._conn.execute("INSERT OR IGNORE INTO images VALUES (?,?,?)", (img.sha256, img.mime, img.data))
-                    self._conn.execute("INSERT INTO run_images VALUES (?,?,?)", (result.run_id, pos, img.sha256))
-                self._conn.execute("COMMIT")
-            except Exception:
-                self._conn.execute("ROLLBACK")
-                raise
+        row = {"id": result.run_id, "created_at": result.created_at, "mode": result.mode,
+               "prompt_text": result.prompt.get("text", ""), "final_answer": result.final_answer,
+               "degraded": int(result.degraded), "parent_run_id": result.parent_run_id, "data": data,
+               "status": "interrupted" if result.interrupted else "done", "owner": owner, **listed_columns(result)}
+        with self._lock, transaction(self._conn, immediate=True):
+            # an upsert, not INSERT OR REPLACE: a replaced row would take the researcher's label with it
+            self._conn.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join(':' + c for c in row)}) "
+                               f"ON CONFLICT(id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in row if c != 'id')}",
+                               row)
+            self._conn.execute("DELETE FROM run_images WHERE run_id = ?", (result.run_id,))
+            for pos, img in enumerate(images):
+                self._conn.execute("INSERT OR IGNORE INTO images VALUES (?,?,?)", (img.sha256, img.mime, img.data))
+                self._conn.execute("INSERT INTO run_images VALUES (?,?,?)", (result.run_id, pos, img.sha256))
         return result.run_id
 
     def list(self, limit: int = 50, owner: str | None = None, *, origin: str | None = None,
@@ -309,7 +237,7 @@ class RunStore:
             self._row(run_id, owner, "id")
         except ConfigError:
             return False
-        with self._lock:
+        with self._lock, transaction(self._conn, immediate=True):
             cur = self._conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
             self._conn.execute("DELETE FROM images WHERE sha256 NOT IN (SELECT sha256 FROM run_images)")
         return cur.rowcount > 0
@@ -335,24 +263,15 @@ class RunStore:
         """One item's rows in one transaction: an interrupted evaluation never keeps half an item."""
         import time
 
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                for r in rows:
-                    self._conn.execute("INSERT OR REPLACE INTO eval_rows VALUES (?,?,?,?,?)",
-                                       (eval_id, r["item_id"], r["system"], time.time(), json.dumps(r, default=str)))
-                self._conn.execute("COMMIT")
-            except Exception:
-                self._conn.execute("ROLLBACK")
-                raise
+        with self._lock, transaction(self._conn, immediate=True):
+            for r in rows:
+                self._conn.execute("INSERT OR REPLACE INTO eval_rows VALUES (?,?,?,?,?)",
+                                   (eval_id, r["item_id"], r["system"], time.time(), json.dumps(r, default=str)))
 
     def close(self) -> None:
         self._conn.close()
 
 
-_SAVED_COLUMNS = ("id", "created_at", "mode", "prompt_text", "final_answer", "degraded", "parent_run_id", "data",
-                  "status", "owner", "origin", "pool_text", "judge_text", "winner_text", "total_tokens", "cost_usd",
-                  "total_s")
 _LIST_COLUMNS = ("id", "created_at", "mode", "prompt_text", "final_answer", "degraded", "parent_run_id", "status",
                  "origin", "pool_text", "judge_text", "winner_text", "total_tokens", "cost_usd", "total_s")
 _LIST_KEYS = ("run_id", "created_at", "mode", "prompt", "final_answer", "degraded", "parent_run_id", "status",
@@ -360,8 +279,9 @@ _LIST_KEYS = ("run_id", "created_at", "mode", "prompt", "final_answer", "degrade
 _SEARCHED = ("prompt_text", "final_answer", "pool_text", "judge_text", "id")
 
 
-def _summary(result: FusionResult) -> tuple:
-    """The listed columns a record gives: origin, pool, judge, winner, tokens, cost, seconds."""
+def listed_columns(result: FusionResult) -> dict[str, Any]:
+    """The columns History lists and filters on, from a run's record: origin, pool, judge, winner, tokens,
+    cost, seconds (the one mapping of a record to them: saving and the migrations that fill them use it)."""
     pool = ", ".join(_member_name(m) for m in result.pool)
     judge = _member_name(result.judge) if result.judge else ""
     v = result.verdict
@@ -372,48 +292,21 @@ def _summary(result: FusionResult) -> tuple:
         winner += f" ({v.winner_note})" if v.winner_note else ""
     elif result.mode == "merge" and result.final_answer:
         winner = "merged"
-    return (result.origin or "", pool, judge, winner, result.total_tokens, result.total_cost_usd, result.total_s)
+    return {"origin": result.origin or "", "pool_text": pool, "judge_text": judge, "winner_text": winner,
+            "total_tokens": result.total_tokens, "cost_usd": result.total_cost_usd, "total_s": result.total_s}
 
 
 def _member_name(m: dict[str, Any]) -> str:
     return m.get("label") or m.get("display_name") or (m.get("model") or {}).get("name", "?")
 
 
-def _stored(conn: sqlite3.Connection) -> Iterable[tuple[str, FusionResult]]:
+def stored_records(conn: sqlite3.Connection) -> Iterable[tuple[str, FusionResult]]:
     """(id, record) of every stored run this version can read (the others keep what their columns hold)."""
     for run_id, data in conn.execute("SELECT id, data FROM runs").fetchall():
         try:
             yield run_id, FusionResult.from_dict(json.loads(data))
         except Exception:  # a record this version cannot read: listed with what the old columns hold
             continue
-
-
-def _backfill_summaries(conn: sqlite3.Connection) -> None:
-    """Migration 5: fill the listed columns of runs stored before they existed."""
-    for run_id, result in _stored(conn):
-        conn.execute("UPDATE runs SET origin=?, pool_text=?, judge_text=?, winner_text=?, total_tokens=?, "
-                     "cost_usd=?, total_s=? WHERE id = ?", (*_summary(result), run_id))
-    # the fused runs of earlier evaluations are named in their result rows (the pool's own runs are not)
-    for (data,) in conn.execute("SELECT data FROM eval_rows").fetchall():
-        try:
-            run_id = json.loads(data).get("run_id")
-        except ValueError:
-            continue
-        if run_id:
-            conn.execute("UPDATE runs SET origin = 'eval:(before origins)' WHERE id = ? AND origin = ''", (run_id,))
-
-
-BACKFILL[5] = _backfill_summaries
-
-
-def _backfill_winners(conn: sqlite3.Connection) -> None:
-    """Migration 6: the listed winner of runs stored before says a tie or no majority (``from_dict`` finds them in
-    the verdicts those runs kept)."""
-    for run_id, result in _stored(conn):
-        conn.execute("UPDATE runs SET winner_text = ? WHERE id = ?", (_summary(result)[3], run_id))
-
-
-BACKFILL[6] = _backfill_winners
 
 
 def _refuse_secrets(data: str, result: FusionResult) -> None:
