@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from workbench.serve.app import check_fusions
+from workbench.serve.targets import check_fusions
 from workbench.specs import load_registry
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"

@@ -77,7 +77,7 @@ def test_fused_models_parse_from_the_models_file_and_bad_tables_say_what_is_wron
 
 def test_a_server_refuses_a_fused_model_that_does_not_resolve():
     from workbench.errors import ConfigError
-    from workbench.serve.app import check_fusions
+    from workbench.serve.targets import check_fusions
     from workbench.specs import load_registry
 
     for table, says in [('pool = ["no-such-model"]\njudge = "tiny-offline"', "unknown model 'no-such-model'"),

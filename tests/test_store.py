@@ -11,7 +11,8 @@ import workbench as wb
 from workbench.cli import main
 from workbench.specs import Member
 from workbench.render import to_json, to_markdown
-from workbench.store import MIGRATIONS, RunStore
+from workbench.migrations import MIGRATIONS
+from workbench.store import RunStore
 
 
 def png(color):

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 from .errors import ConfigError, WorkbenchError
 from .labels import RATINGS
-from .migrations import MIGRATIONS, migrate, schema_version, transaction  # noqa: F401  (MIGRATIONS: re-exported)
+from .migrations import migrate, schema_version, transaction
 from .paths import data_home
 from .records import FusionResult
 from .types import ImageData

@@ -7,7 +7,7 @@ import workbench as wb
 from workbench.records import FusionResult
 from workbench.render import to_json, to_markdown
 from workbench.render.html import verdict_html
-from workbench.serve.protocol import fusion_object
+from workbench.serve.responses import fusion_object
 from workbench.specs import Member
 
 

@@ -336,7 +336,7 @@ def test_request_bodies_in_memory_have_a_budget(scripted_registry, tmp_path):
     import json as _json
     import socket as _socket
 
-    from workbench.serve.app import BODIES
+    from workbench.serve.bodies import BODIES
 
     limits = replace(Limits(), max_request_bytes=6000, max_bodies_bytes=8000)
     policy = Policy(public=False, registry=scripted_registry, limits=limits)
@@ -368,7 +368,7 @@ def test_a_body_that_does_not_arrive_in_time_is_a_408_and_its_share_is_released(
     """A client sending a byte every few seconds: after body_read_s the server answers 408 and closes it."""
     import socket as _socket
 
-    from workbench.serve.app import BODIES
+    from workbench.serve.bodies import BODIES
 
     limits = replace(Limits(), body_read_s=1)
     policy = Policy(public=False, registry=scripted_registry, limits=limits)
@@ -408,7 +408,7 @@ def test_a_body_that_does_not_arrive_in_time_is_a_408_and_its_share_is_released(
 
 def test_large_bodies_leave_an_eighth_of_the_budget_to_small_requests():
     """Clients sending huge bodies fill at most 7/8 of max_bodies_bytes; an ordinary request still fits."""
-    from workbench.serve.app import _BodyBudget
+    from workbench.serve.bodies import BodyBudget as _BodyBudget
     from workbench.serve.protocol import APIError
 
     b = _BodyBudget()

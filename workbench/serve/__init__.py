@@ -1,7 +1,10 @@
 """The OpenAI-compatible fusion API: ``workbench serve`` (standalone) and ``/v1`` inside the Gradio app.
 
-``create_api`` builds the ``/v1`` routes (``app``); the wire format is ``protocol``; the judge's answer is
-streamed as it is written by ``streaming``; the command is ``cli``. FastAPI is imported on first use.
+``app`` builds the ``/v1`` routes (``create_api``), the key they ask for declared once (``auth``); a request
+becomes a run in ``chat``, whose events ``pump`` waits for or streams; ``targets`` says what a model name runs,
+``bodies`` reads request bodies within their limits; the wire format is ``protocol`` coming in (and errors) and
+``responses`` going out; the judge's answer is streamed as it is written by ``streaming``; the command is
+``cli``. FastAPI is imported on first use.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The OpenAI chat-completions wire format, both ways: requests in (checked, turned into a Prompt and settings),
-completions, chunks, usage and the ``fusion`` extension object out, and OpenAI error objects.
+"""The OpenAI chat-completions wire format coming in: requests checked and turned into a Prompt, and OpenAI error
+objects with the status each workbench error maps to (what goes out is ``responses``).
 
 Only what a fused model can honour is accepted: ``n`` > 1, log-probabilities and tools are refused with a 400 that
 says so (a harness that needs them must not get silent garbage); unknown extra fields are ignored, as OpenAI's
@@ -11,15 +11,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import InputError
-from ..records import FusionResult, MemberOutput, Verdict
-from ..render.markdown import decision_head
+from ..errors import (BusyError, ConfigError, InputError, PolicyError, TooLargeError, UnknownModelError,
+                      WorkbenchError)
+from ..shutdown import ShuttingDownError
 from ..types import Prompt
 
 #: the most bytes of one image fetched from a URL
@@ -269,90 +268,19 @@ def build_prompt(conv: Conversation, images: list[bytes]) -> Prompt:
     return Prompt(conv.text, images=images, system=conv.system, history=conv.history)
 
 
-# ---- responses --------------------------------------------------------------------------------------------
-
-
-def usage(result: FusionResult) -> dict[str, Any]:
-    """Every call of the run summed: members in every round, and every judge attempt; cost when known."""
-    calls = [(o.prompt_tokens, o.completion_tokens) for r in result.rounds for o in r]
-    calls += [(a.prompt_tokens, a.completion_tokens) for a in (result.verdict.attempts if result.verdict else [])]
-    p, c = sum(x for x, _ in calls), sum(y for _, y in calls)
-    out: dict[str, Any] = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
-    if result.total_cost_usd is not None:
-        out["cost"] = result.total_cost_usd
-    return out
-
-
-def _output(o: MemberOutput) -> dict[str, Any]:
-    return {"member": o.label, "round": o.round, "ok": o.ok, "skipped": o.skipped, "saw_images": o.saw_images,
-            "content": o.text, "finish_reason": o.finish_reason,
-            "error": None if o.ok else {"kind": o.kind, "message": o.reason},
-            "usage": {"prompt_tokens": o.prompt_tokens, "completion_tokens": o.completion_tokens,
-                      **({"cost": o.cost_usd} if o.cost_usd is not None else {})},
-            "latency_s": round(o.latency_s, 4), "ttft_s": None if o.ttft_s is None else round(o.ttft_s, 4)}
-
-
-def decision(v: Verdict, labels: list[str]) -> dict[str, Any]:
-    """How the winner was decided: ``tie`` (several answers shared the top), ``tied`` (one member per such answer),
-    ``tie_broken_by`` (the rule, in words), ``majority`` (vote: more than half the votes; null otherwise) and
-    ``decision``, the sentence the page shows ("Tie: a and b scored 10 each — broken by .... Taken: a")."""
-    names = dict(enumerate(labels))
-    return {"tie": v.tie, "tied": [names.get(i, str(i)) for i in v.tied], "tie_broken_by": v.tie_broken_by or None,
-            "majority": v.majority,
-            "decision": f"{decision_head(v, names)}: {names.get(v.winner, v.winner)}" if v.winner is not None
-            else None}
-
-
-def fusion_object(result: FusionResult) -> dict[str, Any]:
-    """The ``fusion`` extension: what each member wrote in each round, the verdict and why, what failed."""
-    labels = [m["label"] for m in result.pool]
-    v = result.verdict
-    verdict = None
-    if v is not None:
-        name = lambda i: labels[i] if i is not None and 0 <= i < len(labels) else None  # noqa: E731
-        verdict = {"valid": v.valid, "error": v.error or None, "winner": name(v.winner), **decision(v, labels),
-                   "scores": {name(i): s for i, s in v.scores.items()}, "rationale": v.rationale,
-                   "orderings": v.swap_k, "agreement": v.swap_agreement, "outcome": v.swap_outcome or None,
-                   "picks": [name(w) for w in v.swap_winners], "votes": v.votes or None,
-                   "injection_flagged": [name(i) for i in v.injection_flagged],
-                   "judge_calls": [{"valid": a.valid, "error": a.error or None, "latency_s": round(a.latency_s, 4),
-                                    "usage": {"prompt_tokens": a.prompt_tokens,
-                                              "completion_tokens": a.completion_tokens,
-                                              **({"cost": a.cost_usd} if a.cost_usd is not None else {})}}
-                                   for a in v.attempts]}
-    return {"run_id": result.run_id, "mode": result.mode, "members": labels,
-            "judge": result.judge["label"] if result.judge else None,
-            "rounds": [[_output(o) for o in rnd] for rnd in result.rounds], "verdict": verdict,
-            "degraded": result.degraded, "interrupted": result.interrupted or None,
-            "failure_reasons": list(result.failure_reasons), "notes": list(result.notes),
-            "stopped_early_after_round": result.stopped_early,
-            "timing": {"load_s": round(result.load_s, 4), "pool_s": round(result.pool_wall_s, 4),
-                       "judge_s": round(result.judge_wall_s, 4), "total_s": round(result.total_s, 4)},
-            "environment": result.environment or None}
-
-
-def apply_stop(text: str, stops: list[str]) -> tuple[str, bool]:
-    """``text`` cut before the first stop sequence (and whether one was found)."""
-    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
-
-
-def completion(cid: str, model: str, created: int, content: str, finish_reason: str,
-               result: FusionResult) -> dict[str, Any]:
-    """A ``chat.completion`` object with ``usage`` and the ``fusion`` extension."""
-    return {"id": cid, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": None},
-                         "logprobs": None, "finish_reason": finish_reason}],
-            "usage": usage(result), "system_fingerprint": None, "fusion": fusion_object(result)}
-
-
-def chunk(cid: str, model: str, created: int, delta: dict[str, Any] | None = None, finish_reason: str | None = None,
-          **extra: Any) -> dict[str, Any]:
-    """A ``chat.completion.chunk``; ``delta={}`` with extension fields is a chunk plain clients skip."""
-    return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": 0, "delta": delta or {}, "logprobs": None, "finish_reason": finish_reason}],
-            **extra}
-
-
-def now() -> int:
-    return int(time.time())
+def as_api_error(exc: WorkbenchError) -> APIError:
+    """The HTTP status and OpenAI error code of a workbench error a call raised."""
+    message = str(exc)
+    if isinstance(exc, TooLargeError):
+        return APIError(413, message, "request_too_large")
+    if isinstance(exc, BusyError):
+        return APIError(429, message, "rate_limit_exceeded", headers={"Retry-After": "1"})
+    if isinstance(exc, ShuttingDownError):
+        return APIError(503, message, "shutting_down", headers={"Retry-After": "5"})
+    if isinstance(exc, UnknownModelError):
+        return APIError(404, message, "model_not_found", "model")
+    if isinstance(exc, PolicyError):
+        return APIError(403, message, "not_allowed")
+    if isinstance(exc, (InputError, ConfigError)):
+        return APIError(400, message, "invalid_value")
+    return APIError(500, message, "server_error")

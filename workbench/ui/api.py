@@ -39,7 +39,7 @@ def add_fuse_api(store: RunStore, policy: Policy, api_token: str | None = None) 
 
         Streams {"event": ...} updates; the last value is {"event": "done", "result": FusionResult dict}.
         """
-        from ..serve.app import BAD_KEY, bearer_ok
+        from ..serve.auth import BAD_KEY, bearer_ok
 
         if not bearer_ok(getattr(request, "headers", None) or {}, api_token):
             yield {"event": "error", "error": BAD_KEY}

@@ -113,7 +113,7 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
         async def api_run(ds, n, chosen, swap_on, inject_on, max_tokens, rows, judge, state,
                           request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
             """The ``/evaluate`` API endpoint: the page's evaluation, for a client holding the host's API key."""
-            from ..serve.app import BAD_KEY, bearer_ok
+            from ..serve.auth import BAD_KEY, bearer_ok
 
             if not bearer_ok(getattr(request, "headers", None) or {}, api_token):
                 return (f"⚠ {BAD_KEY}", None, None, None, None, None, None)

@@ -61,7 +61,7 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
         api_key_env: the variable holding the key programmatic clients must send to the ``/fuse`` and
             ``/evaluate`` endpoints (as to ``/v1``); the page's own events never ask for it. None: no key.
     """
-    from ..serve.app import api_token
+    from ..serve.auth import api_token
 
     policy = policy or Policy.for_host()
     token = api_token(api_key_env)  # a named but unset variable: ConfigError, never an open server

@@ -1,0 +1,175 @@
+"""A run's events read from its own task (``Pump``), waited for with a disconnect check, or sent as server-sent
+events with keep-alives: the run is cancelled, and stored as interrupted, when its client goes away."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any, AsyncIterator
+
+from fastapi import Request
+
+from ..answers import letters
+from ..errors import WorkbenchError
+from ..events import (Event, JudgeStart, JudgeToken, Loading, MemberDone, MemberToken, RoundEnd, RoundStart, RunDone,
+                      VerdictEvent)
+from ..records import FusionResult
+from ..settings import FusionSettings
+from . import protocol as P
+from . import responses as R
+from .streaming import AnswerStream, StopFilter
+from .targets import Target
+
+log = logging.getLogger("workbench.serve")
+
+#: seconds without an event after which a stream sends an SSE comment (proxies keep it open; a gone client shows)
+KEEPALIVE_S = 10.0
+#: how often a non-streaming request checks whether its client is still there
+DISCONNECT_POLL_S = 0.25
+
+
+class Pump:
+    """Reads a run's events into a queue from its own task, so that waiting with a timeout (keep-alives) never
+    cancels the run's generator; ``close`` stops the run (members and judge are cancelled)."""
+
+    def __init__(self, events: AsyncIterator[Event]):
+        self.events = events
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        try:
+            async for e in self.events:
+                self.queue.put_nowait(e)
+        except BaseException as exc:  # noqa: BLE001  (handed to the reader, which raises it)
+            self.queue.put_nowait(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        finally:
+            self.queue.put_nowait(None)
+
+    async def next(self, timeout: float | None = None) -> Event | None:
+        """The next event; None at the end; raises what the run raised; TimeoutError after ``timeout``."""
+        item = await asyncio.wait_for(self.queue.get(), timeout)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def close(self) -> None:
+        if not self.task.done():
+            self.task.cancel()
+        with contextlib.suppress(BaseException):
+            await self.task
+        with contextlib.suppress(BaseException):
+            await self.events.aclose()
+
+
+async def until_done(pump: Pump, request: Request) -> FusionResult | None:
+    """The run's result, or None when the client disconnected first (the run is then cancelled)."""
+    while True:
+        try:
+            event = await pump.next(DISCONNECT_POLL_S)
+        except TimeoutError:
+            if await request.is_disconnected():
+                return None
+            continue
+        if event is None:
+            raise P.APIError(500, "the run ended without a result", "server_error")
+        if isinstance(event, RunDone):
+            return event.result
+
+
+def sse_data(obj: Any) -> bytes:
+    return b"data: " + json.dumps(obj, separators=(",", ":"), default=str).encode() + b"\n\n"
+
+
+async def sse(pump: Pump, req: P.ChatRequest, target: Target, cid: str, created: int,
+               settings: FusionSettings, labels: list[str]) -> AsyncIterator[bytes]:
+    """The run as ``chat.completion.chunk`` events: the role first; progress chunks (empty delta plus a
+    ``fusion`` field, which plain clients skip); the answer's text as deltas (a plain model's tokens as they
+    come, a judge-written answer as the judge writes it, a best-of pick when the verdict is in); the finish
+    chunk with the whole ``fusion`` object; usage when asked; ``[DONE]``. A failure after the stream started is
+    an ``error`` event, as OpenAI's servers send."""
+    model = req.model
+    live = not target.plain and R.judge_writes_answer(target.mode) and settings.swap_k == 1
+    answer: AnswerStream | None = None
+    out = StopFilter(req.stops)
+    step = lambda delta=None, finish=None, **extra: sse_data(  # noqa: E731
+        R.chunk(cid, model, created, delta, finish, **extra))
+
+    def progress(**info: Any) -> bytes | None:
+        return step(fusion=info) if req.progress else None
+
+    try:
+        yield step({"role": "assistant", "content": ""})
+        result: FusionResult | None = None
+        while result is None:
+            try:
+                event = await pump.next(KEEPALIVE_S)
+            except TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            if event is None:
+                raise P.APIError(500, "the run ended without a result", "server_error")
+            piece: bytes | None = None
+            if isinstance(event, Loading):
+                piece = progress(event="loading", models=event.models)
+            elif isinstance(event, RoundStart):
+                piece = progress(event="round_start", round=event.round)
+            elif isinstance(event, MemberToken):
+                if target.plain and (text := out.push(event.text)):
+                    piece = step({"content": text})
+            elif isinstance(event, MemberDone):
+                o = event.output
+                piece = progress(event="member_done", round=o.round, member=o.label, ok=o.ok, skipped=o.skipped,
+                                 finish_reason=o.finish_reason, completion_tokens=o.completion_tokens,
+                                 latency_s=round(o.latency_s, 4), error=None if o.ok else o.reason)
+            elif isinstance(event, RoundEnd):
+                piece = progress(event="round_end", round=event.round, agreed=event.agreed)
+            elif isinstance(event, JudgeStart):
+                piece = progress(event="judge_start", ordering=event.attempt)
+                if live and answer is None:
+                    ids = letters(len(event.order))
+                    answer = AnswerStream(lambda obj, ids=ids: target.mode.validate({**obj, "answer": "x"}, ids))
+            elif isinstance(event, JudgeToken):
+                if answer is not None and (text := out.push(answer.feed(event.text))):
+                    piece = step({"content": text})
+            elif isinstance(event, VerdictEvent):
+                v = event.verdict
+                winner = labels[v.winner] if v.winner is not None and v.winner < len(labels) else None
+                piece = progress(event="verdict", valid=v.valid, winner=winner, **R.decision(v, labels))
+            elif isinstance(event, RunDone):
+                result = event.result
+            if piece is not None:
+                yield piece
+        try:
+            R.raise_if_failed(result)
+        except P.APIError as exc:
+            yield sse_data(exc.body())
+            yield b"data: [DONE]\n\n"
+            return
+        content, finish = R.final(result, target.plain, target.mode, req.stops)
+        tail = out.flush()
+        if tail:
+            yield step({"content": tail})
+        if content.startswith(out.sent):
+            if content[len(out.sent):]:
+                yield step({"content": content[len(out.sent):]})
+        else:  # what was streamed live is not the verdict's answer (a judge reply thrown away): say so
+            log.warning("run %s: the streamed answer differs from the verdict's; sent a correction", result.run_id)
+            yield step(fusion={"event": "answer_replaced", "content": content})
+        yield step(None, finish, fusion=R.fusion_object(result))
+        if req.include_usage:
+            yield sse_data({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                             "choices": [], "usage": R.usage(result)})
+        yield b"data: [DONE]\n\n"
+    except P.APIError as exc:
+        yield sse_data(exc.body())
+        yield b"data: [DONE]\n\n"
+    except WorkbenchError as exc:
+        yield sse_data(P.as_api_error(exc).body())
+        yield b"data: [DONE]\n\n"
+    finally:  # also when the client went away (the response task is cancelled): cancel the run
+        await pump.close()
