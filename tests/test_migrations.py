@@ -124,3 +124,21 @@ def test_a_step_that_fails_leaves_the_store_at_the_version_before_it_whole(tmp_p
     assert store.schema_version == len(MIGRATIONS)
     assert {r["run_id"] for r in store.list(limit=100, owner=None)} >= {
         rid for rid, k in kept["runs"].items() if not k["owner"]}
+
+
+@pytest.mark.parametrize("words, kind", [
+    ("timed out: the run's time limit passed (30 s)", "timeout"),
+    ("the server shut down before the run finished", "shutdown"),
+    ("stopped before it finished (cancelled)", "cancelled"),
+    ("something an old version wrote", "cancelled"),
+])
+def test_a_record_from_before_stopped_was_kept_gets_its_kind_from_its_words(words, kind):
+    from workbench.records import FusionResult
+
+    path = FIXTURES / "v6.json"
+    record = dict(next(iter(json.loads(path.read_text())["runs"].values()))["record"])
+    record.pop("stopped", None)
+    record["interrupted"] = words
+    assert FusionResult.from_dict(record).stopped == kind
+    record["interrupted"] = ""
+    assert FusionResult.from_dict(record).stopped == ""

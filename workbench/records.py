@@ -20,6 +20,14 @@ from .types import decode_rate
 
 #: Version of the FusionResult dict format (bump with a migration in store.py).
 RECORD_VERSION = 1
+
+#: why a run stopped before it finished (``FusionResult.stopped``), and the words recorded with it
+STOPPED = {
+    "timeout": "timed out: the run's time limit passed",
+    "shutdown": "the server shut down before the run finished",
+    "cancelled": "stopped before it finished (cancelled)",
+    "client_gone": "the client went away before the run finished",
+}
 #: ``MemberOutput.kind`` of a member left out of an image prompt because it cannot see images
 #: (``FusionSettings.blind_members == "skip"``): not called, not a judge candidate, not a failure of the run
 NO_VISION = "no-vision"
@@ -213,7 +221,8 @@ class FusionResult:
     total_s: float = 0.0
     parent_run_id: str | None = None  #: set when this run re-judged another
     noise: bool = False  #: a random-weight model took part: the text means nothing
-    interrupted: str = ""  #: why the run stopped before it finished (server shutdown, cancelled); "" if it finished
+    interrupted: str = ""  #: why the run stopped before it finished, in words; "" if it finished
+    stopped: str = ""  #: why, as a kind: one of ``STOPPED`` ("" if it finished)
     origin: str = ""  #: where the run came from: "page", "api", "cli", "notebook"... ("" for older records)
     environment: dict[str, Any] = field(default_factory=dict)  #: provenance.environment(): code, packages, device,
     #: models, seed ({} for records from before it was kept)
@@ -263,6 +272,9 @@ class FusionResult:
             verdict = d["verdict"] = Verdict(**v)
             if "tied" not in v:  # stored before ties were recorded: found now from what the verdict kept
                 mark_tie(verdict, {o.member: o.text for o in (d["rounds"][-1] if d["rounds"] else [])})
+        if d.get("interrupted") and not d.get("stopped"):  # stored before the kind was kept: from the words
+            d["stopped"] = next((k for k, words in STOPPED.items() if d["interrupted"].startswith(words)),
+                                "cancelled")
         return cls(**d)
 
 

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from typing import Any, Coroutine, TypeVar
 
 from .errors import BusyError, WorkbenchError
+from .records import STOPPED
 
 T = TypeVar("T")
 
 #: the reason recorded on runs cancelled by a drain
-SHUTDOWN_REASON = "the server shut down before the run finished"
+SHUTDOWN_REASON = STOPPED["shutdown"]
 
 
 class ShuttingDownError(WorkbenchError):

@@ -34,7 +34,7 @@ async def test_drain_records_a_run_cut_short_with_what_its_members_wrote(remote,
     result = events[-1].result
     assert isinstance(events[-1], RunDone) and result.interrupted == SHUTDOWN_REASON
     stored = store.load(result.run_id)  # saved whole: the finished member and the partial one
-    assert stored.interrupted == SHUTDOWN_REASON and stored.degraded
+    assert stored.interrupted == SHUTDOWN_REASON and stored.degraded and stored.stopped == "shutdown"
     a, b = stored.rounds[0]
     assert b.ok and b.text == "fast answer"
     assert not a.ok and a.kind == "interrupted" and a.text.startswith("one") and "eight" not in a.text
@@ -77,3 +77,4 @@ async def test_a_stopped_run_is_kept_as_interrupted(remote, store):
     assert row["status"] == "interrupted"
     kept = store.load(row["run_id"])
     assert "cancelled" in kept.interrupted and kept.rounds[0][0].text.startswith("a")
+    assert kept.stopped == "cancelled"

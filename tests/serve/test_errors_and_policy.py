@@ -106,8 +106,9 @@ def test_all_members_failed_is_503_with_the_reasons_and_a_timeout_is_504(api):
     t0 = time.monotonic()
     r = post(url, {"model": "hung", "messages": USER})
     assert r.status_code == 504 and r.json()["error"]["code"] == "timeout" and time.monotonic() - t0 < 5
+    assert r.json()["fusion"]["stopped"] == "timeout"
     run = store.load(r.json()["fusion"]["run_id"])
-    assert run.interrupted.startswith("timed out") and run.origin == "api"
+    assert run.interrupted.startswith("timed out") and run.origin == "api" and run.stopped == "timeout"
 
 
 def test_an_sdk_that_refuses_its_client_gives_failed_members_and_a_stored_run_not_a_bare_500(api, monkeypatch):

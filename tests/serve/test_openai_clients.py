@@ -198,6 +198,7 @@ def test_an_aborted_stream_cancels_the_members_and_is_stored_as_interrupted(api)
     run = _wait_stored_interrupted(store, before)
     assert time.monotonic() - t0 < 3.0  # the members (3 s of words each) were cancelled, not waited for
     assert run.interrupted and run.origin == "api" and run.verdict is None
+    assert run.stopped == "client_gone" and run.interrupted == "the client went away before the run finished"
     # cancelled during round 1 (or, on starlette 0.40 which sees the disconnect sooner, before it began)
     assert len(run.rounds) <= 1 and all(o.kind == "interrupted" for o in (run.rounds or [[]])[0])
 
@@ -213,6 +214,7 @@ def test_an_aborted_stream_during_judging_cancels_the_judge(api):
                 break
     run = _wait_stored_interrupted(store, before)
     assert run.interrupted and all(o.ok for o in run.rounds[0]) and run.verdict is None
+    assert run.stopped == "client_gone"
 
 
 def test_a_non_streaming_client_that_goes_away_cancels_its_run(api):
@@ -222,7 +224,7 @@ def test_a_non_streaming_client_that_goes_away_cancels_its_run(api):
         httpx.post(f"{url}/chat/completions", timeout=0.5,
                    json={"model": "slowpool", "messages": [{"role": "user", "content": "count"}]})
     run = _wait_stored_interrupted(store, before)
-    assert run.interrupted and run.verdict is None
+    assert run.interrupted and run.verdict is None and run.stopped == "client_gone"
 
 
 def test_the_demo_serves_the_api_on_its_own_port_and_history_shows_api_runs(scripted_registry, tmp_path):

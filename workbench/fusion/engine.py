@@ -18,11 +18,11 @@ from ..backends import loaded as loaded_models
 from ..errors import ConfigError, WorkbenchError
 from ..events import (Event, JudgeStart, Loading, JudgeToken, MemberDone, MemberToken, RoundEnd, RoundStart, RunDone, RunStart,
                       VerdictEvent)
-from ..records import FusionResult, MemberOutput, Verdict, mark_tie, new_run_id
+from ..records import STOPPED, FusionResult, MemberOutput, Verdict, mark_tie, new_run_id
 from ..settings import FusionSettings
 from ..policy import Policy
 from ..provenance import environment
-from ..shutdown import RUNS, SHUTDOWN_REASON, run_tracked
+from ..shutdown import RUNS, run_tracked
 from ..specs import Member, Registry, load_registry
 from ..types import Failure, Prompt
 from . import judge as J
@@ -30,8 +30,9 @@ from .fanout import Emit, fan_out, load_members
 from .modes import Mode, agreed, debate_messages, get_mode, vote_verdict
 
 _DONE = object()
-#: how a run stopped by ``FusionSettings.timeout_s`` is recorded (``FusionResult.interrupted`` starts with it)
-TIMED_OUT = "timed out: the run's time limit passed"
+#: how a run stopped by ``FusionSettings.timeout_s`` is recorded (``FusionResult.interrupted`` starts with it;
+#: ``FusionResult.stopped`` is "timeout")
+TIMED_OUT = STOPPED["timeout"]
 
 
 def _member(x: str | Member, registry: Registry) -> Member:
@@ -133,8 +134,13 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
         if task.cancelled():  # a draining server cancelled it: its last event was RunDone, marked interrupted
             return
         task.result()  # a bug in our code raises here rather than vanishing
+    except asyncio.CancelledError as exc:  # the consumer was cancelled: its reason (one of STOPPED) goes to the run
+        if not task.done():
+            task.cancel(exc.args[0] if exc.args else None)
+        raise
     finally:
-        task.cancel()  # the consumer stopped (UI stop button): cancel every member and the judge
+        if not task.done() and not task.cancelling():
+            task.cancel()  # the consumer stopped (UI stop button): cancel every member and the judge
 
 
 async def fuse(prompt: Prompt | str, pool: Sequence[str | Member], judge: str | Member | None = None,
@@ -163,15 +169,16 @@ async def _run(prompt: Prompt, members: list[Member], judge_member: Member | Non
                 await _run_steps(result, prompt, members, judge_member, mode, settings, progress.emit,
                                  reuse_rounds or [], t_start, public)
         except TimeoutError:  # the whole run's limit: recorded as interrupted, what it had kept
-            progress.interrupt(f"{TIMED_OUT} ({settings.timeout_s:g} s)", time.perf_counter() - t_start)
+            progress.interrupt("timeout", f"{TIMED_OUT} ({settings.timeout_s:g} s)", time.perf_counter() - t_start)
             return
         progress.steps_done = True
         if save is not None:
             await asyncio.to_thread(save, result)  # SQLite off the event loop
         emit(RunDone(result))
-    except (asyncio.CancelledError, KeyboardInterrupt):  # a drain, the Stop button, Ctrl-C or SIGTERM (CLI)
-        progress.interrupt(SHUTDOWN_REASON if RUNS.draining else "stopped before it finished (cancelled)",
-                           time.perf_counter() - t_start)
+    except (asyncio.CancelledError, KeyboardInterrupt) as exc:  # a drain, Stop, a client gone, Ctrl-C, SIGTERM
+        why = exc.args[0] if isinstance(exc, asyncio.CancelledError) and exc.args else None
+        kind = "shutdown" if RUNS.draining else why if why in STOPPED else "cancelled"
+        progress.interrupt(kind, STOPPED[kind], time.perf_counter() - t_start)
         raise
 
 
@@ -194,8 +201,9 @@ class _Progress:
             self.finished[event.output.member] = event.output
         self._emit(event)
 
-    def interrupt(self, reason: str, total_s: float) -> None:
-        """Close the record as interrupted and emit its RunDone (which saves it, when a store is given)."""
+    def interrupt(self, kind: str, reason: str, total_s: float) -> None:
+        """Close the record as interrupted (``kind``: one of ``STOPPED``) and emit its RunDone (which saves it, when
+        a store is given)."""
         r = self.result
         if self.steps_done:  # cancelled while saving a finished run: it is whole, save it as it is
             if self.save is not None:
@@ -207,7 +215,7 @@ class _Progress:
                                                                  self.texts.get(i, ""), reason=reason,
                                                                  kind="interrupted", finish_reason="interrupted")
                              for i, m in enumerate(r.pool)])
-        r.interrupted = reason
+        r.interrupted, r.stopped = reason, kind
         r.degraded = True
         r.failure_reasons.append(f"interrupted: {reason}")
         r.total_s = total_s

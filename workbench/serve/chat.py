@@ -78,8 +78,8 @@ async def _chat_request(request: Request, policy: Policy, store: RunStore, charg
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     try:
         result = await until_done(pump, request)
-    finally:
-        await pump.close()
+    finally:  # a run still going here lost its client
+        await pump.close("client_gone")
     if result is None:  # the client went away: the run was cancelled and stored as interrupted
         return JSONResponse(P.APIError(499, "the client closed the request", "client_closed").body(), 499)
     R.raise_if_failed(result)

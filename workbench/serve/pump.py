@@ -57,9 +57,10 @@ class Pump:
             raise item
         return item
 
-    async def close(self) -> None:
+    async def close(self, why: str = "cancelled") -> None:
+        """Stop the run if it is still going (``why``: one of ``records.STOPPED``, recorded as its ``stopped``)."""
         if not self.task.done():
-            self.task.cancel()
+            self.task.cancel(why)
         with contextlib.suppress(BaseException):
             await self.task
         with contextlib.suppress(BaseException):
@@ -172,4 +173,4 @@ async def sse(pump: Pump, req: P.ChatRequest, target: Target, cid: str, created:
         yield sse_data(P.as_api_error(exc).body())
         yield b"data: [DONE]\n\n"
     finally:  # also when the client went away (the response task is cancelled): cancel the run
-        await pump.close()
+        await pump.close("client_gone")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..fusion.engine import TIMED_OUT
 from ..fusion.modes import Mode
 from ..records import FusionResult, MemberOutput, Verdict
 from ..render.markdown import decision_head
@@ -65,6 +64,7 @@ def fusion_object(result: FusionResult) -> dict[str, Any]:
             "judge": result.judge["label"] if result.judge else None,
             "rounds": [[_output(o) for o in rnd] for rnd in result.rounds], "verdict": verdict,
             "degraded": result.degraded, "interrupted": result.interrupted or None,
+            "stopped": result.stopped or None,
             "failure_reasons": list(result.failure_reasons), "notes": list(result.notes),
             "stopped_early_after_round": result.stopped_early,
             "timing": {"load_s": round(result.load_s, 4), "pool_s": round(result.pool_wall_s, 4),
@@ -104,7 +104,7 @@ def raise_if_failed(result: FusionResult) -> None:
     member was skipped (an image none of them can see); a run with some answers, a failed judge or a fallback
     still answers (``fusion.degraded``)."""
     fusion = fusion_object(result)
-    if result.interrupted.startswith(TIMED_OUT):
+    if result.stopped == "timeout":
         raise APIError(504, f"the fused model did not finish in time: {result.interrupted}", "timeout",
                          fusion=fusion)
     if result.interrupted:
