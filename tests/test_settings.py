@@ -36,3 +36,30 @@ async def test_the_run_stores_the_settings_it_ran_with(remote, tmp_path):
     assert r.settings == FusionSettings(seed=7, rounds=1, max_new_tokens=32)  # vote runs one round
     assert store.load(r.run_id).settings == r.settings
     assert FusionSettings.from_dict({**r.settings.to_dict(), "from_the_future": 1}) == r.settings
+
+
+def test_the_keyword_overrides_are_the_twin_of_fusion_settings():
+    """``fuse(..., round=3)`` is caught by a type checker because ``**overrides`` is ``Unpack[SettingsOverrides]``;
+    that only holds while SettingsOverrides has FusionSettings' fields with their types."""
+    import dataclasses
+    import typing
+
+    from workbench.fusion.engine import FuseOptions, fuse, fuse_stream
+    from workbench.settings import FusionSettings, SettingsOverrides
+
+    fields = typing.get_type_hints(FusionSettings)
+    assert typing.get_type_hints(SettingsOverrides) == {f.name: fields[f.name]
+                                                        for f in dataclasses.fields(FusionSettings)}
+    assert SettingsOverrides.__required_keys__ == frozenset()
+    assert set(SettingsOverrides.__optional_keys__) < set(FuseOptions.__optional_keys__)
+    for fn in (fuse_stream, fuse, FusionSettings.build):
+        hint = typing.get_type_hints(fn, include_extras=True)
+        assert typing.get_origin(hint["overrides" if fn is not fuse else "kwargs"]) is typing.Unpack
+
+
+def test_an_unknown_override_is_refused_at_run_time_too():
+    from workbench.errors import ConfigError
+    from workbench.settings import FusionSettings
+
+    with pytest.raises(ConfigError, match=r"unknown setting\(s\) \['round'\]"):
+        FusionSettings.build(None, round=3)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 from .errors import ConfigError
 from .types import GenerateConfig
@@ -97,6 +97,29 @@ class FusionSettings:
         return cls(**{k: v for k, v in (d or {}).items() if k in cls.__dataclass_fields__})
 
     @classmethod
-    def build(cls, settings: "FusionSettings | None" = None, **overrides: Any) -> "FusionSettings":
+    def build(cls, settings: "FusionSettings | None" = None,
+              **overrides: Unpack["SettingsOverrides"]) -> "FusionSettings":
         """``settings`` (default: the defaults) with keyword overrides: how ``fuse(**kwargs)`` is read."""
         return (settings or cls()).replace(**overrides) if overrides else (settings or cls())
+
+
+class SettingsOverrides(TypedDict, total=False):
+    """``FusionSettings``' fields as keyword arguments (``fuse(..., max_new_tokens=64)``): with ``Unpack`` in a
+    signature, a type checker catches ``fuse(..., round=3)``; ``tests/test_settings.py`` keeps it the twin of
+    ``FusionSettings`` (same names, same types)."""
+
+    max_new_tokens: int
+    min_new_tokens: int
+    temperature: float
+    top_p: float
+    seed: int | None
+    rounds: int
+    member_timeout_s: float
+    judge_timeout_s: float
+    timeout_s: float | None
+    quorum: int
+    swap_k: int
+    judge_max_new_tokens: int | None
+    judge_schema: bool
+    answer_schema: dict[str, Any] | None
+    blind_members: Literal["skip", "tell"]

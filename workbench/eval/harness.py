@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, Sequence, Unpack
 
 from ..answers import extract_answer, letters, sum_known, unique_top
 from ..errors import ConfigError, PolicyError
@@ -23,7 +23,7 @@ from ..fusion.modes import MODE_NAMES, MODES, Mode, get_mode
 from ..policy import Policy
 from ..provenance import differences, env_id
 from ..records import FusionResult, MemberOutput
-from ..settings import FusionSettings
+from ..settings import FusionSettings, SettingsOverrides
 from ..shutdown import ShuttingDownError, run_tracked
 from ..specs import Member, Registry, load_registry
 from ..store import RunStore
@@ -116,7 +116,7 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
                          limit: int | None = None, store: RunStore | None = None, inject: bool = False,
                          concurrency: int = 4, progress: bool = True, registry: Registry | None = None,
                          policy: Policy | None = None, owner: str | None = None, quota: str | None = None,
-                         **overrides):
+                         **overrides: Unpack[SettingsOverrides]):
     """Evaluate members, fusion modes and the oracle on ``dataset``; return a tidy DataFrame.
 
     Args:

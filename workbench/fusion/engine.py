@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import AsyncIterator, Callable, Sequence
+from typing import Any, AsyncIterator, Callable, Sequence, Unpack
 
 from ..answers import letters
 from ..backends import ModelHandle
@@ -19,7 +19,7 @@ from ..errors import ConfigError, WorkbenchError
 from ..events import (Event, JudgeStart, Loading, JudgeToken, MemberDone, MemberToken, RoundEnd, RoundStart, RunDone, RunStart,
                       VerdictEvent)
 from ..records import STOPPED, FusionResult, MemberOutput, Verdict, mark_tie, new_run_id
-from ..settings import FusionSettings
+from ..settings import FusionSettings, SettingsOverrides
 from ..policy import Policy
 from ..provenance import environment
 from ..shutdown import RUNS, run_tracked
@@ -66,7 +66,7 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
                       registry: Registry | None = None, store=None, policy: Policy | None = None,
                       owner: str | None = None, quota: str | None = None,
                       reuse_rounds: list[list[MemberOutput]] | None = None, origin: str = "python",
-                      **overrides) -> AsyncIterator[Event]:
+                      **overrides: Unpack[SettingsOverrides]) -> AsyncIterator[Event]:
     """Run one fusion and yield its events; the last is RunDone with the FusionResult.
 
     Args:
@@ -143,8 +143,21 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
             task.cancel()  # the consumer stopped (UI stop button): cancel every member and the judge
 
 
+class FuseOptions(SettingsOverrides, total=False):
+    """``fuse``'s keyword arguments: ``fuse_stream``'s, and ``FusionSettings``' fields."""
+
+    registry: Registry | None
+    store: Any
+    policy: Policy | None
+    owner: str | None
+    quota: str | None
+    reuse_rounds: list[list[MemberOutput]] | None
+    origin: str
+
+
 async def fuse(prompt: Prompt | str, pool: Sequence[str | Member], judge: str | Member | None = None,
-               mode: str | Mode = "best-of", settings: FusionSettings | None = None, **kwargs) -> FusionResult:
+               mode: str | Mode = "best-of", settings: FusionSettings | None = None,
+               **kwargs: Unpack[FuseOptions]) -> FusionResult:
     """Run one fusion and return its FusionResult (same arguments as ``fuse_stream``)."""
     result = None
     async for event in fuse_stream(prompt, pool, judge, mode, settings, **kwargs):

@@ -7,14 +7,14 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, assert_never
 
 from fastapi import Request
 
 from ..answers import letters
 from ..errors import WorkbenchError
 from ..events import (Event, JudgeStart, JudgeToken, Loading, MemberDone, MemberToken, RoundEnd, RoundStart, RunDone,
-                      VerdictEvent)
+                      RunStart, VerdictEvent)
 from ..records import FusionResult
 from ..settings import FusionSettings
 from . import protocol as P
@@ -115,34 +115,41 @@ async def sse(pump: Pump, req: P.ChatRequest, target: Target, cid: str, created:
             if event is None:
                 raise P.APIError(500, "the run ended without a result", "server_error")
             piece: bytes | None = None
-            if isinstance(event, Loading):
-                piece = progress(event="loading", models=event.models)
-            elif isinstance(event, RoundStart):
-                piece = progress(event="round_start", round=event.round)
-            elif isinstance(event, MemberToken):
-                if target.plain and (text := out.push(event.text)):
-                    piece = step({"content": text})
-            elif isinstance(event, MemberDone):
-                o = event.output
-                piece = progress(event="member_done", round=o.round, member=o.label, ok=o.ok, skipped=o.skipped,
-                                 finish_reason=o.finish_reason, completion_tokens=o.completion_tokens,
-                                 latency_s=round(o.latency_s, 4), error=None if o.ok else o.reason)
-            elif isinstance(event, RoundEnd):
-                piece = progress(event="round_end", round=event.round, agreed=event.agreed)
-            elif isinstance(event, JudgeStart):
-                piece = progress(event="judge_start", ordering=event.attempt)
-                if live and answer is None:
-                    ids = letters(len(event.order))
-                    answer = AnswerStream(lambda obj, ids=ids: target.mode.validate({**obj, "answer": "x"}, ids))
-            elif isinstance(event, JudgeToken):
-                if answer is not None and (text := out.push(answer.feed(event.text))):
-                    piece = step({"content": text})
-            elif isinstance(event, VerdictEvent):
-                v = event.verdict
-                winner = labels[v.winner] if v.winner is not None and v.winner < len(labels) else None
-                piece = progress(event="verdict", valid=v.valid, winner=winner, **R.decision(v, labels))
-            elif isinstance(event, RunDone):
-                result = event.result
+            match event:  # one case per kind: a new kind fails type-checking here (assert_never) until handled
+                case Loading():
+                    piece = progress(event="loading", models=event.models)
+                case RoundStart():
+                    piece = progress(event="round_start", round=event.round)
+                case MemberToken():
+                    if target.plain and (text := out.push(event.text)):
+                        piece = step({"content": text})
+                case MemberDone():
+                    o = event.output
+                    piece = progress(event="member_done", round=o.round, member=o.label, ok=o.ok,
+                                     skipped=o.skipped, finish_reason=o.finish_reason,
+                                     completion_tokens=o.completion_tokens, latency_s=round(o.latency_s, 4),
+                                     error=None if o.ok else o.reason)
+                case RoundEnd():
+                    piece = progress(event="round_end", round=event.round, agreed=event.agreed)
+                case JudgeStart():
+                    piece = progress(event="judge_start", ordering=event.attempt)
+                    if live and answer is None:
+                        ids = letters(len(event.order))
+                        answer = AnswerStream(lambda obj, ids=ids: target.mode.validate({**obj, "answer": "x"},
+                                                                                         ids))
+                case JudgeToken():
+                    if answer is not None and (text := out.push(answer.feed(event.text))):
+                        piece = step({"content": text})
+                case VerdictEvent():
+                    v = event.verdict
+                    winner = labels[v.winner] if v.winner is not None and v.winner < len(labels) else None
+                    piece = progress(event="verdict", valid=v.valid, winner=winner, **R.decision(v, labels))
+                case RunDone():
+                    result = event.result
+                case RunStart():  # the chat route took it before the stream began
+                    pass
+                case _:
+                    assert_never(event)
             if piece is not None:
                 yield piece
         try:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import AsyncIterator
+from typing import AsyncIterator, assert_never
 
-from ..events import Event, JudgeStart, Loading, MemberDone, MemberToken, RoundStart, RunDone, RunStart, VerdictEvent
+from ..events import (Event, JudgeStart, JudgeToken, Loading, MemberDone, MemberToken, RoundEnd, RoundStart, RunDone,
+                      RunStart, VerdictEvent)
 from ..records import FusionResult
 from ..render.html import member_stats
 
@@ -40,32 +41,38 @@ async def view_updates(events: AsyncIterator[Event], n_members: int, every_s: fl
     last = time.monotonic()
     loading: tuple[float, list[str]] | None = None
     async for ev in events:
-        if isinstance(ev, MemberToken):
-            texts[ev.member] += ev.text
-            pending.bodies[ev.member] = texts[ev.member]
-        elif isinstance(ev, Loading):
-            loading = (time.monotonic(), ev.models)
-            pending.status = f"Loading {', '.join(ev.models)} (first use; later runs reuse it)…"
-        elif isinstance(ev, RoundStart):
-            if loading is not None:
-                pending.status = f"Loaded {', '.join(loading[1])} in {time.monotonic() - loading[0]:.1f} s; generating…"
-                loading = None
-            cur_round = ev.round
-            if ev.round > 1:
-                texts = [""] * n_members
-                pending.stats.update({i: f"round {ev.round}…" for i in range(n_members)})
-        elif isinstance(ev, MemberDone):
-            o = ev.output
-            pending.bodies[o.member] = o.text if o.ok else o.text + f"\n\n**{o.status}**: {o.reason}"
-            pending.stats[o.member] = (f"round {o.round} · " if cur_round > 1 else "") + member_stats(o)
-        elif isinstance(ev, RunStart):
-            pending.status = f"Run `{ev.run_id}`: {ev.mode} with {len(ev.members)} member(s)…"
-        elif isinstance(ev, JudgeStart):
-            pending.status = f"Judging (ordering {ev.attempt})…"
-        elif isinstance(ev, VerdictEvent):
-            pending.status = "Judge done; saving…"
-        elif isinstance(ev, RunDone):
-            pending.result = ev.result
+        match ev:  # one case per kind: a new kind fails type-checking here (assert_never) until it is handled
+            case MemberToken():
+                texts[ev.member] += ev.text
+                pending.bodies[ev.member] = texts[ev.member]
+            case Loading():
+                loading = (time.monotonic(), ev.models)
+                pending.status = f"Loading {', '.join(ev.models)} (first use; later runs reuse it)…"
+            case RoundStart():
+                if loading is not None:
+                    pending.status = (f"Loaded {', '.join(loading[1])} in {time.monotonic() - loading[0]:.1f} s; "
+                                      "generating…")
+                    loading = None
+                cur_round = ev.round
+                if ev.round > 1:
+                    texts = [""] * n_members
+                    pending.stats.update({i: f"round {ev.round}…" for i in range(n_members)})
+            case MemberDone():
+                o = ev.output
+                pending.bodies[o.member] = o.text if o.ok else o.text + f"\n\n**{o.status}**: {o.reason}"
+                pending.stats[o.member] = (f"round {o.round} · " if cur_round > 1 else "") + member_stats(o)
+            case RunStart():
+                pending.status = f"Run `{ev.run_id}`: {ev.mode} with {len(ev.members)} member(s)…"
+            case JudgeStart():
+                pending.status = f"Judging (ordering {ev.attempt})…"
+            case VerdictEvent():
+                pending.status = "Judge done; saving…"
+            case RunDone():
+                pending.result = ev.result
+            case RoundEnd() | JudgeToken():  # nothing on the page changes
+                pass
+            case _:
+                assert_never(ev)
         now = time.monotonic()
         if pending and (now - last >= every_s or isinstance(ev, (MemberDone, RunDone))):
             pending.round, pending.texts = cur_round, list(texts)
