@@ -28,6 +28,14 @@ async def hold(tracker: RunTracker, owner: str, release: asyncio.Event, total: i
         tracker.end(token)
 
 
+async def one_run_in_flight(tracker: RunTracker) -> tuple[asyncio.Event, list[str], asyncio.Future]:
+    """A run of ip:a holding the server's one slot until the event is set: (the event, the start log, its task)."""
+    busy, log = asyncio.Event(), []
+    blocker = asyncio.ensure_future(hold(tracker, "ip:a", busy, log=log))
+    await until(lambda: log == ["ip:a"])
+    return busy, log, blocker
+
+
 async def until(cond, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
@@ -77,10 +85,7 @@ async def test_the_slot_goes_to_the_waiting_caller_who_used_the_server_least_not
 
 async def test_a_full_line_takes_a_light_newcomer_and_refuses_the_heaviest_waiter_instead():
     tracker = RunTracker()
-    busy = asyncio.Event()
-    log: list[str] = []
-    blocker = asyncio.ensure_future(hold(tracker, "ip:a", busy, log=log))
-    await until(lambda: log == ["ip:a"])
+    busy, log, blocker = await one_run_in_flight(tracker)
     heavy = asyncio.ensure_future(tracker.admit("ip:heavy", 1, 1, 10, 1))  # waits, and waiting counts as use
     await asyncio.sleep(0.2)
     light = asyncio.ensure_future(tracker.admit("ip:light", 1, 1, 10, 1))
@@ -100,10 +105,8 @@ async def test_a_full_line_takes_a_light_newcomer_and_refuses_the_heaviest_waite
 
 async def test_a_newcomer_does_not_jump_the_line():
     tracker = RunTracker()
-    busy, rest = asyncio.Event(), asyncio.Event()
-    log: list[str] = []
-    blocker = asyncio.ensure_future(hold(tracker, "ip:a", busy, log=log))
-    await until(lambda: log == ["ip:a"])
+    busy, log, blocker = await one_run_in_flight(tracker)
+    rest = asyncio.Event()
     waiting = asyncio.ensure_future(hold(tracker, "ip:b", rest, log=log))
     await asyncio.sleep(0.02)
     # a run started without admit (a re-judge, an evaluation) while others wait is refused, not slipped in
@@ -122,10 +125,7 @@ async def test_the_line_has_a_length_and_a_wait_limit_and_the_per_visitor_limit_
     await asyncio.sleep(0.3)
     done.set()
     await used
-    busy = asyncio.Event()
-    log: list[str] = []
-    blocker = asyncio.ensure_future(hold(tracker, "ip:a", busy, log=log))
-    await until(lambda: log == ["ip:a"])
+    busy, log, blocker = await one_run_in_flight(tracker)
     waiter = asyncio.ensure_future(tracker.admit("ip:b", 1, 1, 10, 1))
     await asyncio.sleep(0.02)
     with pytest.raises(BusyError, match=r"1 runs in flight, its limit is 1, and 1 waiting, its limit is 1"):
@@ -149,10 +149,8 @@ async def test_the_line_has_a_length_and_a_wait_limit_and_the_per_visitor_limit_
 
 async def test_a_caller_who_leaves_the_line_or_fails_before_starting_gives_its_slot_on():
     tracker = RunTracker()
-    busy, rest = asyncio.Event(), asyncio.Event()
-    log: list[str] = []
-    blocker = asyncio.ensure_future(hold(tracker, "ip:a", busy, log=log))
-    await until(lambda: log == ["ip:a"])
+    busy, log, blocker = await one_run_in_flight(tracker)
+    rest = asyncio.Event()
     leaver = asyncio.ensure_future(tracker.admit("ip:b", 1, 1, 10, 5))
     await asyncio.sleep(0.02)
     stayer = asyncio.ensure_future(hold(tracker, "ip:c", rest, log=log))
@@ -172,10 +170,7 @@ async def test_a_caller_who_leaves_the_line_or_fails_before_starting_gives_its_s
 
 async def test_a_drain_tells_those_waiting_at_once():
     tracker = RunTracker()
-    busy = asyncio.Event()
-    log: list[str] = []
-    blocker = asyncio.ensure_future(hold(tracker, "ip:a", busy, log=log))
-    await until(lambda: log == ["ip:a"])
+    busy, log, blocker = await one_run_in_flight(tracker)
     waiter = asyncio.ensure_future(tracker.admit("ip:b", 1, 1, 30, 5))
     await asyncio.sleep(0.02)
     drained = asyncio.ensure_future(asyncio.to_thread(tracker.drain, 5))
@@ -228,10 +223,7 @@ def test_a_slot_freed_on_one_event_loop_wakes_a_caller_waiting_on_another():
 
 async def test_a_refusal_counts_as_use_so_a_client_retrying_against_a_full_line_is_not_light():
     tracker = RunTracker()
-    busy = asyncio.Event()
-    log: list[str] = []
-    blocker = asyncio.ensure_future(hold(tracker, "ip:a", busy, log=log))
-    await until(lambda: log == ["ip:a"])
+    busy, log, blocker = await one_run_in_flight(tracker)
     waiter = asyncio.ensure_future(tracker.admit("ip:w", 1, 1, 10, 1))
     await asyncio.sleep(0.05)
     newcomer = asyncio.ensure_future(tracker.admit("ip:new", 1, 1, 10, 1))  # lighter: takes ip:w's place
