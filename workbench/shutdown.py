@@ -64,9 +64,9 @@ class RunTracker:
     first seen (at least ``min_span_s``), so that a client that has just arrived and keeps the server busy weighs
     as much as one that has done so for minutes. A full line takes a newcomer who has used the server less than
     someone in it, and that one is refused instead. One slot in eight (``total // 8``) is kept for light callers,
-    those busy less than ``light_share`` of their recent time. So a visitor who fuses now and then is served at the next free
-    slot however many clients keep the server full, and those who keep it full share what is left: a client that
-    is always running or waiting is, by design, served like each of them.
+    those busy less than ``light_share`` of their recent time. So a visitor who fuses now and then is served at
+    the next free slot however many clients keep the server full, and those who keep it full share what is left:
+    a client that is always running or waiting is, by design, served like each of them.
     """
 
     tau_s = 60.0

@@ -71,9 +71,9 @@ class RunStore:
                "status": "interrupted" if result.interrupted else "done", "owner": owner, **listed_columns(result)}
         with self._lock, transaction(self._conn, immediate=True):
             # an upsert, not INSERT OR REPLACE: a replaced row would take the researcher's label with it
+            updates = ", ".join(f"{c} = excluded.{c}" for c in row if c != "id")
             self._conn.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join(':' + c for c in row)}) "
-                               f"ON CONFLICT(id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in row if c != 'id')}",
-                               row)
+                               f"ON CONFLICT(id) DO UPDATE SET {updates}", row)
             self._conn.execute("DELETE FROM run_images WHERE run_id = ?", (result.run_id,))
             for pos, img in enumerate(images):
                 self._conn.execute("INSERT OR IGNORE INTO images VALUES (?,?,?)", (img.sha256, img.mime, img.data))
