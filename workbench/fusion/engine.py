@@ -112,9 +112,12 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
     lim = policy.limits if policy is not None else None
     admission = await RUNS.admit(quota, lim.runs_per_session if quota is not None else None, lim.runs_total,
                                  lim.run_wait_s, lim.runs_waiting) if lim is not None else None
+    # why the consumer stopped (one of STOPPED), for the run to record: kept here, not only as the message of the
+    # cancellation, which the libraries under a member or judge call may replace with their own
+    stopped: list[str] = []
     task = asyncio.ensure_future(_run(prompt, members, judge_member, mode, settings, queue.put_nowait, reuse_rounds,
                                       save if store is not None else None, origin,
-                                      public=bool(policy is not None and policy.public)))
+                                      public=bool(policy is not None and policy.public), stopped=stopped))
     try:
         token = RUNS.start(task, quota, lim.runs_per_session if lim else None, lim.runs_total if lim else None,
                            admission=admission)
@@ -135,6 +138,8 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
             return
         task.result()  # a bug in our code raises here rather than vanishing
     except asyncio.CancelledError as exc:  # the consumer was cancelled: its reason (one of STOPPED) goes to the run
+        if exc.args and exc.args[0] in STOPPED:
+            stopped.append(exc.args[0])
         if not task.done():
             task.cancel(exc.args[0] if exc.args else None)
         raise
@@ -169,7 +174,8 @@ async def fuse(prompt: Prompt | str, pool: Sequence[str | Member], judge: str | 
 
 async def _run(prompt: Prompt, members: list[Member], judge_member: Member | None, mode: Mode,
                settings: FusionSettings, emit: Emit, reuse_rounds: list[list[MemberOutput]] | None = None,
-               save: Callable[[FusionResult], None] | None = None, origin: str = "", public: bool = False) -> None:
+               save: Callable[[FusionResult], None] | None = None, origin: str = "", public: bool = False,
+               stopped: list[str] | None = None) -> None:
     """One run, start to RunDone. Cancelled midway, it still ends with RunDone: the run marked interrupted,
     with every finished round and what each member of the round in progress had written so far."""
     t_start = time.perf_counter()
@@ -189,7 +195,7 @@ async def _run(prompt: Prompt, members: list[Member], judge_member: Member | Non
             await asyncio.to_thread(save, result)  # SQLite off the event loop
         emit(RunDone(result))
     except (asyncio.CancelledError, KeyboardInterrupt) as exc:  # a drain, Stop, a client gone, Ctrl-C, SIGTERM
-        why = exc.args[0] if isinstance(exc, asyncio.CancelledError) and exc.args else None
+        why = stopped[0] if stopped else exc.args[0] if isinstance(exc, asyncio.CancelledError) and exc.args else None
         kind = "shutdown" if RUNS.draining else why if why in STOPPED else "cancelled"
         progress.interrupt(kind, STOPPED[kind], time.perf_counter() - t_start)
         raise

@@ -61,8 +61,8 @@ class Pump:
         """Stop the run if it is still going (``why``: one of ``records.STOPPED``, recorded as its ``stopped``)."""
         if not self.task.done():
             self.task.cancel(why)
-        with contextlib.suppress(BaseException):
-            await self.task
+        with contextlib.suppress(BaseException):  # shielded: a cancellation of the caller (anyio cancels what a
+            await asyncio.shield(self.task)       # cancelled task awaits) must not reach the run with its reason
         with contextlib.suppress(BaseException):
             await self.events.aclose()
 
