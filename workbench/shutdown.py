@@ -87,13 +87,14 @@ class RunTracker:
 
     # -- how much each caller has used the server lately (under the lock) --
 
-    def _used(self, owner: str | None, now: float, change: int = 0) -> float:
-        """``owner``'s decayed busy seconds up to ``now``; ``change`` adds to its runs in flight or waiting."""
+    def _used(self, owner: str | None, now: float, change: int = 0, create: bool = False) -> float:
+        """``owner``'s decayed busy seconds up to ``now``; ``change`` adds to its runs in flight or waiting (an
+        owner not seen yet gets an entry when ``change`` or ``create``)."""
         if owner is None:
             return 0.0
         use = self._use.get(owner)
         if use is None:
-            if not change:
+            if not change and not create:
                 return 0.0
             if len(self._use) > 4096:  # forget callers with nothing in flight whose use has decayed
                 for o in [o for o, u in self._use.items() if not u[2] and u[0] * math.exp(
@@ -120,9 +121,7 @@ class RunTracker:
         line weighs as much as one waiting in it (under the lock)."""
         if owner is None:
             return
-        now = time.monotonic()
-        self._used(owner, now, +1)
-        self._used(owner, now, -1)
+        self._used(owner, time.monotonic(), create=True)
         self._use[owner][0] += self.refusal_s
 
     def _rank(self, adm: Admission, now: float) -> tuple[float, int]:

@@ -112,8 +112,8 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
     lim = policy.limits if policy is not None else None
     admission = await RUNS.admit(quota, lim.runs_per_session if quota is not None else None, lim.runs_total,
                                  lim.run_wait_s, lim.runs_waiting) if lim is not None else None
-    # why the consumer stopped (one of STOPPED), for the run to record: kept here, not only as the message of the
-    # cancellation, which the libraries under a member or judge call may replace with their own
+    # why the consumer stopped (one of STOPPED), for the run to record: kept here, not in the cancellation's
+    # message, which the libraries under a member or judge call may replace with their own
     stopped: list[str] = []
     task = asyncio.ensure_future(_run(prompt, members, judge_member, mode, settings, queue.put_nowait, reuse_rounds,
                                       save if store is not None else None, origin,
@@ -140,12 +140,9 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
     except asyncio.CancelledError as exc:  # the consumer was cancelled: its reason (one of STOPPED) goes to the run
         if exc.args and exc.args[0] in STOPPED:
             stopped.append(exc.args[0])
-        if not task.done():
-            task.cancel(exc.args[0] if exc.args else None)
         raise
     finally:
-        if not task.done() and not task.cancelling():
-            task.cancel()  # the consumer stopped (UI stop button): cancel every member and the judge
+        task.cancel()  # the consumer stopped (UI stop button): cancel every member and the judge
 
 
 class FuseOptions(SettingsOverrides, total=False):
@@ -194,9 +191,8 @@ async def _run(prompt: Prompt, members: list[Member], judge_member: Member | Non
         if save is not None:
             await asyncio.to_thread(save, result)  # SQLite off the event loop
         emit(RunDone(result))
-    except (asyncio.CancelledError, KeyboardInterrupt) as exc:  # a drain, Stop, a client gone, Ctrl-C, SIGTERM
-        why = stopped[0] if stopped else exc.args[0] if isinstance(exc, asyncio.CancelledError) and exc.args else None
-        kind = "shutdown" if RUNS.draining else why if why in STOPPED else "cancelled"
+    except (asyncio.CancelledError, KeyboardInterrupt):  # a drain, Stop, a client gone, Ctrl-C, SIGTERM
+        kind = "shutdown" if RUNS.draining else stopped[0] if stopped else "cancelled"
         progress.interrupt(kind, STOPPED[kind], time.perf_counter() - t_start)
         raise
 
