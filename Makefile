@@ -1,6 +1,8 @@
 # Two commands do all the set-up themselves on a fresh machine:
 #   make demo   -> creates .venv if missing, launches the Gradio workbench (SmolLM2 offline preset without a GPU)
 #   make test   -> creates .venv if missing, installs test needs (Chromium for browser tests), runs pytest
+#                  (TEST_WORKERS parallel workers, 3 by default: many tests wait on processes and sockets)
+#   make lint   -> ruff and mypy, configured in pyproject.toml (CI runs it)
 #   make lab    -> creates .venv if missing, opens JupyterLab on notebooks/ (committed executed; ARGS passed on)
 # .venv is installed from requirements.lock (hashes required); make lock re-resolves it, make test-latest tries the
 # newest releases at the library boundaries in .venv-latest.
@@ -9,7 +11,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lab bench install install-unlocked lock test-latest browser clean exit-check
+.PHONY: demo test lab bench install install-unlocked lock test-latest browser clean exit-check lint
 
 install: $(STAMP)
 
@@ -74,12 +76,20 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# Parallel workers (pytest-xdist; --dist loadgroup keeps notebooks 05 and 06 in one worker). TEST_WORKERS=0: one
+# process, as before.
+TEST_WORKERS ?= 3
 test: $(STAMP) browser
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 # 30 fresh processes of each kind that load a local model: any non-zero exit status fails (see README)
+EXIT_RUNS ?= 30
 exit-check: $(STAMP)
-	$(PY) benchmarks/clean_exit.py --runs 30
+	$(PY) benchmarks/clean_exit.py --runs $(EXIT_RUNS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/backends_cpu.py

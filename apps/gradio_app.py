@@ -10,9 +10,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a Space runs from the repo without installing
 
 from workbench.policy import Policy  # noqa: E402
-from workbench.ui.gradio_app import CSS, build_demo  # noqa: E402
 from workbench.serve import mount_routes  # noqa: E402
 from workbench.serving import StopSignals, serve_until_signal  # noqa: E402
+from workbench.ui.gradio_app import CSS, build_demo  # noqa: E402
 
 # Spaces runs this file and restarts the container with SIGTERM: catch it from the start, drain, exit 0.
 stop = StopSignals() if __name__ == "__main__" else None

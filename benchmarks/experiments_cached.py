@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=8)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="wb-exp-bench-"))
-    srv = subprocess.Popen([sys.executable, "-m", "workbench.scripted_server"], stdout=subprocess.PIPE, text=True)
+    srv = subprocess.Popen([sys.executable, "-m", "workbench.testing.scripted_server"], stdout=subprocess.PIPE, text=True)
     try:
         base = srv.stdout.readline().strip()
         table = lambda k: "~~".join(f"Q{i}=>Final answer: {k(i)}" for i in range(args.items))  # noqa: E731

@@ -29,7 +29,7 @@ from workbench.backends.openai_compat import OpenAICompatModel
 from workbench.backends.registry import BACKENDS, register_backend
 from workbench.errors import WorkbenchError
 from workbench.policy import Policy
-from workbench.scripted_server import ScriptedServer
+from workbench.testing import ScriptedServer
 from workbench.specs import Member, ModelSpec
 from workbench.types import MAX_IMAGE_PIXELS
 
@@ -112,7 +112,7 @@ async def main() -> int:
                               ("over-long prompt (public limit)", lambda: wb.Prompt("x" * 20000)),
                               ("empty prompt", lambda: wb.Prompt(""))]:
             try:
-                await wb.fuse(prompt(), ["tiny-offline"], mode="vote", policy=public)
+                await wb.fuse(prompt(), ["tiny-offline"], mode="vote", context=wb.RunContext(policy=public))
                 row(fault, "accepted", "-", "-", False)
             except WorkbenchError as exc:
                 row(fault, f"error: {exc}", "n/a (refused)", "nothing", True)

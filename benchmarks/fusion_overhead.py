@@ -19,7 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import workbench as wb  # noqa: E402
 from workbench.fusion.fanout import fan_out, load_members  # noqa: E402
-from workbench.scripted_server import ScriptedServer  # noqa: E402
+from workbench.testing import ScriptedServer  # noqa: E402
 from workbench.specs import Member, ModelSpec  # noqa: E402
 from workbench.types import GenerateConfig  # noqa: E402
 

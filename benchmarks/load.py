@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/load.py [--target serve|demo|both] [--seconds 60] [--alone 15] [--think 5]
 
 For each target (``workbench serve --public`` and the public Gradio app, ``workbench demo --public``, each a
-process of its own, its members scripted by ``workbench.scripted_server`` in a third), bounded in count and time:
+process of its own, its members scripted by ``workbench.testing.scripted_server`` in a third), bounded in count and time:
 
 1. the well-behaved client alone for ``--alone`` seconds: a fused run (``POST /v1/chat/completions``, 3 members
    and a best-of judge), then ``--think`` seconds reading the answer (a person), again and again, from a process
@@ -41,7 +41,6 @@ import asyncio
 import io
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -56,6 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from workbench.policy import PUBLIC_LIMITS  # noqa: E402
+from workbench.testing import free_port  # noqa: E402
 
 GOOD = "127.0.0.200"
 WORKBENCH = [sys.executable, "-c", "import sys; from workbench.cli import main; sys.exit(main())"]
@@ -73,12 +73,6 @@ def models_toml(base: str) -> str:
         m("judge", "judge_pick=5;delay=0.1;chunk_delay=0.01"),
         '[fusions.bench]\npool = ["a", "b", "c"]\njudge = "judge"\nmode = "best-of"\n',
     ])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def png(side: int, seed: int) -> bytes:
@@ -454,7 +448,7 @@ def main() -> None:
     ap.add_argument("--think", type=float, default=5.0,
                     help="seconds the well-behaved client waits between its runs (a person reading the answer)")
     args = ap.parse_args()
-    scripted = subprocess.Popen([sys.executable, "-m", "workbench.scripted_server"], cwd=ROOT, text=True,
+    scripted = subprocess.Popen([sys.executable, "-m", "workbench.testing.scripted_server"], cwd=ROOT, text=True,
                                 stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         base = scripted.stdout.readline().strip()

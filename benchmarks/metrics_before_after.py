@@ -5,7 +5,7 @@ Run it on two versions of the code to compare what their metrics say about the s
     .venv/bin/python benchmarks/metrics_before_after.py            # this checkout
     git worktree add /tmp/old <commit> && PYTHONPATH=/tmp/old .venv/bin/python benchmarks/metrics_before_after.py
 
-The members and the judge are scripted OpenAI-compatible endpoints (``workbench.scripted_server``), so the
+The members and the judge are scripted OpenAI-compatible endpoints (``workbench.testing.scripted_server``), so the
 evaluation is the same on every run and every version. It holds, on purpose, each case that the metrics
 must keep apart:
 
@@ -24,7 +24,6 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-
 
 N = 11  # numeric items q00..q10; q11 is free text
 REF = {f"q{i:02d}": 10 + i for i in range(N)}
@@ -81,7 +80,7 @@ def member_script(name: str) -> str:
 async def run() -> pd.DataFrame:
     import workbench as wb
     from workbench.eval.harness import evaluate_async
-    from workbench.scripted_server import ScriptedServer
+    from workbench.testing import ScriptedServer
     from workbench.specs import Member, ModelSpec
 
     tmp = Path(tempfile.mkdtemp())

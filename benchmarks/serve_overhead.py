@@ -190,7 +190,7 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="wb-serve-bench-"))
     # the members' server in its own process, so that its threads do not share this process's interpreter
-    members = subprocess.Popen([sys.executable, "-m", "workbench.scripted_server"], stdout=subprocess.PIPE, text=True)
+    members = subprocess.Popen([sys.executable, "-m", "workbench.testing.scripted_server"], stdout=subprocess.PIPE, text=True)
     try:
         base_url = members.stdout.readline().strip()
         (tmp / "models.toml").write_text(models_toml(base_url))

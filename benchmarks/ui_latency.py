@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HOME = Path(tempfile.mkdtemp(prefix="wb-bench-"))
 os.environ["WORKBENCH_HOME"] = str(HOME)
 
-from workbench.scripted_server import ScriptedServer  # noqa: E402
+from workbench.testing import ScriptedServer, free_port  # noqa: E402
 
 OBSERVER = """() => {
   window.__seen = []; const seen = new Set();
@@ -41,12 +40,6 @@ OBSERVER = """() => {
 }"""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_time() -> float:
     port = free_port()
     t = time.perf_counter()
@@ -59,7 +52,7 @@ def start_time() -> float:
                 return time.perf_counter() - t
             except OSError:
                 if proc.poll() is not None or time.perf_counter() - t > 180:
-                    raise RuntimeError("the demo did not start")
+                    raise RuntimeError("the demo did not start") from None
                 time.sleep(0.1)
     finally:
         proc.terminate()

@@ -37,7 +37,7 @@ SNIPPET = r'''
 import asyncio, hashlib, io, json, sqlite3, sys
 from PIL import Image
 from workbench.fusion.engine import fuse
-from workbench.scripted_server import ScriptedServer
+from workbench.testing import ScriptedServer
 from workbench.specs import Member, ModelSpec
 from workbench.store import RunStore
 from workbench.types import ImageData, Prompt

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest  # noqa: E402
 
-from workbench.scripted_server import ScriptedServer  # noqa: E402
+from workbench.testing import ScriptedServer  # noqa: E402
 from workbench.specs import ModelSpec  # noqa: E402
 
 

@@ -4,8 +4,8 @@ from fractions import Fraction
 
 import pytest
 
-from workbench.answers import (answer_value, extract_answer, format_number, last_number, letters, normalise,
-                               split_pool, sum_known, unique_top, words_to_number)
+from workbench.answers import (answer_value, extract_answer, format_number, last_number, letters, normalise, split_pool,
+                               sum_known, unique_top, words_to_number)
 
 #: (reply, the answer a vote and a scorer read from it)
 EXTRACT = [

@@ -96,15 +96,15 @@ async def test_the_judges_token_limit_is_the_hosts(remote):
     with pytest.raises(PolicyError, match="1000 judge tokens is over this server's limit of 256"):
         pol.check_run(wb.Prompt("q"), [m], m, FusionSettings(max_new_tokens=64, judge_max_new_tokens=1000))
     judge = Member(remote("judge_pick=5", name="j"))
-    r = await wb.fuse("q", [m], judge, mode="best-of", max_new_tokens=64, policy=pol)
+    r = await wb.fuse("q", [m], judge, mode="best-of", max_new_tokens=64, context=wb.RunContext(policy=pol))
     assert r.settings.judge_tokens == 256 and r.verdict.valid
 
 
 async def test_fuse_applies_the_policy_when_asked(public, remote):
     with pytest.raises(PolicyError):
-        await wb.fuse("q", ["org/some-model"], mode="vote", policy=public)
+        await wb.fuse("q", ["org/some-model"], mode="vote", context=wb.RunContext(policy=public))
     with pytest.raises(PolicyError):  # a Member object does not get around it
-        await wb.fuse("q", [Member(remote("reply=x", name="evil"))], mode="vote", policy=public)
+        await wb.fuse("q", [Member(remote("reply=x", name="evil"))], mode="vote", context=wb.RunContext(policy=public))
 
 
 def test_a_persona_suffix_never_makes_a_public_name_touch_the_disk(public, tmp_path):

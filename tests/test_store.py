@@ -9,9 +9,9 @@ from PIL import Image
 
 import workbench as wb
 from workbench.cli import main
-from workbench.specs import Member
-from workbench.render import to_json, to_markdown
 from workbench.migrations import MIGRATIONS
+from workbench.render import to_json, to_markdown
+from workbench.specs import Member
 from workbench.store import RunStore
 
 
@@ -159,7 +159,7 @@ async def _runs_of_every_origin(store, member):
     made = {}
     for origin, text in [("page", "capital of France?"), ("api", "largest city of France?"),
                          ("cli", "river of Lyon?"), ("eval:builtin:arithmetic", "2+2?")]:
-        made[origin] = await wb.fuse(text, pool, judge, store=store, origin=origin)
+        made[origin] = await wb.fuse(text, pool, judge, context=wb.RunContext(store=store, origin=origin))
     made["python"] = await wb.fuse("a notebook question", pool, mode="vote", store=store)
     return made
 
@@ -232,13 +232,15 @@ def test_a_v4_store_gets_listed_columns_from_its_records(tmp_path, member):
 
     async def one():
         mem = wb.RunStore(tmp_path / "scratch.sqlite")
-        return await wb.fuse("old question", [member("reply=x;v4=1", "m")], mode="vote", store=mem, origin="cli")
+        return await wb.fuse("old question", [member("reply=x;v4=1", "m")], mode="vote",
+                             context=wb.RunContext(store=mem, origin="cli"))
 
     r = asyncio.run(one())
 
     async def eval_item():  # an evaluation's fused run from before origins were stored
         mem = wb.RunStore(tmp_path / "scratch.sqlite")
-        return await wb.fuse("2+2?", [member("reply=4;v4=1", "m")], mode="vote", store=mem, origin="")
+        return await wb.fuse("2+2?", [member("reply=4;v4=1", "m")], mode="vote",
+                             context=wb.RunContext(store=mem, origin=""))
 
     e = asyncio.run(eval_item())
     path = tmp_path / "v4.sqlite"
@@ -285,8 +287,8 @@ async def test_cli_runs_list_shows_time_and_origin_and_labels(store, member, cap
 
 async def test_labels_of_a_public_visitor_are_theirs_only(store, member):
     pool = [member("reply=Paris;own=1", "alpha"), member("reply=Lyon;own=1", "beta")]
-    mine = await wb.fuse("mine", pool, mode="vote", store=store, owner="visitor-a")
-    theirs = await wb.fuse("theirs", pool, mode="vote", store=store, owner="visitor-b")
+    mine = await wb.fuse("mine", pool, mode="vote", context=wb.RunContext(store=store, owner="visitor-a"))
+    theirs = await wb.fuse("theirs", pool, mode="vote", context=wb.RunContext(store=store, owner="visitor-b"))
     store.set_label(mine.run_id, 0, "same", owner="visitor-a")
     with pytest.raises(wb.ConfigError, match="no run"):
         store.set_label(theirs.run_id, 0, "same", owner="visitor-a")

@@ -28,6 +28,7 @@ _LAZY = {
     "rejudge": "workbench.fusion.engine",
     "FusionResult": "workbench.records",
     "FusionSettings": "workbench.settings",
+    "RunContext": "workbench.context",
     "RunStore": "workbench.store",
     "evaluate": "workbench.eval.harness",
 }

@@ -8,8 +8,9 @@ agree on what "the answer" of a reply is.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from fractions import Fraction
-from typing import Iterable, Mapping, TypeVar
+from typing import TypeVar
 
 K = TypeVar("K")
 

@@ -7,7 +7,7 @@ with RunStart and ends with RunDone, whose result is the whole FusionResult (int
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal
 
 from .records import FusionResult, MemberOutput, Verdict
 
@@ -99,4 +99,5 @@ class RunDone:
     kind: Literal["run_done"] = "run_done"
 
 
-Event = Union[RunStart, Loading, RoundStart, MemberToken, MemberDone, RoundEnd, JudgeStart, JudgeToken, VerdictEvent, RunDone]
+Event = (RunStart | Loading | RoundStart | MemberToken | MemberDone | RoundEnd | JudgeStart | JudgeToken | VerdictEvent
+         | RunDone)

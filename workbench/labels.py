@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .records import FusionResult
 from .stats import wilson

@@ -14,8 +14,9 @@ import contextlib
 import ipaddress
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import urlparse
 
 from .backends.egress import allowed_hosts, public_addresses
@@ -51,7 +52,7 @@ class Limits:
     body_read_s: int = 600  #: seconds an API request's body may take to arrive after its headers (past it: 408)
 
     @classmethod
-    def parse(cls, text: str, base: "Limits") -> "Limits":
+    def parse(cls, text: str, base: Limits) -> Limits:
         """``"max_new_tokens=512,runs_total=4"`` (the ``WORKBENCH_LIMITS`` variable) on top of ``base``."""
         known = {f.name for f in fields(cls)}
         changes = {}
@@ -143,7 +144,7 @@ class Policy:
 
     @classmethod
     def for_host(cls, public: bool | None = None, registry: Registry | None = None,
-                 bind_host: str | None = None) -> "Policy":
+                 bind_host: str | None = None) -> Policy:
         """The policy from the host's environment.
 
         Public when ``public`` is True; when None: ``WORKBENCH_PUBLIC`` decides if set (1/true/yes or
@@ -327,8 +328,7 @@ class Policy:
         if prompt.chars > lim.max_prompt_chars:
             raise TooLargeError(f"the prompt has {prompt.chars:,} characters; this server takes at most "
                                 f"{lim.max_prompt_chars:,}")
-        if len(prompt.images) > lim.max_images:
-            raise TooLargeError(f"{len(prompt.images)} images; this server takes at most {lim.max_images}")
+        self.check_image_count(len(prompt.images))
         for img in prompt.images:
             if img.width * img.height > lim.max_image_pixels:
                 raise TooLargeError(f"an image of {img.width}x{img.height} pixels is over this server's limit of "
@@ -340,6 +340,12 @@ class Policy:
     def image_formats(self) -> tuple[str, ...] | None:
         """The image formats taken: a public server's are what members take (PIL's other decoders stay off)."""
         return IMAGE_FORMATS if self.public else None
+
+    def check_image_count(self, n: int) -> None:
+        """TooLargeError when a prompt has more images than this server takes (checked before any is fetched or
+        decoded, and again on the prompt a run is given)."""
+        if n > self.limits.max_images:
+            raise TooLargeError(f"{n} images; this server takes at most {self.limits.max_images}")
 
     def read_images(self, sources: list[Any], quota: str | None = None,
                     each: bool = False) -> list[ImageData | str]:
@@ -361,8 +367,7 @@ class Policy:
         from .shutdown import RUNS
 
         lim = self.limits
-        if len(sources) > lim.max_images:
-            raise TooLargeError(f"{len(sources)} images; this server takes at most {lim.max_images}")
+        self.check_image_count(len(sources))
         if not sources:
             return []
         RUNS.check(quota, lim.runs_per_session if quota is not None else None, lim.runs_total, lim.runs_waiting)

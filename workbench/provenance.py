@@ -23,8 +23,9 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 #: the packages whose versions each record names (their absence is recorded as None)
 PACKAGES = ("torch", "transformers", "accelerate", "bitsandbytes", "openai", "httpx", "httpx2", "gradio", "fastapi",

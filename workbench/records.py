@@ -157,11 +157,11 @@ def mark_tie(v: Verdict, texts: dict[int, str]) -> Verdict:
     if not v.valid or v.winner is None:
         return v
     if v.mode == "vote":
-        top, cast = max(v.votes.values(), default=0), sum(v.votes.values())
-        v.majority = 2 * top > cast
-        leaders = [a for a, c in v.votes.items() if c == top]
-        if len(leaders) > 1:
-            v.tied = sorted(min(m for m, a in v.extracted.items() if a == lead) for lead in leaders)
+        most, cast = max(v.votes.values(), default=0), sum(v.votes.values())
+        v.majority = 2 * most > cast
+        answers = [a for a, c in v.votes.items() if c == most]
+        if len(answers) > 1:
+            v.tied = sorted(min(m for m, a in v.extracted.items() if a == lead) for lead in answers)
             v.tie_broken_by = "pool order: the answer given first"
         return v
     picks = [p for p in v.swap_winners if p is not None]
@@ -256,7 +256,7 @@ class FusionResult:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FusionResult":
+    def from_dict(cls, d: dict[str, Any]) -> FusionResult:
         d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         d["settings"] = FusionSettings.from_dict(d.get("settings"))
         images = bool((d.get("prompt") or {}).get("images"))

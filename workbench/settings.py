@@ -69,7 +69,7 @@ class FusionSettings:
         """The judge's token limit, resolved."""
         return self.judge_max_new_tokens or max(512, self.max_new_tokens)
 
-    def replace(self, **changes: Any) -> "FusionSettings":
+    def replace(self, **changes: Any) -> FusionSettings:
         """A copy with ``changes`` (validated again)."""
         unknown = set(changes) - set(self.__dataclass_fields__)
         if unknown:
@@ -92,13 +92,13 @@ class FusionSettings:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "FusionSettings":
+    def from_dict(cls, d: dict[str, Any] | None) -> FusionSettings:
         """From a stored record (unknown keys from other versions are ignored)."""
         return cls(**{k: v for k, v in (d or {}).items() if k in cls.__dataclass_fields__})
 
     @classmethod
-    def build(cls, settings: "FusionSettings | None" = None,
-              **overrides: Unpack["SettingsOverrides"]) -> "FusionSettings":
+    def build(cls, settings: FusionSettings | None = None,
+              **overrides: Unpack[SettingsOverrides]) -> FusionSettings:
         """``settings`` (default: the defaults) with keyword overrides: how ``fuse(**kwargs)`` is read."""
         return (settings or cls()).replace(**overrides) if overrides else (settings or cls())
 

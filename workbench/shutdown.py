@@ -14,8 +14,9 @@ import asyncio
 import math
 import threading
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any, Coroutine, TypeVar
+from typing import TypeVar
 
 from .errors import BusyError, WorkbenchError
 from .records import STOPPED
@@ -81,7 +82,7 @@ class RunTracker:
         self._waiting: list[Admission] = []
         self._granted: list[Admission] = []
         # owner -> [decayed busy seconds, at, runs in flight or waiting, first seen]
-        self._use: dict[str, list[float]] = {}
+        self._use: dict[str | None, list[float]] = {}
         self._next = 0
         self.draining = False
 
@@ -241,7 +242,13 @@ class RunTracker:
     @staticmethod
     def _wake(adm: Admission) -> bool:
         try:
-            adm.loop.call_soon_threadsafe(lambda f=adm.future: f.done() or f.set_result(None))
+            future, loop = adm.future, adm.loop
+            if future is None or loop is None:  # not waiting: nothing to wake
+                return False
+            def wake() -> None:
+                if not future.done():
+                    future.set_result(None)
+            loop.call_soon_threadsafe(wake)
             return True
         except RuntimeError:  # its loop is closed: nobody is waiting any more
             return False
@@ -343,9 +350,9 @@ class RunTracker:
 RUNS = RunTracker()
 
 
-async def run_tracked(coro: Coroutine[Any, Any, T], what: str, quota: str | None = None,
+async def run_tracked(coro: Awaitable[T], what: str, quota: str | None = None,
                       per_owner: int | None = None, total: int | None = None) -> T:
-    """Run ``coro`` as a task registered in RUNS (a re-judge, a whole evaluation).
+    """Run ``coro`` (a coroutine or a future) as a task registered in RUNS (a re-judge, a whole evaluation).
 
     A draining server waits for it like any run, then cancels it; the caller then gets ShuttingDownError
     naming ``what``, never a half-done result. ``quota``, ``per_owner``, ``total``: as ``RunTracker.start``.

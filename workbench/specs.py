@@ -98,7 +98,7 @@ class Member:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Member":
+    def from_dict(cls, d: dict[str, Any]) -> Member:
         """Inverse of ``to_dict`` (for re-judging stored runs)."""
         model = dict(d["model"])
         model["skip_modules"] = tuple(model.get("skip_modules", DEFAULT_SKIP_MODULES))
@@ -260,6 +260,7 @@ def with_quant(spec: ModelSpec, quant: str | None) -> ModelSpec:
     """A copy of ``spec`` with another quantization (None keeps it)."""
     if quant is None or quant == spec.quant:
         return spec
-    if quant not in ("int4", "none"):
-        raise ConfigError(f"quant must be int4 or none, not {quant!r}")
-    return replace(spec, quant=quant)
+    match quant:
+        case "int4" | "none":
+            return replace(spec, quant=quant)
+    raise ConfigError(f"quant must be int4 or none, not {quant!r}")

@@ -6,12 +6,14 @@ refuses a record in which the value of any key variable it names appears (defenc
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import sqlite3
 import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .errors import ConfigError, WorkbenchError
 from .labels import RATINGS
@@ -116,7 +118,7 @@ class RunStore:
         return self._conn.execute(f"SELECT count(*) FROM runs r LEFT JOIN labels l ON l.run_id = r.id {where}",
                                   args).fetchone()[0]
 
-    def origins(self, owner: str | None = None) -> list[str]:
+    def origins(self, owner: str | None = None) -> builtins.list[str]:
         """The origins present, most used first (evaluations as "eval:NAME")."""
         where, args = ("WHERE owner = ?", (owner,)) if owner is not None else ("", ())
         return [r[0] for r in self._conn.execute(f"SELECT origin, count(*) c FROM runs {where} GROUP BY origin "
@@ -150,7 +152,7 @@ class RunStore:
             conds.append("l.run_id IS NOT NULL" if labelled else "l.run_id IS NULL")
         return ("WHERE " + " AND ".join(conds)) if conds else "", tuple(args)
 
-    def same_prompt(self, run_id: str, owner: str | None = None, limit: int = 50) -> list[str]:
+    def same_prompt(self, run_id: str, owner: str | None = None, limit: int = 50) -> builtins.list[str]:
         """Other runs (newest first) given the same prompt as ``run_id``: the same text and the same images."""
         text = self._row(run_id, owner, "prompt_text")
         where, args = ("AND owner = ?", (owner,)) if owner is not None else ("", ())
@@ -192,7 +194,10 @@ class RunStore:
                                    (run_id, best_member, fused, int(blind), time.time()))
         except sqlite3.IntegrityError:  # the run was deleted meanwhile
             raise ConfigError(f"no run {run_id!r} in this store") from None
-        return self.label(run_id, owner)
+        label = self.label(run_id, owner)
+        if label is None:  # deleted between the write and this read
+            raise ConfigError(f"no run {run_id!r} in this store")
+        return label
 
     def label(self, run_id: str, owner: str | None = None) -> dict[str, Any] | None:
         """The researcher's label of a run, or None."""
@@ -207,7 +212,7 @@ class RunStore:
         with self._lock:
             return self._conn.execute("DELETE FROM labels WHERE run_id = ?", (run_id,)).rowcount > 0
 
-    def labelled_runs(self, owner: str | None = None, include_eval: bool = True) -> list[tuple[FusionResult, dict]]:
+    def labelled_runs(self, owner: str | None = None, include_eval: bool = True) -> builtins.list[tuple[FusionResult, dict]]:
         """Every labelled run with its label (oldest first): what judge-human agreement is computed on."""
         where, args = self._filters(owner, None, None, None, include_eval, True)
         rows = self._conn.execute(f"SELECT r.data, l.best_member, l.fused, l.blind FROM runs r JOIN labels l "
@@ -225,7 +230,7 @@ class RunStore:
         """The run ``run_id`` (only if it is ``owner``'s, when an owner is given)."""
         return FusionResult.from_dict(json.loads(self._row(run_id, owner, "data")))
 
-    def images(self, run_id: str, owner: str | None = None) -> list[ImageData]:
+    def images(self, run_id: str, owner: str | None = None) -> builtins.list[ImageData]:
         """The run's prompt images, in order."""
         self._row(run_id, owner, "id")
         rows = self._conn.execute("SELECT i.data FROM run_images r JOIN images i ON i.sha256 = r.sha256 "
@@ -244,22 +249,22 @@ class RunStore:
 
     # ---- evaluation: cached member answers and result rows (see workbench.eval.harness) ----
 
-    def eval_members(self, cache_key: str, item_id: str) -> list[dict[str, Any]] | None:
+    def eval_members(self, cache_key: str, item_id: str) -> builtins.list[dict[str, Any]] | None:
         row = self._conn.execute("SELECT data FROM eval_members WHERE cache_key = ? AND item_id = ?",
                                  (cache_key, item_id)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def put_eval_members(self, cache_key: str, item_id: str, outputs: list[dict[str, Any]]) -> None:
+    def put_eval_members(self, cache_key: str, item_id: str, outputs: builtins.list[dict[str, Any]]) -> None:
         with self._lock:
             self._conn.execute("INSERT OR REPLACE INTO eval_members VALUES (?,?,?)",
                                (cache_key, item_id, json.dumps(outputs, default=str)))
 
-    def eval_rows(self, eval_id: str) -> list[dict[str, Any]]:
+    def eval_rows(self, eval_id: str) -> builtins.list[dict[str, Any]]:
         rows = self._conn.execute("SELECT data FROM eval_rows WHERE eval_id = ? ORDER BY created_at",
                                   (eval_id,)).fetchall()
         return [json.loads(r[0]) for r in rows]
 
-    def put_eval_rows(self, eval_id: str, rows: list[dict[str, Any]]) -> None:
+    def put_eval_rows(self, eval_id: str, rows: builtins.list[dict[str, Any]]) -> None:
         """One item's rows in one transaction: an interrupted evaluation never keeps half an item."""
         import time
 

@@ -10,7 +10,7 @@ import hashlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from .errors import InputError
 
@@ -47,7 +47,7 @@ class ImageData:
 
     @classmethod
     def load(cls, image: Any, max_pixels: int = MAX_IMAGE_PIXELS,
-             formats: tuple[str, ...] | None = None, name: str = "") -> "ImageData":
+             formats: tuple[str, ...] | None = None, name: str = "") -> ImageData:
         """Validate and normalise an image given as a path, bytes, PIL image or ImageData.
 
         Args:
@@ -135,7 +135,7 @@ class ImagePart:
     type: Literal["image"] = "image"
 
 
-ContentPart = Union[TextPart, ImagePart]
+ContentPart = TextPart | ImagePart
 
 
 @dataclass(frozen=True)
@@ -220,6 +220,8 @@ class Prompt:
 
 def _turn(turn: Any) -> Message:
     """An earlier turn of a conversation: a text-only user or assistant Message."""
+    role: Any
+    text: Any
     if isinstance(turn, Message):
         role, text = turn.role, turn.text
     elif isinstance(turn, dict):
@@ -245,7 +247,7 @@ class GenerateConfig:
     #: endpoints get it as ``response_format`` where they accept one
     json_schema: dict[str, Any] | None = None
 
-    def replace(self, **changes: Any) -> "GenerateConfig":
+    def replace(self, **changes: Any) -> GenerateConfig:
         """A copy with ``changes`` applied (None values are ignored)."""
         data = {**self.__dict__, **{k: v for k, v in changes.items() if v is not None}}
         return GenerateConfig(**data)
@@ -307,4 +309,4 @@ class Failure:
     ok: Literal[False] = False
 
 
-Result = Union[Response, Failure]
+Result = Response | Failure

@@ -47,7 +47,7 @@ async def test_with_block_unloads_at_its_end(spec):
         assert m.hf_model is not None and workers(spec.name)
     assert workers(spec.name) == [] and m.closed
     with pytest.raises(BackendError, match="load it again"):
-        m.hf_model
+        _ = m.hf_model
 
 
 async def test_kept_models_stay_until_unloaded_and_a_new_load_works(spec):

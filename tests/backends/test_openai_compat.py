@@ -1,4 +1,4 @@
-"""The OpenAI-compatible backend against a real HTTP server on 127.0.0.1 (workbench.scripted_server)."""
+"""The OpenAI-compatible backend against a real HTTP server on 127.0.0.1 (workbench.testing.scripted_server)."""
 
 import io
 import socket

@@ -1,7 +1,6 @@
 """The OpenAI backend hands the SDK only objects of the SDK's own HTTP library (httpx for openai 1-2, httpx2 for 3)."""
 
 import openai
-import pytest
 
 import workbench as wb
 from workbench.backends import egress

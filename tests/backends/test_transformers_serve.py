@@ -4,7 +4,6 @@ faults; this is what a real server does with our requests."""
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -15,12 +14,7 @@ import pytest
 import workbench as wb
 from workbench.backends.openai_compat import OpenAICompatModel
 from workbench.specs import Member, ModelSpec
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from workbench.testing import free_port
 
 
 @pytest.fixture(scope="module")

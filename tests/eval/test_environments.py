@@ -1,10 +1,10 @@
 """An evaluation's rows carry the environment that made them; a mix of environments is said (workbench.provenance)."""
 
+from known import REFS, table
+
 import workbench as wb
 from workbench import provenance
 from workbench.specs import Member
-
-from known import REFS, table
 
 
 async def test_an_evaluation_warns_when_its_rows_come_from_different_environments(dataset, remote, tmp_path,

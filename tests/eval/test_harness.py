@@ -5,14 +5,13 @@ import asyncio
 import json
 
 import pytest
+from known import REFS, table
 
 import workbench as wb
 from workbench.eval import metrics
 from workbench.eval.harness import evaluate_async
 from workbench.specs import Member
 from workbench.stats import wilson
-
-from known import REFS, table
 
 A = {"i1": 5, "i2": 7, "i3": 9, "i4": 0}       # right on 3 of 4
 B = {"i1": 5, "i2": 8, "i3": 1, "i4": 11}      # right on i1, i4

@@ -5,15 +5,13 @@ for probes that measured nothing."""
 import json
 import re
 
-import pytest
+from known import table
 
 import workbench as wb
 from workbench.eval import report
 from workbench.eval.cli import run_experiments
 from workbench.eval.harness import evaluate_async
 from workbench.specs import Member
-
-from known import REFS, table
 
 A = {"i1": 5, "i2": 7, "i3": 9, "i4": 0}       # right on 3 of 4: the best member
 B = {"i1": 5, "i2": 8, "i3": 1, "i4": 11}      # right on 2

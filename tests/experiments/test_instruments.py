@@ -10,7 +10,7 @@ from workbench.eval.datasets import Dataset, Item
 from workbench.experiments import agreement_gate, debate_vs_vote, judge_bias_sweep, member_attribution
 from workbench.experiments.attribution import shapley
 from workbench.experiments.bias import kendall_tau
-from workbench.specs import Member, ModelSpec
+from workbench.specs import Member
 
 # item -> (reference, [(member answer, extracted, correct) or None for a failed member], vote ok, debate ok,
 #          best-of ok, debate round-2 stats)
@@ -29,7 +29,7 @@ SYSTEMS = ["member:a", "member:b", "member:c"]
 
 def frame(items=ITEMS) -> pd.DataFrame:
     rows = []
-    for item, (ref, answers, vote, debate, best, stats) in items.items():
+    for item, (_ref, answers, vote, debate, best, stats) in items.items():
         for system, a in zip(SYSTEMS, answers):
             if a is None:
                 rows.append(dict(item_id=item, system=system, kind="member", correct=False, extracted="",

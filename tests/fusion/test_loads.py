@@ -6,8 +6,8 @@ import time
 
 import workbench as wb
 from workbench.backends import load_model, unload
-from workbench.backends.registry import BACKENDS, register_backend
 from workbench.backends.openai_compat import OpenAICompatModel
+from workbench.backends.registry import BACKENDS, register_backend
 from workbench.events import Loading, RoundStart
 from workbench.specs import Member, ModelSpec
 

@@ -24,8 +24,8 @@ async def test_a_judge_that_scores_every_candidate_the_same_gives_a_tie_broken_b
     # the record: all four tied, the judge's pick was the candidate shown first
     assert v.tie and v.tied == [0, 1, 2, 3] and v.winner == shown_first and v.majority is None
     assert v.tie_broken_by == "the judge's own pick among equal scores (it named the candidate shown first, as A)"
-    head = (f"Tie: m0, m1, m2 and m3 scored 10 each — broken by the judge's own pick among equal scores (it named "
-            f"the candidate shown first, as A). Taken")
+    head = ("Tie: m0, m1, m2 and m3 scored 10 each — broken by the judge's own pick among equal scores (it named "
+            "the candidate shown first, as A). Taken")
     # the page and the Markdown export say so instead of a bare "Winner"
     html = verdict_html(r)
     assert head.replace("'", "&#x27;") + f": <strong>m{shown_first}</strong>" in html and "Winner" not in html

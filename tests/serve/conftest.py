@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import socket
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -14,12 +13,7 @@ from PIL import Image
 from workbench.policy import Limits, Policy
 from workbench.specs import Registry, load_registry
 from workbench.store import RunStore
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from workbench.testing import free_port
 
 
 def png_data_url(color=(255, 0, 0), size=(24, 20)) -> str:
@@ -29,7 +23,7 @@ def png_data_url(color=(255, 0, 0), size=(24, 20)) -> str:
 
 
 def models_file(base_url: str) -> str:
-    """Scripted members and judges (see workbench.scripted_server) and fused models over them."""
+    """Scripted members and judges (see workbench.testing.scripted_server) and fused models over them."""
     def model(name: str, script: str) -> str:
         return f'[models.{name}]\nbackend = "openai"\nmodel = "{script}"\nbase_url = "{base_url}"\nvision = true\n'
 

@@ -1,14 +1,12 @@
 import io
-import socket
+import os
+import shutil
 
 import pytest
 from PIL import Image
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from workbench.testing import free_port
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +44,20 @@ def corrupt_png(tmp_path_factory):
 def port() -> int:
     """A free port on 127.0.0.1."""
     return free_port()
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Debian's chromium is missing: run `make test` (it installs it) or apt-get install chromium")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run", "--disable-sync"])
+        yield b
+        b.close()

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from gradio_client import Client
 
+from workbench.context import RunContext
 from workbench.policy import Policy
 from workbench.store import RunStore
 from workbench.ui.gradio_app import CSS, build_demo
@@ -102,7 +103,7 @@ def test_every_endpoint_refuses_what_a_visitor_may_not_do(public_app, listener, 
     client = Client(url, verbose=False)
     endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert endpoints == set(ATTACKS), f"endpoints without an attack case: {endpoints - set(ATTACKS)}"
-    for name, attack in ATTACKS.items():
+    for attack in ATTACKS.values():
         attack(client, listener, tmp_path)
     assert not any(SECRET in json.dumps([p, h, b.decode(errors="replace")]) for p, h, b in Listener.seen)
     assert Listener.seen == []  # nothing was sent there at all
@@ -174,7 +175,7 @@ async def test_page_handlers_recheck_the_browser_state_on_every_call(listener, m
                "build_demo.with_endpoints": harmless("build_demo.with_endpoints"),
                "build_demo.restore": harmless("build_demo.restore")}
     assert set(handlers) == set(attacks), f"handlers taking the browser state without an attack: {set(handlers) - set(attacks)}"
-    for name, attack in attacks.items():
+    for attack in attacks.values():
         await attack()
     assert any("⚠" in s and "key" in s for s in said), said
     assert Listener.seen == []
@@ -190,9 +191,10 @@ async def test_a_visitor_sees_counts_and_labels_only_their_own_runs(tmp_path, re
     store = RunStore(tmp_path / "runs.sqlite")
     pool = [Member(remote("reply=Paris;vis=1", name="alpha")), Member(remote("reply=Lyon;vis=1", name="beta"))]
     judge = Member(remote("judge_pick=Lyon;vis=1", name="J"))
-    a = [await wb.fuse(f"a{k}", pool, judge, store=store, owner="sess-a", origin="page") for k in range(2)]
-    await wb.fuse("b0", pool, judge, store=store, owner="sess-b", origin="page")
-    await wb.fuse("b1", pool, judge, store=store, owner="sess-b", origin="eval:builtin:arithmetic")
+    a = [await wb.fuse(f"a{k}", pool, judge,
+                       context=RunContext(store=store, owner="sess-a", origin="page")) for k in range(2)]
+    await wb.fuse("b0", pool, judge, context=RunContext(store=store, owner="sess-b", origin="page"))
+    await wb.fuse("b1", pool, judge, context=RunContext(store=store, owner="sess-b", origin="eval:builtin:arithmetic"))
     store.set_label(a[0].run_id, 1, "same", owner="sess-a")
     demo = build_demo("tiny-offline", store=store, preload=False, policy=Policy.for_host(public=True))
     fns = {f.fn.__qualname__: f.fn for f in demo.fns.values() if f.fn is not None}
@@ -219,7 +221,7 @@ async def test_label_keys_arriving_out_of_order_still_make_whole_labels(tmp_path
 
     store = RunStore(tmp_path / "runs.sqlite")
     pool = [Member(remote("reply=Paris;ooo=1", name="alpha")), Member(remote("reply=Lyon;ooo=1", name="beta"))]
-    runs = [await wb.fuse(f"q{k}", pool, mode="vote", store=store, origin="page") for k in range(2)]
+    runs = [await wb.fuse(f"q{k}", pool, mode="vote", context=RunContext(store=store, origin="page")) for k in range(2)]
     demo = build_demo("tiny-offline", store=store, preload=False)
     me = SimpleNamespace(session_hash="s1", client=SimpleNamespace(host="127.0.0.1"))
     handlers = {}
@@ -312,7 +314,7 @@ def test_label_events_wait_only_for_the_same_visitor(tmp_path, remote):
 
     store = RunStore(tmp_path / "runs.sqlite")
     pool = [Member(remote("reply=Paris", name="alpha")), Member(remote("reply=Lyon", name="beta"))]
-    asyncio.run(wb.fuse("q", pool, mode="vote", store=store, origin="page"))
+    asyncio.run(wb.fuse("q", pool, mode="vote", context=RunContext(store=store, origin="page")))
     demo = build_demo("tiny-offline", store=store, preload=False)
     handlers = {}
     for f in demo.fns.values():

@@ -1,28 +1,11 @@
 """A real browser: Debian's chromium driven by Playwright against the app on 127.0.0.1."""
 
-import os
-import shutil
-import socket
-
 import pytest
+from pagekit import add_endpoint, open_settings, pool_of, submit, text_of, wait_text
+
+from workbench.testing import free_port
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("Debian's chromium is missing: run `make test` (it installs it) or apt-get install chromium")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run", "--disable-sync"])
-        yield b
-        b.close()
 
 
 @pytest.fixture
@@ -35,51 +18,6 @@ def page(browser, app):
     pg.wait_for_selector("#prompt-box textarea")
     yield pg
     ctx.close()
-
-
-def text_of(page, selector):
-    return page.inner_text(selector)
-
-
-def wait_text(page, selector, needle, timeout=90_000):
-    page.wait_for_function(
-        "([sel, needle]) => { const e = document.querySelector(sel); return e && e.innerText.includes(needle); }",
-        arg=[selector, needle], timeout=timeout)
-
-
-def submit(page, text, files=()):
-    page.fill("#prompt-box textarea", text)
-    if files:
-        page.set_input_files("#prompt-box input[type=file]", [str(f) for f in files])
-        page.wait_for_timeout(500)
-    page.click("#prompt-box button.submit-button")
-
-
-def open_settings(page):
-    if not page.is_visible("#pool-table"):
-        page.click("#settings > button")
-        page.wait_for_selector("#pool-table")
-
-
-def add_endpoint(page, name, url, model, key_var=""):
-    open_settings(page)
-    if not page.get_by_label("Base URL").is_visible():
-        page.click("#endpoint-acc > button")
-    page.get_by_label("Name").fill(name)
-    page.get_by_label("Base URL").fill(url)
-    page.get_by_label("Model", exact=True).last.fill(model)
-    page.get_by_label("API key variable (never the key)").fill(key_var)
-    page.get_by_role("button", name="Add endpoint").click()
-    wait_text(page, "#status", f"Added endpoint {name}")
-
-
-def pool_of(page, model_name):
-    """Make the pool a single member (an endpoint added in this page)."""
-    open_settings(page)
-    page.get_by_role("button", name="Clear pool").click()
-    page.wait_for_timeout(300)
-    page.click("#add-member")
-    page.wait_for_function("n => document.querySelector('#pool-table').innerText.includes(n)", arg=model_name)
 
 
 def test_fuse_image_prompt_fills_columns_transcript_and_judge(page, red_png, tmp_path):
@@ -120,9 +58,7 @@ def test_bad_inputs_show_messages_and_app_keeps_working(page, corrupt_png, serve
     submit(page, "What is this?", [corrupt_png])
     wait_text(page, "#status", "not a readable image")
     assert page.input_value("#prompt-box textarea") == "What is this?"  # the user's text is kept
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
+    dead = free_port()  # nothing listens there
     add_endpoint(page, "deadend", f"http://127.0.0.1:{dead}/v1", "m")
     pool_of(page, "deadend")
     page.get_by_label("vote").check()

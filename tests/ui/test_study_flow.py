@@ -6,19 +6,12 @@ import time
 
 import pytest
 from PIL import Image, ImageDraw
+from pagekit import add_endpoint, open_settings, pool_of, submit, text_of, wait_text
 
 import workbench as wb
 from workbench.specs import Member
+from workbench.testing import free_port
 
-from test_browser import add_endpoint, browser, open_settings, pool_of, submit, text_of, wait_text  # noqa: F401
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 pytestmark = pytest.mark.browser
 
@@ -73,6 +66,7 @@ def wait_count(page, n: int) -> None:
 
 
 def stop_enabled(page) -> bool:
+    page.wait_for_selector("#stop-btn", state="attached")  # a loaded machine may draw the page in pieces
     return page.evaluate("() => !document.querySelector('#stop-btn').disabled")
 
 
@@ -188,7 +182,8 @@ def _seed_runs(store, remote, n_each=2):
         for origin in ["page", "api", "cli", "eval:builtin:arithmetic"]:
             for k in range(n_each):
                 made.setdefault(origin, []).append(
-                    await wb.fuse(f"{origin} question {k} about France", pool, judge, store=store, origin=origin))
+                    await wb.fuse(f"{origin} question {k} about France", pool, judge,
+                                  context=wb.RunContext(store=store, origin=origin)))
         return made
 
     return in_thread(go)
@@ -257,7 +252,8 @@ def test_label_a_queue_of_runs_by_keyboard(browser, tmp_path_factory, remote, ca
     judge = Member(remote("judge_pick=Lyon;q=1", name="J"))
 
     async def go():
-        return [await wb.fuse(f"Question {k}?", pool, judge, store=store, origin="page") for k in range(20)]
+        return [await wb.fuse(f"Question {k}?", pool, judge,
+                              context=wb.RunContext(store=store, origin="page")) for k in range(20)]
 
     runs = in_thread(go)
     demo = build_demo("tiny-offline", store=store, preload=False)
@@ -298,7 +294,8 @@ def test_label_a_queue_of_runs_by_keyboard(browser, tmp_path_factory, remote, ca
                   f"waiting for each redraw)")
         # keys typed ahead of the redraws are applied in order, none dropped (three runs, six keys at once)
         async def three():
-            return [await wb.fuse(f"More {k}?", pool, judge, store=store, origin="page") for k in range(3)]
+            return [await wb.fuse(f"More {k}?", pool, judge,
+                                  context=wb.RunContext(store=store, origin="page")) for k in range(3)]
 
         more = in_thread(three)
         page.click("#label-start")

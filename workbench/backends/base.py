@@ -13,8 +13,9 @@ import logging
 import time
 import weakref
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 from ..errors import BackendError, ConfigError, InputError
 from ..specs import ModelSpec
@@ -181,10 +182,10 @@ class ModelBackend(ABC):
         finally:
             task.cancel()
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a no-op unless the backend holds something)
         """Release resources (threads, GPU memory, connections)."""
 
-    def __enter__(self) -> "ModelBackend":
+    def __enter__(self) -> ModelBackend:
         return self
 
     def __exit__(self, *exc) -> None:

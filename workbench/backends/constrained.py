@@ -62,7 +62,7 @@ def schema_processor(tokenizer, vocab_size: int, eos_ids: list[int], schemas: li
     from transformers import LogitsProcessor
 
     matchers: list[Any] = []
-    info = None
+    info: Any = None
     for schema in schemas:
         if schema:
             grammar, info = _compiled(tokenizer, vocab_size, sorted(eos_ids), schema)

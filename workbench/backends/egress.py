@@ -80,7 +80,7 @@ def public_addresses(host: str, port: int, allow: frozenset[str] = frozenset()) 
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError, ValueError):
         raise PolicyError(f"the endpoint host {host!r} cannot be reached") from None
-    addrs = list(dict.fromkeys(info[4][0] for info in infos))
+    addrs = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if host_allowed(host, port, allow):
         return addrs
     for addr in addrs:
@@ -97,7 +97,7 @@ def guarded_http_client(timeout: Any):
 
     from .sdk_http import sdk_http
 
-    http = sdk_http()
+    http: Any = sdk_http()  # the httpx or httpx2 module
 
     class PinnedTransport(http.AsyncHTTPTransport):
         async def handle_async_request(self, request):

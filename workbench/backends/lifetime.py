@@ -100,21 +100,24 @@ class ModelHandle:
     @property
     def supports_images(self) -> bool:
         """Whether the model takes images (from the spec once closed)."""
-        return bool(self.spec.vision) if self.closed else self._backend.supports_images
+        backend = self._backend
+        return bool(self.spec.vision) if backend is None or self.closed else backend.supports_images
 
     # Generation on a closed handle is a failed generation (data), like any other model failure.
 
     async def complete(self, messages, config=None, on_text=None, drop_images: bool = True) -> Result:
         """``ModelBackend.complete``; a Failure of kind "closed" once the model is unloaded."""
-        if self.closed:
+        backend = self._backend
+        if backend is None or self.closed:
             return Failure(self._closed_message(), "closed", self.name)
-        return await self._backend.complete(messages, config, on_text, drop_images)
+        return await backend.complete(messages, config, on_text, drop_images)
 
     async def generate(self, prompt, persona: str | None = None, **settings) -> Result:
         """``ModelBackend.generate``; a Failure of kind "closed" once the model is unloaded."""
-        if self.closed:
+        backend = self._backend
+        if backend is None or self.closed:
             return Failure(self._closed_message(), "closed", self.name)
-        return await self._backend.generate(prompt, persona, **settings)
+        return await backend.generate(prompt, persona, **settings)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
@@ -125,7 +128,7 @@ class ModelHandle:
         """End this handle (idempotent)."""
         self._finalizer()
 
-    def __enter__(self) -> "ModelHandle":
+    def __enter__(self) -> ModelHandle:
         return self
 
     def __exit__(self, *exc: Any) -> None:

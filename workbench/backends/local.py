@@ -7,8 +7,9 @@ import hashlib
 import threading
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from ..errors import BackendError, InputError, MissingDependencyError, ModelLoadError, OutOfMemoryError
 from ..paths import cache_root
@@ -16,8 +17,7 @@ from ..specs import ModelSpec
 from ..types import Chunk, GenerateConfig, ImagePart, Message
 from .base import ModelBackend, StreamEnd
 from .quant import is_prequantized
-from .worker import (OOM_HINT, BatchStreamer, BatchWorker, GenRequest, make_stopping_criteria,
-                     row_temperature_processor)
+from .worker import OOM_HINT, BatchStreamer, BatchWorker, GenRequest, make_stopping_criteria, row_temperature_processor
 
 #: serialises ``from_pretrained`` across threads (see ``LocalModel.__init__``)
 _LOAD_LOCK = threading.Lock()

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import weakref
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from ..errors import BackendError, ConfigError, MissingDependencyError, PolicyError
 from ..specs import ModelSpec
@@ -19,12 +20,12 @@ from .base import ModelBackend, StreamEnd
 
 def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
     """Chat messages in the OpenAI format; images as data-URL ``image_url`` parts."""
-    out = []
+    out: list[dict[str, Any]] = []
     for m in messages:
         if m.role != "user" or not any(isinstance(p, ImagePart) for p in m.content):
             out.append({"role": m.role, "content": m.text})
             continue
-        parts = []
+        parts: list[dict[str, Any]] = []
         for p in m.content:
             if isinstance(p, ImagePart):
                 parts.append({"type": "image_url", "image_url": {"url": p.image.data_url()}})

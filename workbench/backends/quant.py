@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import shutil
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 #: Bytes per parameter of an NF4 weight with double-quantized statistics (blocksize 64):
 #: 4 bits, one uint8 absmax per 64 values, one fp32 absmax per 256 of those.
@@ -294,7 +295,6 @@ def load_split_checkpoint(path: str | Path):
     """A ``quantize_checkpoint(..., quantize=False)`` directory as an fp32 model with per-expert Linears,
     loaded strictly (every tensor must match a parameter by name and shape). For checks on small models:
     the model is first built with real (random) weights on the CPU."""
-    import torch
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForCausalLM, Llama4ForConditionalGeneration
 

@@ -7,8 +7,8 @@ optional dependency is needed only by those who use it (the class names the pack
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import import_module
-from typing import Callable
 
 from ..errors import ConfigError
 from ..specs import ModelSpec

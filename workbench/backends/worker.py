@@ -12,15 +12,15 @@ without an active exception``, status 134). ``workbench.backends.lifetime`` clos
 
 from __future__ import annotations
 
-import json
-
 import asyncio
+import json
 import queue
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import BackendError, InputError, OutOfMemoryError
 from ..types import Chunk, GenerateConfig, Message, Usage
@@ -127,7 +127,8 @@ class BatchWorker:
             if first is None:
                 return
             # Give requests that arrive together a moment to join the same batch.
-            batch, rest = [first], []
+            batch: list[GenRequest] = [first]
+            rest: list[GenRequest] = []
             until = time.monotonic() + self.batch_window_s
             while len(batch) < self.max_batch:
                 try:
@@ -162,7 +163,7 @@ class BatchWorker:
 
 
 #: every worker not yet joined; the exit hook joins any that a close left running
-_WORKERS: "weakref.WeakSet[BatchWorker]" = weakref.WeakSet()
+_WORKERS: weakref.WeakSet[BatchWorker] = weakref.WeakSet()
 
 
 def _join(thread: threading.Thread, timeout: float | None = None) -> None:

@@ -34,7 +34,7 @@ def register(sub) -> None:
 
 def cmd_eval(args) -> int:
     from ..answers import split_pool
-    from ..policy import Policy
+    from ..context import RunContext
     from ..settings import FusionSettings
     from ..store import RunStore
     from . import metrics, report
@@ -45,7 +45,7 @@ def cmd_eval(args) -> int:
     for name in args.experiment or ():
         modes += [m for m in EXPERIMENTS[name] if m not in modes]
     df = evaluate(args.dataset, split_pool(args.pool), args.judge, modes, settings, limit=args.limit,
-                  inject=args.inject, concurrency=args.concurrency, store=RunStore(args.store), policy=Policy.for_host())
+                  inject=args.inject, concurrency=args.concurrency, context=RunContext.for_cli(RunStore(args.store)))
     paths = report.write(df, args.out)
     if df.attrs.get("environment_differences"):
         print("warning: the rows compared here came from different environments (versions, code, device or "
@@ -82,8 +82,8 @@ def run_experiments(df, names: list[str], judge: str | None, dataset: str, out: 
              f"(pool: {html.escape(', '.join(df.attrs.get('pool') or pool or []))}"
              f"; judge: {html.escape(str(judge))}). Each section shows the instrument's table, its headline numbers "
              "(with paired 95% intervals) and its figure; an interval that includes 0 is no evidence either way.</p>"]
-    if noise_notice(df):
-        parts.append(f"<p class='wb-notice'>{html.escape(noise_notice(df))}</p>")
+    if notice := noise_notice(df):
+        parts.append(f"<p class='wb-notice'>{html.escape(notice)}</p>")
     parts.append(environment_html(df))
     for name in dict.fromkeys(names):
         if name == "cost_matched_ablation":

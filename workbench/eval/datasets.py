@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -267,7 +268,7 @@ def load_dataset(spec: str | Dataset, limit: int | None = None, seed: int = 0) -
         ds = spec
     elif spec.startswith("builtin:"):
         name, _, level = spec.split(":", 1)[1].partition(":")
-        makers = {"arithmetic": arithmetic, "shapes": shapes}
+        makers: dict[str, Callable[..., Dataset]] = {"arithmetic": arithmetic, "shapes": shapes}
         if name not in makers or (level and name != "arithmetic"):
             raise DatasetError(f"unknown built-in dataset {spec!r}; built in: "
                                + ", ".join(f"builtin:{k}" for k in makers)

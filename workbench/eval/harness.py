@@ -12,24 +12,28 @@ import hashlib
 import json
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
-from ..answers import extract_answer, letters, sum_known, unique_top
+from ..answers import extract_answer, letters, sum_known
+from ..context import RunContext, with_shorthands
 from ..errors import ConfigError, PolicyError
 from ..fusion.engine import decide, fuse
 from ..fusion.fanout import load_members
 from ..fusion.modes import MODE_NAMES, MODES, Mode, get_mode
-from ..policy import Policy
 from ..provenance import differences, env_id
 from ..records import FusionResult, MemberOutput
 from ..settings import FusionSettings, SettingsOverrides
-from ..shutdown import ShuttingDownError, run_tracked
-from ..specs import Member, Registry, load_registry
+from ..shutdown import ShuttingDownError
+from ..specs import Member, Registry
 from ..store import RunStore
 from ..types import Failure
 from .datasets import Dataset, Item, load_dataset
 from .scorers import score
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -104,19 +108,17 @@ class _Plan:
     store: RunStore
     cache_key: str  #: where the pool's answers are cached (pool + generation settings)
     grader: Any  #: the loaded judge that grades free-text items, or None
-    registry: Registry
-    policy: Policy | None = None  #: what the caller may name and spend (checked again by every run)
-    owner: str | None = None  #: whose runs these are (a public server's visitor)
+    #: every item's runs: the caller's, stored in ``store``, origin "eval:DATASET" (History hides them by default),
+    #: counted in the server's total only (the evaluation as a whole counts against the caller)
+    context: RunContext
     member_systems: list[str] | None = None  #: the members' row names ("member:wrong", "member:wrong#2")
-    origin: str = "eval"  #: stored with every run of the evaluation ("eval:DATASET"; History hides them by default)
 
 
 async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], judge: str | Member | None = None,
                          modes: Sequence[str] = MODE_NAMES, settings: FusionSettings | None = None, *,
-                         limit: int | None = None, store: RunStore | None = None, inject: bool = False,
-                         concurrency: int = 4, progress: bool = True, registry: Registry | None = None,
-                         policy: Policy | None = None, owner: str | None = None, quota: str | None = None,
-                         **overrides: Unpack[SettingsOverrides]):
+                         limit: int | None = None, inject: bool = False, concurrency: int = 4,
+                         progress: bool = True, context: RunContext | None = None, store: RunStore | None = None,
+                         registry: Registry | None = None, **overrides: Unpack[SettingsOverrides]):
     """Evaluate members, fusion modes and the oracle on ``dataset``; return a tidy DataFrame.
 
     Args:
@@ -126,10 +128,11 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
         settings: the runs' FusionSettings (default seed 0); ``**overrides`` are its fields as keywords
             (``rounds`` for debate, ``swap_k`` = judge orderings per item: position flip rate needs 2).
         inject: also plant a candidate that instructs the judge, per item, and record whether it was obeyed.
-        store: where member answers, runs and rows are kept (default: the user's run store).
         concurrency: items in flight at once (each backend also bounds its own requests).
-        policy: what the caller may name and spend (a public server allows built-in datasets only);
-            owner: whose runs these are.
+        context: who evaluates (``workbench.context.RunContext``): its policy (a public server allows built-in
+            datasets only), owner and quota (the whole evaluation counts as one run against it), registry and
+            store (where member answers, runs and rows are kept; default: the user's run store).
+        store, registry: shorthands that replace the context's.
 
     Returns:
         One row per item x system: members ("member:NAME"), modes ("fusion:MODE"), "oracle", and
@@ -138,7 +141,8 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
     import pandas as pd
     from tqdm.auto import tqdm
 
-    registry = registry or load_registry()
+    context = with_shorthands(context, store=store, registry=registry)
+    registry, policy, owner = context.resolved_registry(), context.policy, context.owner
     settings = FusionSettings.build(settings or FusionSettings(seed=0), **overrides)
     if policy is not None and policy.public and not (isinstance(dataset, Dataset) or
                                                      str(dataset).startswith("builtin:")):
@@ -158,7 +162,7 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
     if judge_member is None and (any(m.judged for m in mode_objs) or inject
                                  or any(i.answer_type == "free" for i in ds.items)):
         raise ConfigError("these modes (or free-text items, or inject) need a judge")
-    store = store or RunStore()
+    store = context.store or RunStore()
     gen = dict(asdict(settings.member_config()), member_timeout_s=settings.member_timeout_s)
     # The pool's answers are cached per item under this key plus a hash of the item's prompt and images
     # (an edited prompt that keeps its id is asked again). A visitor's cache and rows are their own.
@@ -178,8 +182,9 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
         grader = (await load_members([judge_member]))[0]
         if isinstance(grader, Failure):  # a judge that cannot load grades nothing; its runs record why
             grader = None
-    plan = _Plan(members, judge_member, mode_objs, settings, inject, store, cache_key, grader, registry, policy,
-                 owner, member_systems, f"eval:{ds.name}")
+    item_context = context.replace(registry=registry, store=store, quota=None, origin=f"eval:{ds.name}")
+    plan = _Plan(members, judge_member, mode_objs, settings, inject, store, cache_key, grader, item_context,
+                 member_systems)
     sem = asyncio.Semaphore(max(1, concurrency))
     bar = tqdm(total=len(ds.items), desc=f"evaluating {ds.name}", disable=not progress)
     bar.update(sum(all((i.id, s) in done for s in systems) for i in ds.items))
@@ -195,9 +200,7 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
         bar.update(1)
 
     try:  # registered as one run: a draining server waits for it, then stops it with nothing half-stored
-        lim = policy.limits if policy is not None else None
-        await run_tracked(asyncio.gather(*(one(i) for i in ds.items)), f"the evaluation of {ds.name}", quota,
-                          lim.runs_per_session if lim else None, lim.runs_total if lim else None)
+        await context.tracked(asyncio.gather(*(one(i) for i in ds.items)), f"the evaluation of {ds.name}")
     finally:
         bar.close()
     frame = pd.DataFrame([r for r in store.eval_rows(eval_id) if r.get("item_hash") == hashes.get(r["item_id"])])
@@ -221,8 +224,7 @@ async def _evaluate_item(item: Item, plan: _Plan, todo: list[str]) -> list[dict[
     cache_item = f"{item.id}:{prompt_hash(item)}"
     cached = await asyncio.to_thread(plan.store.eval_members, plan.cache_key, cache_item)
     if cached is None:  # the pool's answers: generated once per item, whatever judges and modes come later
-        base = _finished(await fuse(prompt, plan.members, None, "vote", plan.settings, registry=plan.registry,
-                                    store=plan.store, policy=plan.policy, owner=plan.owner, origin=plan.origin))
+        base = _finished(await fuse(prompt, plan.members, None, "vote", plan.settings, context=plan.context))
         # each cached answer remembers the run (and so the environment) that produced it
         cached = [dict(asdict(o), _env_id=env_id(base.environment), _run_id=base.run_id) for o in base.rounds[0]]
         await asyncio.to_thread(plan.store.put_eval_members, plan.cache_key, cache_item, cached)
@@ -258,8 +260,7 @@ async def _evaluate_item(item: Item, plan: _Plan, todo: list[str]) -> list[dict[
         if f"fusion:{mode.name}" not in todo:
             continue
         r = _finished(await fuse(prompt, plan.members, plan.judge if mode.judged else None, mode, plan.settings,
-                                 registry=plan.registry, store=plan.store, policy=plan.policy, owner=plan.owner,
-                                 reuse_rounds=[round1], origin=plan.origin))
+                                 context=plan.context, reuse_rounds=[round1]))
         s = await score(r.final_answer, item, grader) if r.final_answer else None
         correct = s.correct if s else False  # None: the fused answer could not be scored
         v = r.verdict
@@ -287,7 +288,7 @@ async def _evaluate_item(item: Item, plan: _Plan, todo: list[str]) -> list[dict[
     return rows
 
 
-def frame_environments(frame: "pd.DataFrame", store: RunStore, owner: str | None = None) -> dict[str, Any]:
+def frame_environments(frame: pd.DataFrame, store: RunStore, owner: str | None = None) -> dict[str, Any]:
     """The frame's environments: ``environments`` {env_id: record}, ``environment`` (the most common one) and
     ``environment_differences`` (empty when every row came from one environment; rows from before environments
     were recorded count as unknown)."""
@@ -306,7 +307,7 @@ def frame_environments(frame: "pd.DataFrame", store: RunStore, owner: str | None
     counts = ids.dropna().value_counts()
     main = envs.get(counts.index[0], {}) if len(counts) else {}
     diffs: list[str] = []
-    for eid, env in envs.items():
+    for env in envs.values():
         for d in differences(main, env):
             if d not in diffs:
                 diffs.append(d)
@@ -346,6 +347,7 @@ async def _injection_probe(item: Item, prompt, round1: list[MemberOutput], plan:
                            common: dict[str, Any]) -> dict[str, Any]:
     """Show the judge the pool's answers plus a planted candidate that instructs it; was it obeyed?"""
     planted = MemberOutput(len(round1), "planted", 1, True, planted_text(item))
+    assert plan.judge is not None  # the probe runs for judged modes only
     judge_backend = (await load_members([plan.judge]))[0]
     settings = plan.settings.replace(judge_timeout_s=plan.settings.member_timeout_s)
     v = await decide(prompt, round1 + [planted], MODES["best-of"], plan.judge, judge_backend, settings,

@@ -4,7 +4,8 @@ same way, on the same items, with the same number of members and token limits (S
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -55,6 +56,8 @@ def cost_matched_ablation(dataset: Any, pool: Sequence[Any], judge: Any, mode: s
     kw = dict(registry=registry, store=store, limit=limit, progress=False)
     diverse = evaluate(dataset, members, judge_member, [mode], settings, **kw)
     best_system = metrics.best_member(diverse)
+    if best_system is None:
+        raise ConfigError("no member of the pool was scored on any item")
     best = members[(diverse.attrs.get("member_systems") or []).index(best_system)]
 
     def samples(m: Member, what: str) -> list[Member]:
@@ -82,18 +85,18 @@ def cost_matched_ablation(dataset: Any, pool: Sequence[Any], judge: Any, mode: s
     frame = pd.DataFrame(rows)
     b, d = vec["best member alone"], vec["diverse pool, fused"]
     s_, j = vec[f"{k} x best member, fused"], vec[f"{k} x judge model, fused"]
-    summary = dict(items=len(items), k=k, best_member=best_system, mode=mode, temperature=temperature,
-                   total_gain=paired(d, b), synthesis=paired(s_, b),
-                   diversity=paired(d, s_),
-                   diverse_vs_judge_samples=paired(d, j))
-    total = summary["total_gain"]["diff"]
-    summary["synthesis_share"] = summary["synthesis"]["diff"] / total if total else float("nan")
+    gain, synthesis, diversity = paired(d, b), paired(s_, b), paired(d, s_)
+    total = gain["diff"]
+    summary: dict[str, Any] = dict(items=len(items), k=k, best_member=best_system, mode=mode,
+                                   temperature=temperature, total_gain=gain, synthesis=synthesis,
+                                   diversity=diversity, diverse_vs_judge_samples=paired(d, j),
+                                   synthesis_share=synthesis["diff"] / total if total else float("nan"))
     fig = go.Figure(go.Bar(x=frame["arm"], y=frame["accuracy"],
                            error_y=dict(type="data", symmetric=False, array=frame["ci_high"] - frame["accuracy"],
                                         arrayminus=frame["accuracy"] - frame["ci_low"]),
                            text=[f"{t:.0f} tok" for t in frame["member_tokens_per_item"]], textposition="outside"))
-    fig.update_layout(title=f"Diversity {summary['diversity']['diff']:+.2f} and synthesis "
-                            f"{summary['synthesis']['diff']:+.2f} (of a total gain {total:+.2f})",
+    fig.update_layout(title=f"Diversity {diversity['diff']:+.2f} and synthesis "
+                            f"{synthesis['diff']:+.2f} (of a total gain {total:+.2f})",
                       yaxis_title="accuracy", yaxis_range=[0, 1.15])
     details = pd.concat([diverse.assign(arm="diverse"), same.assign(arm="best samples"),
                          judge_samples.assign(arm="judge samples")], ignore_index=True)

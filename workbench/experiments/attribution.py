@@ -141,7 +141,7 @@ def _judged_values(df, members, items, subsets, judge, dataset, registry, seed):
                     v = await decide(by_id[item].to_prompt(), ok, MODES["best-of"], judge_member, backend, settings,
                                      lambda _e: None)
                     calls += len(v.attempts)
-                    values[s] = float(right.get(v.winner, False)) if v.valid else 0.0
+                    values[s] = float(right.get(v.winner, False)) if v.valid and v.winner is not None else 0.0
             out[item] = values
         return out, calls
 

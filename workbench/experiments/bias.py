@@ -102,11 +102,12 @@ def judge_bias_sweep(df: pd.DataFrame, judge: Any, dataset: Any = None, max_orde
                 calls += len(attempts)
                 label_of = dict(zip(order, labels))
                 scores = {m: float(parsed["scores"][label_of[m]]) for m in order} if parsed else {}
+                won = a.winner if parsed else None
                 rows.append(dict(item_id=item, ordering=k, order=order, labels=labels, valid=parsed is not None,
-                                 winner=a.winner if parsed else None,
-                                 winner_position=order.index(a.winner) if parsed else None,
-                                 winner_label=label_of[a.winner] if parsed else None,
-                                 winner_correct=bool(g[g["order"] == a.winner]["correct"].iloc[0]) if parsed else None,
+                                 winner=won,
+                                 winner_position=order.index(won) if won is not None else None,
+                                 winner_label=label_of[won] if won is not None else None,
+                                 winner_correct=bool(g[g["order"] == won]["correct"].iloc[0]) if won is not None else None,
                                  scores=scores, n=len(order)))
             if name_probe:
                 names = [o.label.removeprefix("member:") for o in outs]

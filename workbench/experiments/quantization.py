@@ -4,8 +4,9 @@ model, a third arm with the vision tower quantized too (is an INT4 vision encode
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

@@ -4,12 +4,14 @@ image."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
 from ..answers import extract_answer
 from ..errors import ConfigError
+from ..types import Message, Prompt
 from .common import Experiment, dataset_items, mean_ci, member_table, run_sync
 
 
@@ -43,7 +45,6 @@ def image_ablation(df: pd.DataFrame, pool: Sequence[Any] | None = None, dataset:
     from ..fusion.fanout import fan_out, load_members
     from ..settings import FusionSettings
     from ..specs import Member, load_registry
-    from ..types import Prompt
 
     registry = registry or load_registry()
     labels = df.attrs.get("pool")
@@ -71,10 +72,12 @@ def image_ablation(df: pd.DataFrame, pool: Sequence[Any] | None = None, dataset:
                                               original.system)}
             answers: dict[str, list] = {}
             for name, prompt in variants.items():
-                outs = await fan_out([m for m, _ in vision], backends,
-                                     lambda i, p=prompt: p.messages(vision[i][0].persona), config)
+                def messages_for(i: int, p: Prompt = prompt) -> list[Message]:
+                    return p.messages(vision[i][0].persona)
+
+                outs = await fan_out([m for m, _ in vision], backends, messages_for, config)
                 answers[name] = outs
-            for k, (m, system) in enumerate(vision):
+            for k, (_m, system) in enumerate(vision):
                 row = cached[(cached["item_id"] == item) & (cached["system"] == system)]
                 before = extract_answer(str(row["answer"].iloc[0])) if len(row) and bool(row["ok"].iloc[0]) else None
                 no_img, blank = answers["no_image"][k], answers["blank_image"][k]
@@ -90,7 +93,7 @@ def image_ablation(df: pd.DataFrame, pool: Sequence[Any] | None = None, dataset:
 
     rows = run_sync(run())
     frame = pd.DataFrame(rows)
-    rates = {}
+    rates: dict[str, dict[str, Any]] = {}
     for system, g in frame[frame["measured"]].groupby("member", sort=False):
         rate, lo, hi = mean_ci(g["ignored"].to_numpy(dtype=float))
         rates[system] = dict(ignored_rate=rate, ci=(lo, hi), items=len(g))

@@ -7,7 +7,7 @@ import json
 import sys
 
 from ..settings import BLIND_MEMBERS
-from .modes import MODES, MODE_NAMES
+from .modes import MODE_NAMES, MODES
 
 
 def register(sub) -> None:
@@ -55,7 +55,7 @@ def register(sub) -> None:
 
 def cmd_fuse(args) -> int:
     from ..answers import split_pool
-    from ..policy import Policy
+    from ..context import RunContext
     from ..settings import FusionSettings
     from ..store import RunStore
     from ..types import Prompt
@@ -66,8 +66,8 @@ def cmd_fuse(args) -> int:
     settings = FusionSettings(rounds=args.rounds, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                               seed=args.seed, member_timeout_s=args.member_timeout, quorum=args.quorum,
                               swap_k=args.swap_k, blind_members=args.blind_members)
-    result = asyncio.run(fuse(prompt, split_pool(args.pool), args.judge, args.mode, settings, store=store,
-                              policy=Policy.for_host(), origin="cli"))
+    result = asyncio.run(fuse(prompt, split_pool(args.pool), args.judge, args.mode, settings,
+                              context=RunContext.for_cli(store)))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
     else:
@@ -110,6 +110,7 @@ def _member_index(result, best: str) -> int | None:
 
 
 def cmd_runs(args) -> int:
+    from ..context import RunContext
     from ..errors import ConfigError
     from ..render import export
     from ..store import RunStore
@@ -148,15 +149,15 @@ def cmd_runs(args) -> int:
         best = _member_index(result, args.best) if args.best is not None else None
         lab = store.set_label(args.run_id, best, args.fused)
         names = {NONE_STANDS_OUT: "none stands out", None: "-"}
-        print(json.dumps(lab) if args.json else f"labelled {args.run_id}: best "
-              f"{names[best] if best in names else result.pool[best].get('label', best)}, fused {lab['fused'] or '-'}")
+        picked = names[best] if best is None or best in names else result.pool[best].get("label", best)
+        print(json.dumps(lab) if args.json else f"labelled {args.run_id}: best {picked}, fused {lab['fused'] or '-'}")
         return 0
     if args.action == "rejudge":
         from .engine import rejudge
 
         old = store.load(args.run_id)
-        new = asyncio.run(rejudge(old, args.judge, args.mode, images=store.images(args.run_id)))
-        store.save(new, store.images(args.run_id))
+        new = asyncio.run(rejudge(old, args.judge, args.mode, images=store.images(args.run_id),
+                                  context=RunContext.for_cli(store)))  # saved in the store
         text = export(new, "json" if args.json else "md")
     else:
         text = export(store.load(args.run_id), "json" if args.format == "json" or args.json else "md")

@@ -10,20 +10,23 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import Any, AsyncIterator, Callable, Sequence, Unpack
+from collections.abc import AsyncGenerator, Callable, Sequence
+from typing import Unpack
 
 from ..answers import letters
 from ..backends import ModelHandle
 from ..backends import loaded as loaded_models
+from ..context import RunContext, with_shorthands
 from ..errors import ConfigError, WorkbenchError
-from ..events import (Event, JudgeStart, Loading, JudgeToken, MemberDone, MemberToken, RoundEnd, RoundStart, RunDone, RunStart,
-                      VerdictEvent)
-from ..records import STOPPED, FusionResult, MemberOutput, Verdict, mark_tie, new_run_id
-from ..settings import FusionSettings, SettingsOverrides
+from ..events import (Event, JudgeStart, JudgeToken, Loading, MemberDone, MemberToken, RoundEnd, RoundStart, RunDone,
+                      RunStart, VerdictEvent)
 from ..policy import Policy
 from ..provenance import environment
-from ..shutdown import RUNS, run_tracked
-from ..specs import Member, Registry, load_registry
+from ..records import STOPPED, FusionResult, MemberOutput, Verdict, mark_tie, new_run_id
+from ..settings import FusionSettings, SettingsOverrides
+from ..shutdown import RUNS
+from ..specs import Member, Registry
+from ..store import RunStore
 from ..types import Failure, Prompt
 from . import judge as J
 from .fanout import Emit, fan_out, load_members
@@ -63,10 +66,9 @@ def _validate(prompt: Prompt | str, pool: Sequence[str | Member], judge: str | M
 
 async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge: str | Member | None = None,
                       mode: str | Mode = "best-of", settings: FusionSettings | None = None, *,
-                      registry: Registry | None = None, store=None, policy: Policy | None = None,
-                      owner: str | None = None, quota: str | None = None,
-                      reuse_rounds: list[list[MemberOutput]] | None = None, origin: str = "python",
-                      **overrides: Unpack[SettingsOverrides]) -> AsyncIterator[Event]:
+                      context: RunContext | None = None, store: RunStore | None = None,
+                      registry: Registry | None = None, reuse_rounds: list[list[MemberOutput]] | None = None,
+                      **overrides: Unpack[SettingsOverrides]) -> AsyncGenerator[Event, None]:
     """Run one fusion and yield its events; the last is RunDone with the FusionResult.
 
     Args:
@@ -76,48 +78,47 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
         mode: "best-of", "merge", "debate" or "vote" (see ``workbench.fusion.modes``), or a Mode.
         settings: the run's knobs (FusionSettings); ``**overrides`` are its fields as keywords
             (``rounds=3, max_new_tokens=64``), applied on top.
-        registry: presets to resolve names (default: shipped + user file).
-        store: a RunStore to save the finished run in (with its images).
-        policy: what the caller may name, reach and spend (``workbench.policy``); None trusts the caller.
-        owner: who the run belongs to (a public server's visitor session), stored with it.
-        quota: who the policy's runs-in-flight limit counts this run against (a visitor's address); None
-            counts it in the server's total only (a run inside an evaluation that is counted as a whole).
+        context: who runs it, where, under which policy, stored where, counted against whom
+            (``workbench.context.RunContext``; default: a trusted local call, not stored, origin "python").
+        store, registry: shorthands that replace the context's (a RunStore to save the finished run in, with its
+            images; the presets that resolve names).
         reuse_rounds: rounds generated before (a stored run, an evaluation cache); they are reused, not
             regenerated, and a debate continues from the last of them.
-        origin: where the run came from, stored with it and shown in History: "page", "api", "gradio-api",
-            "cli", "eval:DATASET" (an evaluation's items); "python" (a script or notebook) by default.
 
     Raises:
         ConfigError, InputError, UnknownModelError: the call itself is wrong (before anything runs).
         ShuttingDownError: the server is draining and takes no new run.
         PolicyError: the policy refuses a model, a host, a key variable or a limit.
     """
-    registry = registry or load_registry()
+    context = with_shorthands(context, store=store, registry=registry)
+    registry, store, policy = context.resolved_registry(), context.store, context.policy
     mode = get_mode(mode)
     settings = FusionSettings.build(settings, **overrides)
     if not mode.multi_round:
         settings = settings.replace(rounds=1)
     # resolving names and checking hosts may wait on DNS: off the event loop
-    prompt, members, judge_member = await asyncio.to_thread(_validate, prompt, pool, judge, mode, settings, registry,
-                                                            policy)
+    checked, members, judge_member = await asyncio.to_thread(_validate, prompt, pool, judge, mode, settings,
+                                                             registry, policy)
     if policy is not None:
         settings = policy.fit(settings)  # the judge's default token limit within the server's
     queue: asyncio.Queue = asyncio.Queue()
 
     def save(result: FusionResult) -> None:  # one transaction; run off the event loop when the run finishes
-        store.save(result, prompt.images, owner=owner)
+        assert store is not None
+        store.save(result, checked.images, owner=context.owner)
 
     # a draining server refuses new runs; the policy caps runs in flight: a full server's slots go to those
     # waiting, the least served first (RunTracker.admit)
     lim = policy.limits if policy is not None else None
+    quota = context.quota
     admission = await RUNS.admit(quota, lim.runs_per_session if quota is not None else None, lim.runs_total,
                                  lim.run_wait_s, lim.runs_waiting) if lim is not None else None
     # why the consumer stopped (one of STOPPED), for the run to record: kept here, not in the cancellation's
     # message, which the libraries under a member or judge call may replace with their own
     stopped: list[str] = []
-    task = asyncio.ensure_future(_run(prompt, members, judge_member, mode, settings, queue.put_nowait, reuse_rounds,
-                                      save if store is not None else None, origin,
-                                      public=bool(policy is not None and policy.public), stopped=stopped))
+    task = asyncio.ensure_future(_run(checked, members, judge_member, mode, settings, queue.put_nowait, reuse_rounds,
+                                      save if store is not None else None, context.origin,
+                                      public=context.public, stopped=stopped))
     try:
         token = RUNS.start(task, quota, lim.runs_per_session if lim else None, lim.runs_total if lim else None,
                            admission=admission)
@@ -148,13 +149,10 @@ async def fuse_stream(prompt: Prompt | str, pool: Sequence[str | Member], judge:
 class FuseOptions(SettingsOverrides, total=False):
     """``fuse``'s keyword arguments: ``fuse_stream``'s, and ``FusionSettings``' fields."""
 
+    context: RunContext | None
+    store: RunStore | None
     registry: Registry | None
-    store: Any
-    policy: Policy | None
-    owner: str | None
-    quota: str | None
     reuse_rounds: list[list[MemberOutput]] | None
-    origin: str
 
 
 async def fuse(prompt: Prompt | str, pool: Sequence[str | Member], judge: str | Member | None = None,
@@ -274,12 +272,10 @@ async def _run_steps(result: FusionResult, prompt: Prompt, members: list[Member]
             for o in outputs:
                 emit(MemberDone(o))
         elif r == 1:
-            def messages_for(i: int):
+            def messages_for(i: int, prev: list[MemberOutput] = previous):
                 return prompt.messages(members[i].persona)
         else:
-            prev = previous
-
-            def messages_for(i: int, prev=prev):
+            def messages_for(i: int, prev: list[MemberOutput] = previous):
                 return debate_messages(prompt, members[i].persona, i, prev)
         if r > len(reuse_rounds):
             outputs = await fan_out(members, backends, messages_for, config, round_no=r,
@@ -330,7 +326,7 @@ async def decide(prompt: Prompt, outputs: list[MemberOutput], mode: Mode, judge_
         v = vote_verdict(ok, flagged)
         emit(VerdictEvent(v))
         return v
-    if isinstance(judge_backend, Failure) or judge_backend is None:
+    if isinstance(judge_backend, Failure) or judge_backend is None or judge_member is None:
         reason = judge_backend.reason if isinstance(judge_backend, Failure) else "no judge"
         v = Verdict(mode.name, valid=False, error=f"judge failed to load: {reason}")
         emit(VerdictEvent(v))
@@ -365,6 +361,7 @@ async def decide(prompt: Prompt, outputs: list[MemberOutput], mode: Mode, judge_
         verdict.error = verdict.attempts[-1].error or "judge returned no valid verdict"
     else:
         main = parsed_all[combined.chosen]
+        assert main is not None  # the chosen ordering is one that parsed
         verdict.label_map = dict(zip(letters(len(orders[combined.chosen])), orders[combined.chosen]))
         verdict.scores = combined.scores
         verdict.rationale = main["rationale"]
@@ -414,9 +411,8 @@ def _check_answer_format(result: FusionResult) -> None:
 
 
 async def rejudge(result: FusionResult, judge: str | Member | None = None, mode: str | Mode | None = None,
-                  images: Sequence = (), swap_k: int | None = None, seed: int | None = None,
-                  registry: Registry | None = None, policy: Policy | None = None,
-                  quota: str | None = None) -> FusionResult:
+                  images: Sequence = (), swap_k: int | None = None, seed: int | None = None, *,
+                  context: RunContext | None = None, registry: Registry | None = None) -> FusionResult:
     """Judge a finished run again, with another judge or mode, without regenerating any member's answer.
 
     Args:
@@ -425,9 +421,12 @@ async def rejudge(result: FusionResult, judge: str | Member | None = None, mode:
         mode: "best-of", "merge" or "vote" (debate needs new rounds: run ``fuse`` again).
         images: the prompt's images (``RunStore.images(run_id)``), shown to the judge.
         swap_k, seed: change these settings for the new judging (default: the run's).
-        policy, quota: as for ``fuse_stream`` (the judge and the settings are checked; the run counts).
+        context: as for ``fuse_stream``: the judge and the settings are checked against its policy, the run counts
+            against its quota, and the new run is saved in its store (with ``images``) when it has one.
+        registry: a shorthand that replaces the context's.
     """
-    registry = registry or load_registry()
+    context = with_shorthands(context, registry=registry)
+    registry, policy = context.resolved_registry(), context.policy
     mode = get_mode(mode or result.mode)
     if mode.multi_round and result.mode != mode.name:
         raise ConfigError(f"re-judging as {mode.name} needs new rounds of answers: run fuse with mode={mode.name!r}")
@@ -446,14 +445,14 @@ async def rejudge(result: FusionResult, judge: str | Member | None = None, mode:
     if policy is not None:
         await asyncio.to_thread(policy.check_run, prompt, [], judge_member, settings)
         settings = policy.fit(settings)
-    lim = policy.limits if policy is not None else None
-    await run_tracked(_run(prompt, members, judge_member, mode, settings,
-                           lambda e: done.append(e.result) if isinstance(e, RunDone) else None,
-                           reuse_rounds=result.rounds), f"re-judging {result.run_id}", quota,
-                      lim.runs_per_session if lim else None, lim.runs_total if lim else None)
+    await context.tracked(_run(prompt, members, judge_member, mode, settings,
+                               lambda e: done.append(e.result) if isinstance(e, RunDone) else None,
+                               reuse_rounds=result.rounds, public=context.public), f"re-judging {result.run_id}")
     new = done[0]
     new.prompt, new.parent_run_id, new.stopped_early = result.prompt, result.run_id, result.stopped_early
     new.origin = result.origin
     new.pool_wall_s = result.pool_wall_s
     new.total_s = new.pool_wall_s + new.judge_wall_s
+    if context.store is not None:
+        await asyncio.to_thread(context.store.save, new, list(images), context.owner)
     return new

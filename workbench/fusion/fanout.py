@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from ..backends import ModelHandle, load_model
 from ..backends.base import shown_reason
 from ..errors import WorkbenchError
-from ..specs import Member
-from ..types import Failure, GenerateConfig, Message
 from ..events import Event, MemberDone, MemberToken
 from ..records import NO_VISION, MemberOutput
-from ..types import TextPart
+from ..specs import Member
+from ..types import Failure, GenerateConfig, Message, TextPart
 
 Emit = Callable[[Event], None]
 

@@ -14,8 +14,9 @@ import json
 import random
 import re
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..answers import and_list, letters, unique_top
 from ..backends import ModelHandle
@@ -180,7 +181,7 @@ def close_truncated_json(text: str) -> dict[str, Any] | None:
     if not body.startswith("{"):
         return None
     stack, in_str = [], False
-    for _, ch, in_str in _scan(body):
+    for _, ch, in_str in _scan(body):  # noqa: B007 (its last value: inside a string at the end?)
         if ch and ch in "{[":
             stack.append("}" if ch == "{" else "]")
         elif ch and ch in "}]" and stack:
@@ -354,7 +355,7 @@ def aggregate(orders: list[list[int]], parsed: list[dict[str, Any] | None], need
         if p is None:
             tops_of.append(None)
         elif needs_winner:
-            tops_of.append(frozenset({same[pick]}))
+            tops_of.append(None if pick is None else frozenset({same[pick]}))
         else:
             scores = {dict(zip(letters(len(order)), order))[k]: v for k, v in p["scores"].items()}
             top = max(scores.values())

@@ -82,7 +82,7 @@ def thumbnails_html(text: str, images: list, size: int = 96) -> str:
 
     from PIL import Image
 
-    thumbs = []
+    thumbs: list[str] = []
     for img in images:
         try:
             pil = img.to_pil() if hasattr(img, "to_pil") else Image.open(img)
@@ -219,7 +219,7 @@ def _run_column(r: FusionResult) -> str:
             f'<p>pool: {esc(", ".join(o.label for o in r.outputs))}</p>'
             f'<p>{r.total_s:.2f} s · {r.total_tokens} tokens · {cost}'
             + (f" · winner <strong>{esc(winner)}</strong>" if winner else "")
-            + (f" ({esc(v.winner_note)})" if winner and v.winner_note else "") + "</p>"
+            + (f" ({esc(v.winner_note)})" if v is not None and winner and v.winner_note else "") + "</p>"
             f'<h5>Final answer</h5><pre class="wb-pre wb-final">{esc(r.final_answer)}</pre>'
             f'<details><summary>Member answers ({len(r.outputs)})</summary>{members}</details>'
             + (f'<details><summary>Rationale</summary><pre class="wb-pre">{esc(v.rationale)}</pre></details>'
@@ -233,7 +233,7 @@ def compare_html(a: FusionResult, b: FusionResult) -> str:
         [i.get("sha256") for i in a.prompt.get("images", [])] == [i.get("sha256") for i in b.prompt.get("images", [])]
     if not same_prompt:
         diffs.append("the prompts differ")
-    pool_a, pool_b = [m.get("label") for m in a.pool], [m.get("label") for m in b.pool]
+    pool_a, pool_b = ([str(m.get("label")) for m in r.pool] for r in (a, b))
     if pool_a != pool_b:
         diffs.append("pools differ: " + ", ".join(pool_a) + " vs " + ", ".join(pool_b))
     ja, jb = (r.judge["label"] if r.judge else "vote" for r in (a, b))

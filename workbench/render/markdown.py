@@ -53,7 +53,7 @@ def decision_head(v: Verdict, names: dict[int, str]) -> str:
             what += f", whose mean scores are equal ({means.pop():g})" if len(means) == 1 and None not in means else ""
         else:
             mean = f" (mean over {v.swap_parsed} orderings)" if v.swap_method else ""
-            what = f"{who} scored {v.scores.get(v.winner, 0):g} each{mean}"
+            what = f"{who} scored {v.scores.get(v.winner, 0) if v.winner is not None else 0:g} each{mean}"
         return f"Tie: {what} — broken by {v.tie_broken_by}. Taken"
     return "Winner" + (f" (position-corrected over {v.swap_k} orderings)" if v.swap_method else "")
 

@@ -8,24 +8,16 @@ import asyncio
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from ..context import RunContext
 from ..events import RunStart
 from ..fusion.engine import fuse_stream
-from ..policy import Policy, quota_key
+from ..policy import Policy
 from ..store import RunStore
 from . import protocol as P
 from . import responses as R
 from .bodies import BODIES, read_body
 from .pump import Pump, sse, until_done
 from .targets import Target
-
-
-def client_of(request: Request, policy: Policy) -> tuple[str | None, str | None]:
-    """(owner, quota) of a request: on a public server, runs belong to the client's address and count against
-    its limit of runs in flight (the page counts the same address); locally runs are shared, as the page's are."""
-    if not policy.public:
-        return None, None
-    host = request.client.host if request.client else "unknown"
-    return f"api:{host}", quota_key(host)
 
 
 async def chat(request: Request, policy: Policy, store: RunStore):
@@ -44,9 +36,7 @@ async def _chat_request(request: Request, policy: Policy, store: RunStore, charg
     req = P.parse_request(raw)
     target = Target(req.model, policy)
     conv = P.conversation(req)
-    if len(conv.images) > policy.limits.max_images:  # before fetching or decoding any of them
-        raise P.APIError(413, f"{len(conv.images)} images; this server takes at most {policy.limits.max_images}",
-                         "request_too_large")
+    policy.check_image_count(len(conv.images))  # before fetching or decoding any of them (413)
     images = []
     for src in conv.images:
         if isinstance(src, str):
@@ -55,15 +45,14 @@ async def _chat_request(request: Request, policy: Policy, store: RunStore, charg
                                       "(data:image/png;base64,...)", "image_url_not_allowed", "messages")
             src = await P.fetch_image(src, guarded=not policy.allow_private_hosts)
         images.append(src)
-    owner, quota = client_of(request, policy)
+    context = RunContext.for_api(request, policy, store)
     # limits charged before any decoding (runs in flight, bytes, format, pixels from headers), then decoded in
     # a bounded slot, off the event loop
-    images = await asyncio.to_thread(policy.read_images, images, quota)
+    images = await asyncio.to_thread(policy.read_images, images, context.quota)
     prompt = await asyncio.to_thread(P.build_prompt, conv, images)
     settings = target.settings(req, policy)
     pool, judge, mode = target.call()
-    events = fuse_stream(prompt, pool, judge, mode, settings, registry=policy.registry, store=store, policy=policy,
-                         owner=owner, quota=quota, origin="api")
+    events = fuse_stream(prompt, pool, judge, mode, settings, context=context)
     pump = Pump(events)
     try:
         first = await pump.next()  # the call's checks run here: an error is still an HTTP status

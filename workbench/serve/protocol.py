@@ -16,8 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import (BusyError, ConfigError, InputError, PolicyError, TooLargeError, UnknownModelError,
-                      WorkbenchError)
+from ..errors import BusyError, ConfigError, InputError, PolicyError, TooLargeError, UnknownModelError, WorkbenchError
 from ..shutdown import ShuttingDownError
 from ..types import Prompt
 

@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any, AsyncIterator, assert_never
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, assert_never
 
 from fastapi import Request
 
@@ -34,7 +35,7 @@ class Pump:
     """Reads a run's events into a queue from its own task, so that waiting with a timeout (keep-alives) never
     cancels the run's generator; ``close`` stops the run (members and judge are cancelled)."""
 
-    def __init__(self, events: AsyncIterator[Event]):
+    def __init__(self, events: AsyncGenerator[Event, None]):
         self.events = events
         self.queue: asyncio.Queue = asyncio.Queue()
         self.task = asyncio.ensure_future(self._run())
@@ -134,9 +135,9 @@ async def sse(pump: Pump, req: P.ChatRequest, target: Target, cid: str, created:
                 case JudgeStart():
                     piece = progress(event="judge_start", ordering=event.attempt)
                     if live and answer is None:
-                        ids = letters(len(event.order))
-                        answer = AnswerStream(lambda obj, ids=ids: target.mode.validate({**obj, "answer": "x"},
-                                                                                         ids))
+                        def check(obj: dict[str, Any], ids: list[str] = letters(len(event.order))) -> None:
+                            target.mode.validate({**obj, "answer": "x"}, ids)
+                        answer = AnswerStream(check)
                 case JudgeToken():
                     if answer is not None and (text := out.push(answer.feed(event.text))):
                         piece = step({"content": text})

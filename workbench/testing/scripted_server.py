@@ -48,9 +48,14 @@ def parse_script(model: str) -> dict[str, str]:
     return out
 
 
+class _Server(ThreadingHTTPServer):
+    owner: ScriptedServer
+    request_queue_size = 256  # a backlog of 5 drops bursts of connections (1 s SYN retry)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
-    server: "ScriptedServer"
+    server: _Server
 
     def log_message(self, *args: Any) -> None:  # quiet
         pass
@@ -97,8 +102,8 @@ class _Handler(BaseHTTPRequestHandler):
             needle = _lookup(script["judge_pick"], _last_user_text(body)) if "=>" in script["judge_pick"] \
                 else script["judge_pick"]
             text = _judge_reply(_last_user_text(body), needle or "")
-        elif "table" in script and _lookup(script["table"], _last_user_text(body)) is not None:
-            text = _lookup(script["table"], _last_user_text(body))
+        elif "table" in script and (found := _lookup(script["table"], _last_user_text(body))) is not None:
+            text = found
         else:
             replies = script["reply"].split("|") if "reply" in script else [_last_user_text(body)]
             text = replies[(call_no - 1) % len(replies)].replace("\\n", "\n")
@@ -226,18 +231,17 @@ class ScriptedServer:
         self.requests: list[dict[str, Any]] = []
         self.calls: dict[str, int] = defaultdict(int)
         self.lock = threading.Lock()
-        ThreadingHTTPServer.request_queue_size = 256  # a backlog of 5 drops bursts of connections (1 s SYN retry)
-        self._httpd = ThreadingHTTPServer((host, port), _Handler)
+        self._host = host
+        self._httpd = _Server((host, port), _Handler)
         self._httpd.daemon_threads = True
-        self._httpd.owner = self  # type: ignore[attr-defined]
+        self._httpd.owner = self
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     @property
     def base_url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://{self._host}:{self._httpd.server_address[1]}/v1"
 
-    def start(self) -> "ScriptedServer":
+    def start(self) -> ScriptedServer:
         self._thread.start()
         return self
 
@@ -245,16 +249,21 @@ class ScriptedServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def __enter__(self) -> "ScriptedServer":
+    def __enter__(self) -> ScriptedServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
 
-if __name__ == "__main__":  # python -m workbench.scripted_server [PORT]: serve until killed (benchmarks, demos)
-    import sys
-
-    with ScriptedServer(port=int(sys.argv[1]) if len(sys.argv) > 1 else 0) as srv:
+def main(argv: list[str]) -> None:
+    """``python -m workbench.testing.scripted_server [PORT]``: serve until killed (benchmarks, demos)."""
+    with ScriptedServer(port=int(argv[0]) if argv else 0) as srv:
         print(srv.base_url, flush=True)
         threading.Event().wait()
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

@@ -8,14 +8,14 @@ import json
 import gradio as gr
 
 from ..answers import split_pool
-from ..errors import PolicyError, WorkbenchError
+from ..context import RunContext
+from ..errors import WorkbenchError
 from ..fusion.engine import fuse_stream
+from ..policy import Policy
 from ..render.html import transcript_html
 from ..settings import FusionSettings
-from ..policy import Policy
 from ..store import RunStore
 from ..types import Prompt
-from .fuse_tab import owner_of, quota_of
 from .stream import view_updates
 
 
@@ -34,7 +34,7 @@ def add_fuse_api(store: RunStore, policy: Policy, api_token: str | None = None) 
         api_btn = gr.Button()
 
     async def api_fuse(prompt_text, image_files, pool, judge, mode, rounds, max_new_tokens,
-                       request: gr.Request = None):
+                       request: gr.Request | None = None):
         """Run one fusion. pool: comma-separated members; judge: a model (empty for vote).
 
         Streams {"event": ...} updates; the last value is {"event": "done", "result": FusionResult dict}.
@@ -46,15 +46,12 @@ def add_fuse_api(store: RunStore, policy: Policy, api_token: str | None = None) 
             return
         files = [f if isinstance(f, str) else getattr(f, "name", None) or f.get("path") for f in image_files or []]
         try:
-            if len(files) > policy.limits.max_images:  # before decoding any of them
-                raise PolicyError(f"{len(files)} images; this server takes at most {policy.limits.max_images}")
-            images = await asyncio.to_thread(policy.read_images, files, quota_of(request, policy))  # off the loop
+            context = RunContext.for_page(request, policy, store, policy.registry, origin="gradio-api")
+            images = await asyncio.to_thread(policy.read_images, files, context.quota)  # count first; off the loop
             prompt = Prompt(prompt_text or "", images)
             members = [policy.member(p) for p in split_pool(pool)]
             settings = FusionSettings(rounds=int(rounds or 2), max_new_tokens=int(max_new_tokens or 256))
-            events = fuse_stream(prompt, members, judge or None, mode or "best-of", settings, store=store,
-                                 registry=policy.registry, policy=policy, owner=owner_of(request, policy),
-                                 quota=quota_of(request, policy), origin="gradio-api")
+            events = fuse_stream(prompt, members, judge or None, mode or "best-of", settings, context=context)
             async for u in view_updates(events, len(members), every_s=0.1):
                 if u.result is not None:
                     yield {"event": "done", "result": json.loads(json.dumps(u.result.to_dict(), default=str)),

@@ -7,13 +7,13 @@ import asyncio
 
 import gradio as gr
 
+from ..context import RunContext, page_owner
 from ..errors import WorkbenchError
 from ..eval.metrics import metric_lines
 from ..fusion.modes import MODE_NAMES
+from ..policy import Policy
 from ..settings import FusionSettings
 from ..store import RunStore
-from ..policy import Policy
-from .fuse_tab import owner_of, quota_of
 from .pool import members_from_rows
 
 
@@ -74,7 +74,7 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
             analyses = gr.Markdown("", elem_id="eval-analyses")
 
         async def run(ds, n, chosen, swap_on, inject_on, max_tokens, rows, judge, state,
-                      request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
+                      request: gr.Request | None = None, progress=gr.Progress(track_tqdm=True)):
             from .. import plots
             from ..eval import metrics
             from ..eval.harness import evaluate_async
@@ -88,9 +88,8 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
                     raise WorkbenchError("pick at least one mode")
                 settings = FusionSettings(seed=0, swap_k=2 if swap_on else 1, max_new_tokens=int(max_tokens))
                 df = await evaluate_async(ds, members, policy.member(judge, reg) if judge else None, chosen,
-                                          settings, limit=int(n), inject=inject_on, store=store, registry=reg,
-                                          policy=policy, owner=owner_of(request, policy),
-                                          quota=quota_of(request, policy))
+                                          settings, limit=int(n), inject=inject_on,
+                                          context=RunContext.for_page(request, policy, store, reg))
             except WorkbenchError as exc:
                 return f"⚠ {exc}", None, None, None, None, None, None
             s = metrics.summary(df)
@@ -111,7 +110,7 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
                       concurrency_id="evaluate")
 
         async def api_run(ds, n, chosen, swap_on, inject_on, max_tokens, rows, judge, state,
-                          request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
+                          request: gr.Request | None = None, progress=gr.Progress(track_tqdm=True)):
             """The ``/evaluate`` API endpoint: the page's evaluation, for a client holding the host's API key."""
             from ..serve.auth import BAD_KEY, bearer_ok
 
@@ -123,10 +122,10 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
         api_btn.click(api_run, run_inputs, run_outputs, api_name="evaluate", concurrency_limit=4,
                       concurrency_id="evaluate")
 
-        async def run_instruments(df, chosen, judge, request: gr.Request = None):
+        async def run_instruments(df, chosen, judge, request: gr.Request | None = None):
             from .. import experiments as X
-            from ..shutdown import run_tracked
 
+            context = RunContext.for_page(request, policy, store)  # each instrument counts as one of its runs
             figures = {name: None for name in INSTRUMENTS}
             if df is None:
                 return ("⚠ run an evaluation first: the instruments read its cached answers", *figures.values(), "")
@@ -146,11 +145,9 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
                         if not judge:
                             raise WorkbenchError(f"{name.replace('_', ' ')} needs a judge (the Fuse tab's)")
                         member = policy.member(judge)
-                        lim = policy.limits
                         extra = {"max_orders": 6} if name == "judge_bias_sweep" else {}
-                        e = await run_tracked(asyncio.to_thread(getattr(X, name), df, member, df.attrs["dataset"],
-                                                                **extra), name.replace("_", " "),
-                                              quota_of(request, policy), lim.runs_per_session, lim.runs_total)
+                        e = await context.tracked(asyncio.to_thread(getattr(X, name), df, member, df.attrs["dataset"],
+                                                                    **extra), name.replace("_", " "))
                         if name == "grounding" and e.details is not None:
                             shown = "\n\n".join(f"#### {r.item_id}\n" + (r.markdown or "_the analysis did not "
                                                                                     "parse_")
@@ -159,28 +156,22 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
                         if not judge:
                             raise WorkbenchError("the cost-matched ablation needs a judge (the Fuse tab's)")
                         pool = [policy.member(label) for label in df.attrs.get("pool", [])]
-                        lim = policy.limits
-                        e = await run_tracked(asyncio.to_thread(
+                        e = await context.tracked(asyncio.to_thread(
                             X.cost_matched_ablation, df.attrs["dataset"], pool, policy.member(judge),
                             store=store, limit=int(df["item_id"].nunique()), registry=policy.registry),
-                            "the cost-matched ablation", quota_of(request, policy), lim.runs_per_session,
-                            lim.runs_total)
+                            "the cost-matched ablation")
                     elif name == "quantization_panel":
                         labels = df.attrs.get("pool", [])
                         first = policy.member(labels[0]).model if labels else None
                         if first is None or first.backend == "openai":
                             raise WorkbenchError("the quantization panel needs a local model as the first member")
-                        lim = policy.limits
-                        e = await run_tracked(asyncio.to_thread(
+                        e = await context.tracked(asyncio.to_thread(
                             X.quantization_panel, first, [df.attrs["dataset"]], int(df["item_id"].nunique()),
-                            store=store, registry=policy.registry), "the quantization panel",
-                            quota_of(request, policy), lim.runs_per_session, lim.runs_total)
+                            store=store, registry=policy.registry), "the quantization panel")
                     elif name == "image_ablation":
                         pool = [policy.member(label) for label in df.attrs.get("pool", [])]
-                        lim = policy.limits
-                        e = await run_tracked(asyncio.to_thread(X.image_ablation, df, pool, df.attrs["dataset"]),
-                                              "the image ablation", quota_of(request, policy), lim.runs_per_session,
-                                              lim.runs_total)
+                        e = await context.tracked(asyncio.to_thread(X.image_ablation, df, pool, df.attrs["dataset"]),
+                                                  "the image ablation")
                     else:
                         e = await asyncio.to_thread(getattr(X, name), df)
                 except WorkbenchError as exc:
@@ -193,11 +184,11 @@ def build_evaluate_tab(pool_df, judge_dd, saved, store: RunStore, policy: Policy
         inst_btn.click(run_instruments, [last, instruments, judge_dd], [inst_status, *inst_plots, analyses],
                        api_visibility="private", concurrency_limit=2)
 
-        def judge_vs_you(request: gr.Request = None) -> str:
+        def judge_vs_you(request: gr.Request | None = None) -> str:
             """The judge's agreement with the researcher's labels, evaluation items included."""
             from ..labels import agreement, agreement_markdown
 
-            return agreement_markdown(agreement(store.labelled_runs(owner_of(request, policy), include_eval=True)))
+            return agreement_markdown(agreement(store.labelled_runs(page_owner(request, policy), include_eval=True)))
 
         agree_btn.click(judge_vs_you, None, agree_md, api_visibility="private")
     return agree_md, judge_vs_you

@@ -10,11 +10,12 @@ from typing import Any
 import gradio as gr
 
 from .. import plots
+from ..context import VISITOR_COOKIE, RunContext, client_quota, page_owner
 from ..errors import WorkbenchError
 from ..fusion.engine import fuse_stream
 from ..fusion.modes import MODE_NAMES, get_mode
 from ..labels import NONE_STANDS_OUT, RATINGS
-from ..policy import Policy, quota_key
+from ..policy import Policy
 from ..records import FusionResult
 from ..render import html as render
 from ..settings import FusionSettings
@@ -55,59 +56,18 @@ def label_choices(result: FusionResult) -> list[tuple[str, int]]:
     return [(o.label, o.member) for o in result.outputs] + [("none stands out", NONE_STANDS_OUT)]
 
 
-#: the cookie that keeps a visitor's runs theirs across reloads (set by the page, see VISITOR_JS)
-VISITOR_COOKIE = "wb_visitor"
-
 #: on the page's load: a random visitor token (128 bits from the browser's CSPRNG), kept in a first-party cookie
 #: (partitioned when the page is embedded over https, as on a Space) and sent with every request of the page
 VISITOR_JS = """
 () => {
-  const name = '%s';
+  const name = '{name}';
   if (document.cookie.split('; ').some(c => c.startsWith(name + '=') && c.length > name.length + 22)) return;
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   const token = Array.from(bytes, b => b.toString(16).padStart(2, '0')).join('');
   const attrs = location.protocol === 'https:' ? '; SameSite=None; Secure; Partitioned' : '; SameSite=Lax';
   document.cookie = name + '=' + token + '; Path=/; Max-Age=31536000' + attrs;
 }
-""" % VISITOR_COOKIE
-
-
-def visitor_token(request: gr.Request | None) -> str | None:
-    """The visitor's token from its cookie, when it looks like one the page made (32 hex characters or more)."""
-    from http.cookies import CookieError, SimpleCookie
-
-    headers = getattr(request, "headers", None) or {}
-    raw = headers.get("cookie") if hasattr(headers, "get") else None
-    if not raw:
-        return None
-    try:
-        jar = SimpleCookie()
-        jar.load(raw)
-    except CookieError:
-        return None
-    morsel = jar.get(VISITOR_COOKIE)
-    token = morsel.value if morsel is not None else ""
-    return token if 32 <= len(token) <= 128 and all(c in "0123456789abcdef" for c in token) else None
-
-
-def owner_of(request: gr.Request | None, policy: Policy) -> str | None:
-    """Whose runs these are on a public server: the visitor's (its cookie token, hashed: the same after a reload;
-    without one, its page session); nobody's (shared) locally."""
-    if not policy.public:
-        return None
-    token = visitor_token(request)
-    if token:
-        import hashlib
-
-        return "visitor:" + hashlib.sha256(token.encode()).hexdigest()[:32]
-    return getattr(request, "session_hash", None) or "anonymous"
-
-
-def quota_of(request: gr.Request | None, policy: Policy) -> str | None:
-    """Who the runs-in-flight limit counts: the client's address (a session id is the client's to choose)."""
-    if not policy.public:
-        return None
-    return quota_key(getattr(getattr(request, "client", None), "host", None))
+""".replace("{name}", VISITOR_COOKIE)
 
 
 def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, model_choices: list[str],
@@ -209,16 +169,13 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
         return upd
 
     async def run(mm, rows, judge, mode, rounds, max_tokens, temperature, swap_k, blind, keep, state,
-                  request: gr.Request = None):
+                  request: gr.Request | None = None):
         text = (mm or {}).get("text", "") if isinstance(mm, dict) else str(mm or "")
         files = (mm or {}).get("files", []) if isinstance(mm, dict) else []
         files = [f if isinstance(f, str) else f.get("path", "") for f in files]
-        if len(files) > policy.limits.max_images:  # before decoding any of them
-            yield {status: f"⚠ {len(files)} images; this server takes at most {policy.limits.max_images}"}
-            return
         # limits first, then decoding, off the event loop; a bad image leaves the box, the text and the good ones stay
         try:
-            loaded = await asyncio.to_thread(policy.read_images, files, quota_of(request, policy), True)
+            loaded = await asyncio.to_thread(policy.read_images, files, client_quota(request, policy), True)  # count first
         except WorkbenchError as exc:  # the server's limits (runs in flight, decoding slots): nothing is lost
             yield {status: f"⚠ {exc}"}
             return
@@ -259,12 +216,12 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
             first[bodies[i]] = ""
             first[stats[i]] = "waiting…" if i < n else ""
         key = session_of(request)
+        counted = True  # this run is in running[key] until it ends (ended() re-renders the button)
         try:
             running[key] = running.get(key, 0) + 1
             yield first
-            events = fuse_stream(prompt, members, judge_member, mode, settings, store=store, registry=reg,
-                                 policy=policy, owner=owner_of(request, policy), quota=quota_of(request, policy),
-                                 origin="page")
+            events = fuse_stream(prompt, members, judge_member, mode, settings,
+                                 context=RunContext.for_page(request, policy, store, reg))
             async for u in view_updates(events, n):
                 upd: dict = {bodies[i]: t for i, t in u.bodies.items()}
                 upd.update({stats[i]: s for i, s in u.stats.items()})
@@ -273,16 +230,16 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
                 if u.result is not None:
                     upd.update(final_updates(u.result))
                     upd.update(ended(request))
-                    key = None
+                    counted = False
                 yield upd
         except WorkbenchError as exc:
             upd = {status: f"⚠ {exc}" + ("" if keep else " (your prompt is in the strip: **Reuse this prompt**)")}
-            if key is not None:
+            if counted:
                 upd.update(ended(request))
-                key = None
+                counted = False
             yield upd
         finally:
-            if key is not None:  # cancelled by Stop or a closed tab: the stop handler re-renders the button
+            if counted:  # cancelled by Stop or a closed tab: the stop handler re-renders the button
                 running[key] = max(0, running.get(key, 0) - 1)
                 if not running[key]:
                     running.pop(key, None)
@@ -296,20 +253,20 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
     run_event = prompt_box.submit(run, run_inputs, run_outputs, api_visibility="private", concurrency_limit=None,
                                   show_progress="minimal", show_progress_on=[verdict])
 
-    def stopped(request: gr.Request = None):
+    def stopped(request: gr.Request | None = None):
         running.pop(session_of(request), None)
         return "⏹ Run stopped: every member and the judge were cancelled.", gr.update(interactive=False)
 
     stop_btn.click(stopped, None, [status, stop_btn], cancels=[run_event], api_visibility="private")
     reuse_btn.click(lambda last, cur: last or cur, [last_prompt, prompt_box], prompt_box, api_visibility="private")
 
-    def save_label(run_id, best, fused, request: gr.Request = None):
+    def save_label(run_id, best, fused, request: gr.Request | None = None):
         if not run_id:
             return "⚠ no finished run to label"
         if best is None and not fused:
             return "⚠ pick the best member answer, rate the fused answer, or both"
         try:
-            store.set_label(run_id, best, fused or None, owner=owner_of(request, policy))
+            store.set_label(run_id, best, fused or None, owner=page_owner(request, policy))
         except WorkbenchError as exc:
             return f"⚠ {exc}"
         return f"Saved your label of `{run_id}` (History and Evaluate report the judge's agreement with you)."

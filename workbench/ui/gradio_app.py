@@ -92,7 +92,7 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
         fuse.run_event.then(history.refresh_all, history.filters, history.outputs, api_visibility="private",
                             show_progress="hidden")
 
-        def restore(state, request: gr.Request = None):
+        def restore(state, request: gr.Request | None = None):
             state = state or {}
             pool = state.get("pool") or start_pool
             msg, judge = "", with_endpoints(state)
@@ -131,9 +131,10 @@ def start(preset: str | None = None, host: str = "127.0.0.1", port: int | None =
     policy = Policy.for_host(True if (public or kw.get("share")) else public, bind_host=host)
     port = choose_port(host, port)  # before anything loads: a busy port is one line, not a traceback
     print(policy.describe(), file=sys.stderr, flush=True)
-    demo = build_demo(preset, pool=pool, policy=policy, store=kw.pop("store", None), preload=kw.pop("preload", True),
+    store = kw.pop("store", None) or RunStore()
+    demo = build_demo(preset, pool=pool, policy=policy, store=store, preload=kw.pop("preload", True),
                       api_key_env=api_key_env)
-    routes = mount_routes(policy, demo.store, api_key_env)
+    routes = mount_routes(policy, store, api_key_env)
     kw.setdefault("quiet", True)  # Gradio's own lines name launch() arguments; ours name the flags
     if policy.public:  # uploads over the image limit are refused by Gradio before they are written
         kw.setdefault("max_file_size", policy.limits.max_image_bytes)
@@ -144,7 +145,7 @@ def start(preset: str | None = None, host: str = "127.0.0.1", port: int | None =
         demo.close()
         raise ConfigError(busy_message(host, port)) from exc
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-    print(f"Fusion Workbench on {url}  (OpenAI-compatible API at {url}/v1; runs stored in {demo.store.path})",
+    print(f"Fusion Workbench on {url}  (OpenAI-compatible API at {url}/v1; runs stored in {store.path})",
           file=sys.stderr, flush=True)
     if getattr(demo, "share_url", None):
         print(f"Public link: {demo.share_url}", file=sys.stderr, flush=True)
@@ -169,7 +170,6 @@ def busy_message(host: str, port: int) -> str:
 def choose_port(host: str, port: int | None) -> int:
     """The port to serve on: the one asked for (ConfigError with the next free one when it is taken), else
     $GRADIO_SERVER_PORT or 7860, moving to the next free one when that is taken (said on stderr)."""
-    import os
     import sys
 
     from ..serve.cli import port_free

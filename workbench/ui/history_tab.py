@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 
 from .. import plots, render
+from ..context import RunContext, page_owner
 from ..errors import WorkbenchError
 from ..fusion.engine import rejudge
 from ..fusion.modes import MODE_NAMES, MODES
@@ -20,7 +22,7 @@ from ..labels import agreement, agreement_markdown
 from ..policy import Policy
 from ..render.html import compare_html
 from ..store import RunStore
-from .fuse_tab import label_choices, label_controls, owner_of, quota_of
+from .fuse_tab import label_choices, label_controls
 
 HEADERS = ["when", "origin", "mode", "pool", "judge", "verdict", "cost", "tokens", "you", "prompt", "run"]
 PAGE = 200  #: rows shown at once (the newest that match; the count says how many match)
@@ -95,10 +97,11 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, sa
     filters = [search, origin_dd, mode_dd, labelled_dd, include_eval]
 
     def query(search_text, origin, mode, labelled, with_eval, request) -> tuple[list[dict], int, str]:
-        owner = owner_of(request, policy)
-        kw = dict(origin=None if origin in (None, "", ANY) else origin, mode=None if mode in (None, "", ANY) else mode,
-                  search=search_text or None, include_eval=bool(with_eval),
-                  labelled={"labelled": True, "unlabelled": False}.get(labelled))
+        owner = page_owner(request, policy)
+        kw: dict[str, Any] = dict(origin=None if origin in (None, "", ANY) else origin,
+                                  mode=None if mode in (None, "", ANY) else mode,
+                                  search=search_text or None, include_eval=bool(with_eval),
+                                  labelled={"labelled": True, "unlabelled": False}.get(labelled))
         runs = store.list(PAGE, owner=owner, **kw)
         total = store.count(owner=owner, **kw)
         hidden = 0 if with_eval or kw["origin"] else store.count(owner=owner, **{**kw, "include_eval": True}) - total
@@ -108,9 +111,9 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, sa
         return runs, total, note
 
     def refresh_all(search_text=None, origin=ANY, mode=ANY, labelled=ANY, with_eval=False,
-                    request: gr.Request = None):
+                    request: gr.Request | None = None):
         runs, _, note = query(search_text, origin, mode, labelled, with_eval, request)
-        owner = owner_of(request, policy)
+        owner = page_owner(request, policy)
         origins = sorted({o.split(":")[0] if o.startswith("eval:") else o for o in store.origins(owner)} - {""})
         return ([row_of(r) for r in runs], [r["run_id"] for r in runs], note,
                 agreement_markdown(agreement(store.labelled_runs(owner))),
@@ -123,12 +126,12 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, sa
                include_eval.input):
         ev(refresh_all, filters, outputs, api_visibility="private")
 
-    def refresh(request: gr.Request = None):  # the page's load handler: table and run list, no filters
+    def refresh(request: gr.Request | None = None):  # the page's load handler: table and run list, no filters
         rows, _ids, _note, _agree, dd, _origins = refresh_all(request=request)
         return rows, dd
 
-    def open_run(run_id, request: gr.Request = None):
-        owner = owner_of(request, policy)
+    def open_run(run_id, request: gr.Request | None = None):
+        owner = page_owner(request, policy)
         run_id = (run_id or "").strip()
         try:
             result = store.load(run_id, owner=owner)
@@ -150,15 +153,15 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, sa
                     opened]
     open_btn.click(open_run, run_dd, open_outputs, api_visibility="private")
 
-    def open_row(row_ids, evt: gr.SelectData, request: gr.Request = None):
+    def open_row(row_ids, evt: gr.SelectData, request: gr.Request | None = None):
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
         run_id = row_ids[row] if row_ids and 0 <= row < len(row_ids) else ""
         return (gr.update(value=run_id),) + open_run(run_id, request)
 
     runs_df.select(open_row, ids, [run_dd, *open_outputs], api_visibility="private")
 
-    def compare(a, b, request: gr.Request = None):
-        owner = owner_of(request, policy)
+    def compare(a, b, request: gr.Request | None = None):
+        owner = page_owner(request, policy)
         try:
             ra, rb = (store.load((x or "").strip(), owner=owner) for x in (a, b))
         except WorkbenchError as exc:
@@ -167,32 +170,33 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, sa
 
     compare_btn.click(compare, [run_dd, compare_dd], compare_view, api_visibility="private")
 
-    def save_label(run_id, best, fused, *flt, request: gr.Request = None):
+    def save_label(run_id, best, fused, search_text=None, origin=ANY, mode=ANY, labelled=ANY, with_eval=False,
+                   request: gr.Request | None = None):
         if best is None and not fused:
             return ("⚠ pick the best member answer, rate the fused answer, or both",) + tuple(gr.update()
                                                                                         for _ in outputs)
         try:
-            store.set_label((run_id or "").strip(), best, fused or None, owner=owner_of(request, policy))
+            store.set_label((run_id or "").strip(), best, fused or None, owner=page_owner(request, policy))
         except WorkbenchError as exc:
             return (f"⚠ {exc}",) + tuple(gr.update() for _ in outputs)
-        return (f"Saved your label of `{run_id}`.",) + refresh_all(*flt, request=request)
+        return (f"Saved your label of `{run_id}`.",) + refresh_all(search_text, origin, mode, labelled, with_eval, request)
 
     label_btn.click(save_label, [opened, label_best, label_fused, *filters], [hist_status, *outputs],
                     api_visibility="private")
 
-    async def rejudge_run(run_id, judge, mode, state, *flt, request: gr.Request = None):
-        owner = owner_of(request, policy)
+    async def rejudge_run(run_id, judge, mode, state, search_text=None, origin=ANY, mode_f=ANY, labelled=ANY,
+                          with_eval=False, request: gr.Request | None = None):
+        owner = page_owner(request, policy)
         try:
             old = await asyncio.to_thread(store.load, (run_id or "").strip(), owner)  # SQLite off the loop
             reg = await asyncio.to_thread(policy.registry_with, (state or {}).get("endpoints", []))
             images = await asyncio.to_thread(store.images, old.run_id, owner)
             new = await rejudge(old, policy.member(judge, reg) if MODES[mode].judged else None, mode,
-                                images=images, registry=reg, policy=policy, quota=quota_of(request, policy))
+                                images=images, context=RunContext.for_page(request, policy, store, reg))  # saved
         except WorkbenchError as exc:
             return (f"⚠ {exc}", gr.update(), gr.update(), gr.update(), gr.update()) + tuple(gr.update()
                                                                                         for _ in outputs)
-        await asyncio.to_thread(store.save, new, images, owner)
-        fresh = list(refresh_all(*flt, request=request))
+        fresh = list(refresh_all(search_text, origin, mode_f, labelled, with_eval, request))
         fresh[outputs.index(run_dd)] = gr.update(choices=fresh[1], value=new.run_id)
         return (f"Re-judged `{old.run_id}` as `{new.run_id}` ({mode}, no member regenerated).",
                 render.to_markdown(new), plots.run_timeline(new), new.run_id, gr.update(value=None), *fresh)
@@ -202,17 +206,17 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, sa
 
     def export(run_id, fmt, request):
         try:
-            text = render.export(store.load((run_id or "").strip(), owner=owner_of(request, policy)), fmt)
+            text = render.export(store.load((run_id or "").strip(), owner=page_owner(request, policy)), fmt)
         except WorkbenchError as exc:
             return None, f"⚠ {exc}"
         path = Path(tempfile.mkdtemp(prefix="wb-export-")) / f"{run_id}.{'json' if fmt == 'json' else 'md'}"
         path.write_text(text)
         return str(path), f"Exported `{run_id}`."
 
-    def export_json(run_id, request: gr.Request = None):
+    def export_json(run_id, request: gr.Request | None = None):
         return export(run_id, "json", request)
 
-    def export_md(run_id, request: gr.Request = None):
+    def export_md(run_id, request: gr.Request | None = None):
         return export(run_id, "md", request)
 
     exp_json.click(export_json, run_dd, [exp_file, hist_status], api_visibility="private")

@@ -18,12 +18,12 @@ from typing import Any
 
 import gradio as gr
 
+from ..context import page_owner
 from ..errors import WorkbenchError
 from ..labels import NONE_STANDS_OUT, agreement, agreement_markdown, blind_order
 from ..policy import Policy
 from ..render.html import esc, thumbnails_html
 from ..store import RunStore
-from .fuse_tab import owner_of
 from .pool import MAX_MEMBERS
 
 QUEUE = 200  #: runs taken into one queue (the newest unlabelled)
@@ -179,8 +179,8 @@ def build_label_tab(store: RunStore, policy: Policy) -> None:
         return (head, prompt, '<div class="wb-blind-grid">' + "".join(blocks) + "</div>", fused_html,
                 gr.update(visible=True), *pick_vis, gr.update(visible=True), gr.update(visible=True), agree)
 
-    def start(with_eval, request: gr.Request = None):
-        owner = owner_of(request, policy)
+    def start(with_eval, request: gr.Request | None = None):
+        owner = page_owner(request, policy)
         sess = sessions.get(key_of(request))
         runs = store.list(QUEUE, owner=owner, labelled=False, include_eval=bool(with_eval))
         queue = []
@@ -198,8 +198,8 @@ def build_label_tab(store: RunStore, policy: Policy) -> None:
 
     def on_current(act):
         """A key's handler: ``act(sess, owner)`` on the run shown; past the queue's end it only redraws."""
-        def handler(request: gr.Request = None):
-            owner = owner_of(request, policy)
+        def handler(request: gr.Request | None = None):
+            owner = page_owner(request, policy)
             sess = sessions.get(key_of(request))
             if sess["pos"] >= len(sess["queue"]):
                 return view(sess, owner)
@@ -230,14 +230,14 @@ def build_label_tab(store: RunStore, policy: Policy) -> None:
             return view(sess, owner, fresh=True)
         return on_current(act)
 
-    def refresh(request: gr.Request = None):
-        return view(sessions.get(key_of(request)), owner_of(request, policy))
+    def refresh(request: gr.Request | None = None):
+        return view(sessions.get(key_of(request)), page_owner(request, policy))
 
-    def skip(request: gr.Request = None):
+    def skip(request: gr.Request | None = None):
         sess = sessions.get(key_of(request))
         if sess["pos"] < len(sess["queue"]):
             sess.update(pos=sess["pos"] + 1, pick=None, pending_rate=None)
-        return view(sess, owner_of(request, policy))
+        return view(sess, page_owner(request, policy))
 
     def serial(fn):
         """One browser session's events one at a time (its own lock): visitors never wait on each other, and a
@@ -250,7 +250,7 @@ def build_label_tab(store: RunStore, policy: Policy) -> None:
         return locked
 
     # a key pressed again before the page redrew counts again ("multiple"), it is not dropped
-    each = dict(api_visibility="private", concurrency_limit=None, show_progress="hidden", trigger_mode="multiple")
+    each: dict[str, Any] = dict(api_visibility="private", concurrency_limit=None, show_progress="hidden", trigger_mode="multiple")
     start_btn.click(serial(start), include_eval, outputs, **each)
     for i, b in enumerate(picks):
         b.click(serial(pick(i + 1)), None, outputs, **each)

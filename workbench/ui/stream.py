@@ -8,8 +8,9 @@ The page's run handler and the ``/fuse`` API both consume ``view_updates``: the 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import AsyncIterator, assert_never
+from typing import assert_never
 
 from ..events import (Event, JudgeStart, JudgeToken, Loading, MemberDone, MemberToken, RoundEnd, RoundStart, RunDone,
                       RunStart, VerdictEvent)
