@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
-from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from .policy import Policy, quota_key
@@ -32,8 +32,6 @@ T = TypeVar("T")
 
 #: the cookie holding a visitor's random token (set by the page, see ``ui.fuse_tab.VISITOR_JS``)
 VISITOR_COOKIE = "wb_visitor"
-#: where runs come from, stored with each and shown in History (an evaluation's items: "eval:DATASET")
-ORIGINS = ("python", "cli", "page", "gradio-api", "api")
 
 
 @dataclass(frozen=True)
@@ -47,7 +45,8 @@ class RunContext:
         owner: who the run belongs to (a public server's visitor), stored with it; None: shared.
         quota: who the policy's runs-in-flight limit counts the run against (a client's address); None counts it in
             the server's total only (a run inside an evaluation that is counted as a whole).
-        origin: where the run came from: one of ``ORIGINS``, or "eval:DATASET" for an evaluation's items.
+        origin: where the run came from, stored with it and shown in History: "python", "cli", "page", "gradio-api",
+            "api", or "eval:DATASET" for an evaluation's items.
     """
 
     registry: Registry | None = None

@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 
 from .. import plots
-from ..context import VISITOR_COOKIE, RunContext, client_quota, page_owner
+from ..context import VISITOR_COOKIE, RunContext, page_owner
 from ..errors import WorkbenchError
 from ..fusion.engine import fuse_stream
 from ..fusion.modes import MODE_NAMES, get_mode
@@ -173,9 +173,10 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
         text = (mm or {}).get("text", "") if isinstance(mm, dict) else str(mm or "")
         files = (mm or {}).get("files", []) if isinstance(mm, dict) else []
         files = [f if isinstance(f, str) else f.get("path", "") for f in files]
+        context = RunContext.for_page(request, policy, store)  # its registry: the session's endpoints, below
         # limits first, then decoding, off the event loop; a bad image leaves the box, the text and the good ones stay
         try:
-            loaded = await asyncio.to_thread(policy.read_images, files, client_quota(request, policy), True)  # count first
+            loaded = await asyncio.to_thread(policy.read_images, files, context.quota, True)  # count first
         except WorkbenchError as exc:  # the server's limits (runs in flight, decoding slots): nothing is lost
             yield {status: f"⚠ {exc}"}
             return
@@ -221,7 +222,7 @@ def build_fuse_tab(preset: str, start_pool: list[list[Any]], store: RunStore, mo
             running[key] = running.get(key, 0) + 1
             yield first
             events = fuse_stream(prompt, members, judge_member, mode, settings,
-                                 context=RunContext.for_page(request, policy, store, reg))
+                                 context=context.replace(registry=reg))
             async for u in view_updates(events, n):
                 upd: dict = {bodies[i]: t for i, t in u.bodies.items()}
                 upd.update({stats[i]: s for i, s in u.stats.items()})
