@@ -30,7 +30,7 @@ from .store import RunStore
 
 T = TypeVar("T")
 
-#: the cookie holding a visitor's random token (set by the page, see ``ui.fuse_tab.VISITOR_JS``)
+#: the cookie holding a visitor's random token (set by the page, see ``ui.gradio_app.VISITOR_JS``)
 VISITOR_COOKIE = "wb_visitor"
 
 

@@ -150,7 +150,7 @@ async def test_the_evaluate_tab_runs_the_instruments_on_its_last_evaluation(tmp_
     demo = build_demo("tiny-offline", store=RunStore(tmp_path / "r.sqlite"), preload=False,
                       policy=Policy(public=False))
     fns = {f.fn.__qualname__.split(".")[0] + "." + f.name: f.fn for f in demo.fns.values() if f.fn is not None}
-    run = fns["build_evaluate_tab.run_instruments"]
+    run = fns["EvaluateTab.run_instruments"]
     out = await run(None, ["debate_vs_vote"], "tiny-offline")
     assert out[0].startswith("⚠ run an evaluation first")
     status, *figures = await run(frame(), ["debate_vs_vote", "agreement_gate", "member_attribution"], None)
@@ -176,7 +176,7 @@ async def test_a_public_server_caps_the_instruments_model_calls(tmp_path):
     policy = Policy(public=True, limits=dataclasses.replace(PUBLIC_LIMITS, max_instrument_calls=20))
     demo = build_demo("tiny-offline", store=RunStore(tmp_path / "r.sqlite"), preload=False, policy=policy)
     fns = {f.fn.__qualname__.split(".")[0] + "." + f.name: f.fn for f in demo.fns.values() if f.fn is not None}
-    run = fns["build_evaluate_tab.run_instruments"]
+    run = fns["EvaluateTab.run_instruments"]
     status, *_ = await run(frame(), ["judge_bias_sweep", "quantization_panel", "debate_vs_vote"], "tiny-offline")
     assert "judge bias sweep would make up to 24 model calls; this server's limit is 20" in status
     assert "not offered on a public server" in status

@@ -141,26 +141,26 @@ async def test_page_handlers_recheck_the_browser_state_on_every_call(listener, m
     said = []
 
     async def page_run():
-        async for upd in handlers["build_fuse_tab.run"]({"text": "hi", "files": []}, rows, "evil", "best-of", 1, 8, 0.7, 1,
+        async for upd in handlers["FuseTab.run"]({"text": "hi", "files": []}, rows, "evil", "best-of", 1, 8, 0.7, 1,
                                                         "skip", False, crafted):
             said.extend(str(v) for v in upd.values())
 
     async def rejudge_run():
-        said.extend(str(v) for v in await handlers["build_history_tab.rejudge_run"]("any-run", "evil", "merge",
+        said.extend(str(v) for v in await handlers["HistoryTab.rejudge_run"]("any-run", "evil", "merge",
                                                                                    crafted))
 
     async def evaluate():
-        out = await handlers["build_evaluate_tab.run"]("builtin:arithmetic", 1, ["vote"], False, False, 8, rows,
+        out = await handlers["EvaluateTab.run"]("builtin:arithmetic", 1, ["vote"], False, False, 8, rows,
                                                        "evil", crafted)
         said.extend(str(v) for v in out)
 
     async def api_evaluate():
-        out = await handlers["build_evaluate_tab.api_run"]("builtin:arithmetic", 1, ["vote"], False, False, 8, rows,
+        out = await handlers["EvaluateTab.api_run"]("builtin:arithmetic", 1, ["vote"], False, False, 8, rows,
                                                            "evil", crafted)
         said.extend(str(v) for v in out)
 
     async def add_endpoint():
-        said.extend(str(v) for v in handlers["build_fuse_tab.add_endpoint"]("e2", listener, "m", "HF_TOKEN", True,
+        said.extend(str(v) for v in handlers["FuseTab.add_endpoint"]("e2", listener, "m", "HF_TOKEN", True,
                                                                            crafted))
 
     def harmless(name):  # keep or show the state; they run no model
@@ -168,11 +168,11 @@ async def test_page_handlers_recheck_the_browser_state_on_every_call(listener, m
             handlers[name](*([rows, crafted] if name.endswith("remember_pool") else [crafted]))
         return call
 
-    attacks = {"build_fuse_tab.run": page_run, "build_history_tab.rejudge_run": rejudge_run,
-               "build_evaluate_tab.run": evaluate, "build_evaluate_tab.api_run": api_evaluate,
-               "build_fuse_tab.add_endpoint": add_endpoint,
+    attacks = {"FuseTab.run": page_run, "HistoryTab.rejudge_run": rejudge_run,
+               "EvaluateTab.run": evaluate, "EvaluateTab.api_run": api_evaluate,
+               "FuseTab.add_endpoint": add_endpoint,
                "remember_pool.remember_pool": harmless("remember_pool.remember_pool"),
-               "build_demo.with_endpoints": harmless("build_demo.with_endpoints"),
+               "HistoryTab.judge_choices": harmless("HistoryTab.judge_choices"),
                "build_demo.restore": harmless("build_demo.restore")}
     assert set(handlers) == set(attacks), f"handlers taking the browser state without an attack: {set(handlers) - set(attacks)}"
     for attack in attacks.values():
@@ -198,8 +198,8 @@ async def test_a_visitor_sees_counts_and_labels_only_their_own_runs(tmp_path, re
     store.set_label(a[0].run_id, 1, "same", owner="sess-a")
     demo = build_demo("tiny-offline", store=store, preload=False, policy=Policy.for_host(public=True))
     fns = {f.fn.__qualname__: f.fn for f in demo.fns.values() if f.fn is not None}
-    refresh_all = fns["build_history_tab.<locals>.refresh_all"]
-    start = fns["build_label_tab.<locals>.start"]
+    refresh_all = fns["HistoryTab.refresh_all"]
+    start = fns["LabelTab.start"]
     visitor = {s: SimpleNamespace(session_hash=s, client=SimpleNamespace(host="203.0.113.9")) for s in ("sess-a",
                                                                                                        "sess-b")}
     rows_a, ids_a, note_a, agree_a, *_ = refresh_all(request=visitor["sess-a"])
@@ -276,7 +276,7 @@ def test_one_key_protects_every_programmatic_route_and_the_page_still_works(tmp_
     import asyncio
 
     page_run = next(f.fn for f in demo.fns.values()
-                    if f.fn is not None and f.fn.__qualname__ == "build_evaluate_tab.<locals>.run")
+                    if f.fn is not None and f.fn.__qualname__ == "EvaluateTab.run")
     status = asyncio.run(page_run("builtin:arithmetic", 1, ["vote"], False, False, 16, [["tiny-offline", "", "", ""]],
                                   "tiny-offline", {}))[0]
     assert "API key" not in status and "items" in status, status

@@ -11,18 +11,20 @@ import os
 
 import gradio as gr
 
+from ..context import VISITOR_COOKIE
 from ..errors import ConfigError
 from ..policy import Policy
 from ..render.html import NOISE_NOTICE
 from ..specs import load_registry
 from ..store import RunStore
 from .api import add_fuse_api
-from .evaluate_tab import build_evaluate_tab
-from .fuse_tab import VISITOR_JS, build_fuse_tab
-from .history_tab import build_history_tab
-from .label_tab import KEYS_JS, build_label_tab
+from .evaluate_tab import EvaluateTab
+from .fuse_tab import FuseTab
+from .history_tab import HistoryTab
+from .label_tab import LabelTab
 from .pool import default_pool
-from .startup import TINY, Preloader, choose_preset
+from .startup import Preloader, choose_preset
+from .tab import Page, Tab
 
 CSS = """
 .wb-members { overflow-x: auto; flex-wrap: nowrap !important; }
@@ -46,6 +48,19 @@ CSS = """
 .wb-notice { border-left: 4px solid #f58518; padding-left: 8px; }
 """
 
+#: on the page's load: a random visitor token (128 bits from the browser's CSPRNG), kept in a first-party cookie
+#: (partitioned when the page is embedded over https, as on a Space) and sent with every request of the page
+VISITOR_JS = """
+() => {
+  const name = '{name}';
+  if (document.cookie.split('; ').some(c => c.startsWith(name + '=') && c.length > name.length + 22)) return;
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  const token = Array.from(bytes, b => b.toString(16).padStart(2, '0')).join('');
+  const attrs = location.protocol === 'https:' ? '; SameSite=None; Secure; Partitioned' : '; SameSite=Lax';
+  document.cookie = name + '=' + token + '; Path=/; Max-Age=31536000' + attrs;
+}
+""".replace("{name}", VISITOR_COOKIE)
+
 
 def build_demo(preset: str | None = None, store: RunStore | None = None, preload: bool = True,
                pool: list[str] | None = None, policy: Policy | None = None,
@@ -67,10 +82,9 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
     token = api_token(api_key_env)  # a named but unset variable: ConfigError, never an open server
     preset, notice = choose_preset(preset)
     store = store or RunStore()
-    loader = Preloader(preset) if preload else None
     reg0 = load_registry()
-    model_choices = sorted(reg0.models)
-    persona_choices = [""] + sorted(reg0.personas)
+    page = Page(store, policy, preset, sorted(reg0.models), [""] + sorted(reg0.personas), token,
+                Preloader(preset) if preload else None)
     is_noise = reg0.models.get(preset) is not None and reg0.models[preset].is_noise
     start_pool = [[m, "", "", ""] for m in pool] if pool else default_pool(preset)
 
@@ -78,40 +92,23 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
         gr.Markdown("# Fusion Workbench\nDoes a fused pool of models beat the best single one, and why?")
         gr.Markdown(("⚠ " + notice) if notice else "", elem_classes="wb-notice", visible=bool(notice))
         noise_md = gr.Markdown(NOISE_NOTICE, elem_id="noise-notice", elem_classes="wb-notice", visible=is_noise)
-        fuse = build_fuse_tab(preset, start_pool, store, model_choices, persona_choices, noise_md, policy)
-        eval_agree_md, eval_agree = build_evaluate_tab(fuse.pool_df, fuse.judge_dd, fuse.saved, store, policy, token)
-        history = build_history_tab(store, model_choices, preset, fuse.saved, policy)
-        build_label_tab(store, policy)
+        fuse = FuseTab(page, start_pool, noise_md).build()
+        tabs: list[Tab] = [fuse, EvaluateTab(page, fuse).build(), HistoryTab(page, fuse).build(),
+                           LabelTab(page).build()]
         add_fuse_api(store, policy, token)
 
-        def with_endpoints(state):
-            return gr.update(choices=sorted(set(model_choices) | {e["name"] for e in (state or {}).get("endpoints", [])}))
-
-        fuse.endpoint_added.then(with_endpoints, fuse.saved, history.judge_dd, api_visibility="private")
-        # a finished run shows in History at once (with the filters the History tab has)
-        fuse.run_event.then(history.refresh_all, history.filters, history.outputs, api_visibility="private",
-                            show_progress="hidden")
-
         def restore(state, request: gr.Request | None = None):
-            state = state or {}
-            pool = state.get("pool") or start_pool
-            msg, judge = "", with_endpoints(state)
-            if loader is not None and loader.done.is_set() and loader.error:
-                msg = f"⚠ {loader.error}"
-                if preset != TINY and pool == start_pool:  # fall back to what can run
-                    pool, judge = default_pool(TINY), gr.update(choices=judge["choices"], value=TINY)
-                    msg += " Falling back to the tiny offline model (random weights: its answers are noise)."
-            return (pool, with_endpoints(state), judge, msg, eval_agree(request)) + \
-                tuple(history.refresh_all(request=request))
+            """A page opens: every tab fills what it shows from the browser's saved state and the store."""
+            return tuple(value for tab in tabs for value in tab.on_load(state or {}, request))
 
-        demo.load(restore, fuse.saved, [fuse.pool_df, fuse.add_model, fuse.judge_dd, fuse.status, eval_agree_md,
-                                        *history.outputs], api_visibility="private")
-        demo.load(None, None, None, js=KEYS_JS)  # the Label tab's keyboard shortcuts
+        demo.load(restore, fuse.saved, [c for tab in tabs for c in tab.loads], api_visibility="private")
+        for js in dict.fromkeys(tab.load_js for tab in tabs if tab.load_js):
+            demo.load(None, None, None, js=js)
         if policy.public:  # a visitor keeps their runs across reloads
             demo.load(None, None, None, js=VISITOR_JS)
 
     demo.queue(default_concurrency_limit=16, max_size=policy.limits.queue_size)
-    demo.policy, demo.store, demo.preloader = policy, store, loader
+    demo.policy, demo.store, demo.preloader, demo.tabs = policy, store, page.preloader, tabs
     return demo
 
 

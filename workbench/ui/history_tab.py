@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +17,15 @@ from ..errors import WorkbenchError
 from ..fusion.engine import rejudge
 from ..fusion.modes import MODE_NAMES, MODES
 from ..labels import agreement, agreement_markdown
-from ..policy import Policy
 from ..render.html import compare_html
 from ..store import RunStore
-from .fuse_tab import label_choices, label_controls
+from .fuse_tab import FuseTab
+from .tab import Page, Tab, label_choices, label_controls, models_with_endpoints
 
 HEADERS = ["when", "origin", "mode", "pool", "judge", "verdict", "cost", "tokens", "you", "prompt", "run"]
 PAGE = 200  #: rows shown at once (the newest that match; the count says how many match)
 ANY = "any"
-
-
-@dataclass
-class HistoryTab:
-    """The components the page's load handler fills, and how."""
-
-    table: Any
-    run_dd: Any
-    judge_dd: Any  #: the re-judge model list (grows with endpoints added on the Fuse tab)
-    refresh: Callable[..., tuple]  #: (request) -> (table rows, run dropdown update)
-    outputs: list  #: what ``refresh_all`` fills
-    refresh_all: Callable[..., tuple]  #: (filters..., request) -> values for ``outputs``
-    filters: list  #: the filter inputs of ``refresh_all``
+ORIGINS = ["page", "api", "gradio-api", "cli", "python", "eval"]  #: the origin filter's choices before any run
 
 
 def row_of(r: dict[str, Any]) -> list[Any]:
@@ -54,91 +40,121 @@ def row_of(r: dict[str, Any]) -> list[Any]:
             (r["prompt"] or "")[:80], r["run_id"]]
 
 
-def build_history_tab(store: RunStore, model_choices: list[str], preset: str, saved, policy: Policy) -> HistoryTab:
-    """Lay out the tab inside the current Blocks and wire its handlers. On a public server a visitor sees,
-    opens, labels, re-judges and exports only the runs of their own session."""
-    with gr.Tab("History"):
+def query(store: RunStore, owner: str | None, search_text: str | None = None, origin: str | None = ANY,
+          mode: str | None = ANY, labelled: str | None = ANY, with_eval: bool = False) -> tuple[list[dict], str]:
+    """The newest ``PAGE`` runs of ``owner`` that match the filters, and the line that counts them."""
+    kw: dict[str, Any] = dict(origin=None if origin in (None, "", ANY) else origin,
+                              mode=None if mode in (None, "", ANY) else mode,
+                              search=search_text or None, include_eval=bool(with_eval),
+                              labelled={"labelled": True, "unlabelled": False}.get(labelled or ANY))
+    runs = store.list(PAGE, owner=owner, **kw)
+    total = store.count(owner=owner, **kw)
+    hidden = 0 if with_eval or kw["origin"] else store.count(owner=owner, **{**kw, "include_eval": True}) - total
+    note = f"**{total}** run(s) match" + (f"; the newest {PAGE} shown" if total > PAGE else "") + \
+        (f"; {hidden} evaluation item(s) hidden (tick *Show evaluation items*)" if hidden else "") + \
+        ". Click a row to open the run."
+    return runs, note
+
+
+class HistoryTab(Tab):
+    """On a public server a visitor sees, opens, labels, re-judges and exports only the runs of their session."""
+
+    title = "History"
+
+    def __init__(self, page: Page, fuse: FuseTab):
+        super().__init__(page)
+        self.fuse = fuse  #: a finished run shows here at once; endpoints added there can re-judge here
+
+    def layout(self) -> None:
         with gr.Row(equal_height=True):
-            search = gr.Textbox(label="Search (prompt, answer, pool, judge, run id)", elem_id="hist-search",
-                                max_lines=1, scale=3)
-            origin_dd = gr.Dropdown([ANY, "page", "api", "gradio-api", "cli", "python", "eval"], value=ANY,
-                                    label="Origin", elem_id="hist-origin", allow_custom_value=True, scale=1)
-            mode_dd = gr.Dropdown([ANY, *MODE_NAMES], value=ANY, label="Mode", elem_id="hist-mode", scale=1)
-            labelled_dd = gr.Dropdown([ANY, "labelled", "unlabelled"], value=ANY, label="Your label",
-                                      elem_id="hist-labelled", scale=1)
-            include_eval = gr.Checkbox(False, label="Show evaluation items", elem_id="hist-include-eval", scale=1)
-            refresh_btn = gr.Button("Refresh", scale=0, min_width=90, elem_id="hist-refresh")
-        count_md = gr.Markdown("", elem_id="hist-count")
-        runs_df = gr.Dataframe(headers=HEADERS, interactive=False, elem_id="runs-table", wrap=False,
-                               max_height=420)
-        ids = gr.State([])  #: the run ids of the table's rows, in order (a row click opens ids[row])
-        agree_md = gr.Markdown("", elem_id="hist-agreement")
+            self.search = gr.Textbox(label="Search (prompt, answer, pool, judge, run id)", elem_id="hist-search",
+                                     max_lines=1, scale=3)
+            self.origin_dd = gr.Dropdown([ANY, *ORIGINS], value=ANY, label="Origin", elem_id="hist-origin",
+                                         allow_custom_value=True, scale=1)
+            self.mode_dd = gr.Dropdown([ANY, *MODE_NAMES], value=ANY, label="Mode", elem_id="hist-mode", scale=1)
+            self.labelled_dd = gr.Dropdown([ANY, "labelled", "unlabelled"], value=ANY, label="Your label",
+                                           elem_id="hist-labelled", scale=1)
+            self.include_eval = gr.Checkbox(False, label="Show evaluation items", elem_id="hist-include-eval",
+                                            scale=1)
+            self.refresh_btn = gr.Button("Refresh", scale=0, min_width=90, elem_id="hist-refresh")
+        self.count_md = gr.Markdown("", elem_id="hist-count")
+        self.runs_df = gr.Dataframe(headers=HEADERS, interactive=False, elem_id="runs-table", wrap=False,
+                                    max_height=420)
+        self.ids = gr.State([])  #: the run ids of the table's rows, in order (a row click opens ids[row])
+        self.agree_md = gr.Markdown("", elem_id="hist-agreement")
         with gr.Row(equal_height=True):
-            run_dd = gr.Dropdown([], label="Run", elem_id="run-select", allow_custom_value=True, scale=3)
-            open_btn = gr.Button("Open", elem_id="open-run", scale=0, min_width=90)
-            compare_dd = gr.Dropdown([], label="Compare with (same prompt, or any run id)", elem_id="compare-select",
-                                     allow_custom_value=True, scale=3)
-            compare_btn = gr.Button("Compare side by side", elem_id="compare-runs", scale=0, min_width=120)
-        hist_status = gr.Markdown("", elem_id="history-status")
-        compare_view = gr.HTML("", elem_id="compare-view")
-        label_box, label_best, label_fused, label_btn = label_controls("hist-")
-        hist_view = gr.Markdown("", elem_id="history-view")
-        hist_plot = gr.Plot(label="Timeline")
+            self.run_dd = gr.Dropdown([], label="Run", elem_id="run-select", allow_custom_value=True, scale=3)
+            self.open_btn = gr.Button("Open", elem_id="open-run", scale=0, min_width=90)
+            self.compare_dd = gr.Dropdown([], label="Compare with (same prompt, or any run id)",
+                                          elem_id="compare-select", allow_custom_value=True, scale=3)
+            self.compare_btn = gr.Button("Compare side by side", elem_id="compare-runs", scale=0, min_width=120)
+        self.status = gr.Markdown("", elem_id="history-status")
+        self.compare_view = gr.HTML("", elem_id="compare-view")
+        self.label_box, self.label_best, self.label_fused, self.label_btn = label_controls("hist-")
+        self.view = gr.Markdown("", elem_id="history-view")
+        self.plot = gr.Plot(label="Timeline")
+        self.opened = gr.State(None)  #: the run shown below (a label is saved to it, whatever the Run box holds)
         with gr.Accordion("Re-judge or export this run", open=False, elem_id="hist-actions"):
             with gr.Row():
-                rj_judge = gr.Dropdown(model_choices, value=preset, label="Re-judge with", allow_custom_value=True)
-                rj_mode = gr.Radio([n for n, m in MODES.items() if not m.multi_round], value="merge", label="Mode")
-                rj_btn = gr.Button("Re-judge (no regeneration)", elem_id="rejudge")
+                self.rj_judge = gr.Dropdown(self.page.models, value=self.page.preset, label="Re-judge with",
+                                            allow_custom_value=True)
+                self.rj_mode = gr.Radio([n for n, m in MODES.items() if not m.multi_round], value="merge",
+                                        label="Mode")
+                self.rj_btn = gr.Button("Re-judge (no regeneration)", elem_id="rejudge")
             with gr.Row():
-                exp_json = gr.Button("Export JSON")
-                exp_md = gr.Button("Export Markdown")
-                exp_file = gr.File(label="Export", interactive=False)
+                self.exp_json = gr.Button("Export JSON")
+                self.exp_md = gr.Button("Export Markdown")
+                self.exp_file = gr.File(label="Export", interactive=False)
+        self.filters = [self.search, self.origin_dd, self.mode_dd, self.labelled_dd, self.include_eval]
+        #: what ``refresh_all`` fills
+        self.outputs = [self.runs_df, self.ids, self.count_md, self.agree_md, self.run_dd, self.origin_dd]
+        self.loads = [*self.outputs, self.rj_judge]
 
-    filters = [search, origin_dd, mode_dd, labelled_dd, include_eval]
+    def wire(self) -> None:
+        private: dict[str, Any] = dict(api_visibility="private")
+        for ev in (self.refresh_btn.click, self.search.submit, self.origin_dd.input, self.mode_dd.input,
+                   self.labelled_dd.input, self.include_eval.input):
+            ev(self.refresh_all, self.filters, self.outputs, **private)
+        open_outputs = [self.status, self.view, self.plot, self.label_box, self.label_best, self.label_fused,
+                        self.compare_dd, self.compare_view, self.opened]
+        self.open_btn.click(self.open_run, self.run_dd, open_outputs, **private)
+        self.runs_df.select(self.open_row, self.ids, [self.run_dd, *open_outputs], **private)
+        self.compare_btn.click(self.compare, [self.run_dd, self.compare_dd], self.compare_view, **private)
+        self.label_btn.click(self.save_label, [self.opened, self.label_best, self.label_fused, *self.filters],
+                             [self.status, *self.outputs], **private)
+        self.rj_btn.click(self.rejudge_run, [self.run_dd, self.rj_judge, self.rj_mode, self.fuse.saved,
+                                             *self.filters],
+                          [self.status, self.view, self.plot, self.opened, self.label_fused, *self.outputs], **private)
+        self.exp_json.click(self.export_json, self.run_dd, [self.exp_file, self.status], **private)
+        self.exp_md.click(self.export_md, self.run_dd, [self.exp_file, self.status], **private)
+        # a finished run shows here at once (with this tab's filters); so do endpoints added on the Fuse tab
+        self.fuse.run_event.then(self.refresh_all, self.filters, self.outputs, show_progress="hidden", **private)
+        self.fuse.endpoint_added.then(self.judge_choices, self.fuse.saved, self.rj_judge, **private)
 
-    def query(search_text, origin, mode, labelled, with_eval, request) -> tuple[list[dict], int, str]:
-        owner = page_owner(request, policy)
-        kw: dict[str, Any] = dict(origin=None if origin in (None, "", ANY) else origin,
-                                  mode=None if mode in (None, "", ANY) else mode,
-                                  search=search_text or None, include_eval=bool(with_eval),
-                                  labelled={"labelled": True, "unlabelled": False}.get(labelled))
-        runs = store.list(PAGE, owner=owner, **kw)
-        total = store.count(owner=owner, **kw)
-        hidden = 0 if with_eval or kw["origin"] else store.count(owner=owner, **{**kw, "include_eval": True}) - total
-        note = f"**{total}** run(s) match" + (f"; the newest {PAGE} shown" if total > PAGE else "") + \
-            (f"; {hidden} evaluation item(s) hidden (tick *Show evaluation items*)" if hidden else "") + \
-            ". Click a row to open the run."
-        return runs, total, note
+    def on_load(self, state, request):
+        return (*self.refresh_all(request=request), self.judge_choices(state))
 
-    def refresh_all(search_text=None, origin=ANY, mode=ANY, labelled=ANY, with_eval=False,
-                    request: gr.Request | None = None):
-        runs, _, note = query(search_text, origin, mode, labelled, with_eval, request)
-        owner = page_owner(request, policy)
-        origins = sorted({o.split(":")[0] if o.startswith("eval:") else o for o in store.origins(owner)} - {""})
-        return ([row_of(r) for r in runs], [r["run_id"] for r in runs], note,
-                agreement_markdown(agreement(store.labelled_runs(owner))),
-                gr.update(choices=[r["run_id"] for r in runs]),
-                gr.update(choices=[ANY, *dict.fromkeys(["page", "api", "gradio-api", "cli", "python", "eval",
-                                                         *origins])]))
+    def judge_choices(self, state):
+        return gr.update(choices=models_with_endpoints(self.page.models, state))
 
-    outputs = [runs_df, ids, count_md, agree_md, run_dd, origin_dd]
-    for ev in (refresh_btn.click, search.submit, origin_dd.input, mode_dd.input, labelled_dd.input,
-               include_eval.input):
-        ev(refresh_all, filters, outputs, api_visibility="private")
+    def refresh_all(self, search_text=None, origin=ANY, mode=ANY, labelled=ANY, with_eval=False,
+                    request: gr.Request | None = None) -> tuple:
+        owner = page_owner(request, self.policy)
+        runs, note = query(self.store, owner, search_text, origin, mode, labelled, with_eval)
+        origins = sorted({o.split(":")[0] if o.startswith("eval:") else o for o in self.store.origins(owner)} - {""})
+        ids = [r["run_id"] for r in runs]
+        return ([row_of(r) for r in runs], ids, note, agreement_markdown(agreement(self.store.labelled_runs(owner))),
+                gr.update(choices=ids), gr.update(choices=[ANY, *dict.fromkeys([*ORIGINS, *origins])]))
 
-    def refresh(request: gr.Request | None = None):  # the page's load handler: table and run list, no filters
-        rows, _ids, _note, _agree, dd, _origins = refresh_all(request=request)
-        return rows, dd
-
-    def open_run(run_id, request: gr.Request | None = None):
-        owner = page_owner(request, policy)
+    def open_run(self, run_id, request: gr.Request | None = None) -> tuple:
+        owner = page_owner(request, self.policy)
         run_id = (run_id or "").strip()
         try:
-            result = store.load(run_id, owner=owner)
-            label = store.label(run_id, owner)
+            result = self.store.load(run_id, owner=owner)
+            label = self.store.label(run_id, owner)
         except WorkbenchError as exc:
             return f"⚠ {exc}", "", None, gr.update(visible=False), gr.update(), gr.update(), gr.update(), "", None
-        same = store.same_prompt(run_id, owner)
+        same = self.store.same_prompt(run_id, owner)
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(result.created_at))
         msg = (f"Run `{result.run_id}` ({when}, from {result.origin or 'unknown'})"
                + (f"; {len(same)} other run(s) of the same prompt: pick one under *Compare with*" if same else ""))
@@ -148,44 +164,35 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, sa
                 gr.update(value=label["fused"] if label else None),
                 gr.update(choices=same, value=same[0] if same else None), "", result.run_id)
 
-    opened = gr.State(None)  #: the run shown below (a label is saved to it, whatever the Run box holds now)
-    open_outputs = [hist_status, hist_view, hist_plot, label_box, label_best, label_fused, compare_dd, compare_view,
-                    opened]
-    open_btn.click(open_run, run_dd, open_outputs, api_visibility="private")
-
-    def open_row(row_ids, evt: gr.SelectData, request: gr.Request | None = None):
+    def open_row(self, row_ids, evt: gr.SelectData, request: gr.Request | None = None):
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
         run_id = row_ids[row] if row_ids and 0 <= row < len(row_ids) else ""
-        return (gr.update(value=run_id),) + open_run(run_id, request)
+        return (gr.update(value=run_id),) + self.open_run(run_id, request)
 
-    runs_df.select(open_row, ids, [run_dd, *open_outputs], api_visibility="private")
-
-    def compare(a, b, request: gr.Request | None = None):
-        owner = page_owner(request, policy)
+    def compare(self, a, b, request: gr.Request | None = None) -> str:
+        owner = page_owner(request, self.policy)
         try:
-            ra, rb = (store.load((x or "").strip(), owner=owner) for x in (a, b))
+            ra, rb = (self.store.load((x or "").strip(), owner=owner) for x in (a, b))
         except WorkbenchError as exc:
             return f"⚠ {exc} (open a run, then pick the one to compare it with)"
         return compare_html(ra, rb)
 
-    compare_btn.click(compare, [run_dd, compare_dd], compare_view, api_visibility="private")
-
-    def save_label(run_id, best, fused, search_text=None, origin=ANY, mode=ANY, labelled=ANY, with_eval=False,
-                   request: gr.Request | None = None):
+    def save_label(self, run_id, best, fused, search_text=None, origin=ANY, mode=ANY, labelled=ANY,
+                   with_eval=False, request: gr.Request | None = None) -> tuple:
+        unchanged = tuple(gr.update() for _ in self.outputs)
         if best is None and not fused:
-            return ("⚠ pick the best member answer, rate the fused answer, or both",) + tuple(gr.update()
-                                                                                        for _ in outputs)
+            return ("⚠ pick the best member answer, rate the fused answer, or both", *unchanged)
         try:
-            store.set_label((run_id or "").strip(), best, fused or None, owner=page_owner(request, policy))
+            self.store.set_label((run_id or "").strip(), best, fused or None,
+                                 owner=page_owner(request, self.policy))
         except WorkbenchError as exc:
-            return (f"⚠ {exc}",) + tuple(gr.update() for _ in outputs)
-        return (f"Saved your label of `{run_id}`.",) + refresh_all(search_text, origin, mode, labelled, with_eval, request)
+            return (f"⚠ {exc}", *unchanged)
+        return (f"Saved your label of `{run_id}`.",
+                *self.refresh_all(search_text, origin, mode, labelled, with_eval, request))
 
-    label_btn.click(save_label, [opened, label_best, label_fused, *filters], [hist_status, *outputs],
-                    api_visibility="private")
-
-    async def rejudge_run(run_id, judge, mode, state, search_text=None, origin=ANY, mode_f=ANY, labelled=ANY,
-                          with_eval=False, request: gr.Request | None = None):
+    async def rejudge_run(self, run_id, judge, mode, state, search_text=None, origin=ANY, mode_f=ANY, labelled=ANY,
+                          with_eval=False, request: gr.Request | None = None) -> tuple:
+        policy, store = self.policy, self.store
         owner = page_owner(request, policy)
         try:
             old = await asyncio.to_thread(store.load, (run_id or "").strip(), owner)  # SQLite off the loop
@@ -194,32 +201,23 @@ def build_history_tab(store: RunStore, model_choices: list[str], preset: str, sa
             new = await rejudge(old, policy.member(judge, reg) if MODES[mode].judged else None, mode,
                                 images=images, context=RunContext.for_page(request, policy, store, reg))  # saved
         except WorkbenchError as exc:
-            return (f"⚠ {exc}", gr.update(), gr.update(), gr.update(), gr.update()) + tuple(gr.update()
-                                                                                        for _ in outputs)
-        fresh = list(refresh_all(search_text, origin, mode_f, labelled, with_eval, request))
-        fresh[outputs.index(run_dd)] = gr.update(choices=fresh[1], value=new.run_id)
+            return (f"⚠ {exc}", *(gr.update() for _ in range(4 + len(self.outputs))))
+        fresh = list(self.refresh_all(search_text, origin, mode_f, labelled, with_eval, request))
+        fresh[self.outputs.index(self.run_dd)] = gr.update(choices=fresh[1], value=new.run_id)
         return (f"Re-judged `{old.run_id}` as `{new.run_id}` ({mode}, no member regenerated).",
                 render.to_markdown(new), plots.run_timeline(new), new.run_id, gr.update(value=None), *fresh)
 
-    rj_btn.click(rejudge_run, [run_dd, rj_judge, rj_mode, saved, *filters],
-                 [hist_status, hist_view, hist_plot, opened, label_fused, *outputs], api_visibility="private")
-
-    def export(run_id, fmt, request):
+    def export(self, run_id, fmt: str, request) -> tuple[str | None, str]:
         try:
-            text = render.export(store.load((run_id or "").strip(), owner=page_owner(request, policy)), fmt)
+            text = render.export(self.store.load((run_id or "").strip(), owner=page_owner(request, self.policy)), fmt)
         except WorkbenchError as exc:
             return None, f"⚠ {exc}"
         path = Path(tempfile.mkdtemp(prefix="wb-export-")) / f"{run_id}.{'json' if fmt == 'json' else 'md'}"
         path.write_text(text)
         return str(path), f"Exported `{run_id}`."
 
-    def export_json(run_id, request: gr.Request | None = None):
-        return export(run_id, "json", request)
+    def export_json(self, run_id, request: gr.Request | None = None):
+        return self.export(run_id, "json", request)
 
-    def export_md(run_id, request: gr.Request | None = None):
-        return export(run_id, "md", request)
-
-    exp_json.click(export_json, run_dd, [exp_file, hist_status], api_visibility="private")
-    exp_md.click(export_md, run_dd, [exp_file, hist_status], api_visibility="private")
-
-    return HistoryTab(runs_df, run_dd, rj_judge, refresh, outputs, refresh_all, filters)
+    def export_md(self, run_id, request: gr.Request | None = None):
+        return self.export(run_id, "md", request)

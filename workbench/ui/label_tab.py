@@ -21,10 +21,9 @@ import gradio as gr
 from ..context import page_owner
 from ..errors import WorkbenchError
 from ..labels import NONE_STANDS_OUT, agreement, agreement_markdown, blind_order
-from ..policy import Policy
 from ..render.html import esc, thumbnails_html
-from ..store import RunStore
 from .pool import MAX_MEMBERS
+from .tab import Page, Tab, session_key
 
 QUEUE = 200  #: runs taken into one queue (the newest unlabelled)
 LETTERS = "ABCDEFGH"
@@ -96,51 +95,69 @@ class _Sessions:
         return s
 
 
-def build_label_tab(store: RunStore, policy: Policy) -> None:
-    """Lay out the tab inside the current Blocks and wire its handlers."""
-    sessions = _Sessions()
-    with gr.Tab("Label", elem_id="label-tab"):
+class LabelTab(Tab):
+    title = "Label"
+    elem_id = "label-tab"
+    load_js = KEYS_JS  #: the keyboard shortcuts
+
+    def __init__(self, page: Page):
+        super().__init__(page)
+        self.sessions = _Sessions()
+
+    def layout(self) -> None:
         with gr.Column(elem_id="label-panel"):
             gr.Markdown("**You as the judge.** Stored runs, one at a time: the member answers are shown blind, "
                         "in random order. Keys: **1–8** pick the best answer (**0**: none stands out), then the "
                         "fused answer appears: **b** better, **s** same, **w** worse than your pick; **n** skips. "
                         "The judge's agreement with you is below.")
             with gr.Row(equal_height=True):
-                include_eval = gr.Checkbox(False, label="Include evaluation items", elem_id="label-include-eval")
-                start_btn = gr.Button("Start / reload the queue (unlabelled runs, newest first)",
-                                      elem_id="label-start", variant="primary")
+                self.include_eval = gr.Checkbox(False, label="Include evaluation items", elem_id="label-include-eval")
+                self.start_btn = gr.Button("Start / reload the queue (unlabelled runs, newest first)",
+                                           elem_id="label-start", variant="primary")
             progress = gr.Markdown("", elem_id="label-progress")
             prompt_md = gr.HTML("", elem_id="label-prompt")
             answers = gr.HTML("", elem_id="label-answers")
             with gr.Row():
-                picks = [gr.Button(f"{LETTERS[i]} · {i + 1}", elem_id=f"label-pick-{i + 1}", visible=False,
-                                   min_width=70, size="sm") for i in range(MAX_MEMBERS)]
-                none_btn = gr.Button("None stands out · 0", elem_id="label-pick-0", visible=False, size="sm")
-                skip_btn = gr.Button("Skip · n", elem_id="label-skip", visible=False, size="sm")
+                self.picks = [gr.Button(f"{LETTERS[i]} · {i + 1}", elem_id=f"label-pick-{i + 1}", visible=False,
+                                        min_width=70, size="sm") for i in range(MAX_MEMBERS)]
+                self.none_btn = gr.Button("None stands out · 0", elem_id="label-pick-0", visible=False, size="sm")
+                self.skip_btn = gr.Button("Skip · n", elem_id="label-skip", visible=False, size="sm")
             fused = gr.HTML("", elem_id="label-fused")
             with gr.Row(visible=False) as rate_row:
-                rates = [gr.Button(f"Fused {r} · {r[0]}", elem_id=f"label-rate-{r}", size="sm")
-                         for r in ("better", "same", "worse")]
+                self.rates = [gr.Button(f"Fused {r} · {r[0]}", elem_id=f"label-rate-{r}", size="sm")
+                              for r in ("better", "same", "worse")]
             agree_md = gr.Markdown("", elem_id="label-agreement")
             # pressed by the key pump after the last key (see KEYS_JS): the page shows what the server holds
-            refresh_btn = gr.Button("Redraw", elem_id="label-refresh", elem_classes=["wb-offscreen"])
+            self.refresh_btn = gr.Button("Redraw", elem_id="label-refresh", elem_classes=["wb-offscreen"])
+        self.outputs = [progress, prompt_md, answers, fused, rate_row, *self.picks, self.none_btn, self.skip_btn,
+                        agree_md]
 
-    outputs = [progress, prompt_md, answers, fused, rate_row, *picks, none_btn, skip_btn, agree_md]
+    def wire(self) -> None:
+        # a key pressed again before the page redrew counts again ("multiple"), it is not dropped
+        each: dict[str, Any] = dict(api_visibility="private", concurrency_limit=None, show_progress="hidden",
+                                    trigger_mode="multiple")
+        serial, outputs = self.serial, self.outputs
+        self.start_btn.click(serial(self.start), self.include_eval, outputs, **each)
+        for i, b in enumerate(self.picks):
+            b.click(serial(self.pick(i + 1)), None, outputs, **each)
+        self.none_btn.click(serial(self.pick(0)), None, outputs, **each)
+        self.skip_btn.click(serial(self.skip), None, outputs, **each)
+        self.refresh_btn.click(serial(self.refresh), None, outputs, **each)
+        for r, b in zip(("better", "same", "worse"), self.rates):
+            b.click(serial(self.rate(r)), None, outputs, **each)
 
-    def key_of(request) -> str:
-        return getattr(request, "session_hash", None) or "anonymous"
-
-    def view(sess: dict[str, Any], owner: str | None, note: str = "", fresh: bool = False) -> tuple:
+    def view(self, sess: dict[str, Any], owner: str | None, note: str = "", fresh: bool = False) -> tuple:
         sess["seq"] = sess.get("seq", 0) + 1  # every answer differs: the page's key pump waits for it
-        out = _view(sess, owner, note, fresh)
+        out = self._view(sess, owner, note, fresh)
         seq = f'<span class="wb-seq" data-seq="{sess["seq"]}"></span>'
         return (out[0], out[1], (out[2] or "") + seq, *out[3:])
 
-    def _view(sess: dict[str, Any], owner: str | None, note: str = "", fresh: bool = False) -> tuple:
+    def _view(self, sess: dict[str, Any], owner: str | None, note: str = "", fresh: bool = False) -> tuple:
+        store = self.store
         if fresh or "agree" not in sess:  # after a label or a start only: a pick changes no figure
             sess["agree"] = agreement_markdown(agreement(store.labelled_runs(owner, include_eval=True)))
         agree = sess["agree"]
-        hidden = (gr.update(visible=False),) * (len(picks) + 2)
+        hidden = (gr.update(visible=False),) * (len(self.picks) + 2)
         queue, pos = sess["queue"], sess["pos"]
         if pos >= len(queue):
             msg = (f"Queue done: **{sess['done']}** labelled this session. " if queue else
@@ -151,111 +168,112 @@ def build_label_tab(store: RunStore, policy: Policy) -> None:
             r = store.load(queue[pos], owner)
         except WorkbenchError as exc:  # deleted since the queue was made: skip it
             sess["pos"] += 1
-            return _view(sess, owner, f"⚠ {exc}; skipped. ")
+            return self._view(sess, owner, f"⚠ {exc}; skipped. ")
         outs = r.outputs
         order = blind_order(r.run_id, len(outs), sess.get("salt", ""))
         sess["shown"] = [outs[j].member for j in order]  # what keys 1.. pick
-        blocks = []
-        for i, j in enumerate(order):
-            o = outs[j]
-            body = esc(o.text) if o.ok else f"<em>(no answer: {esc(o.kind or 'failed')})</em> {esc(o.text)}"
-            blocks.append(f'<div class="wb-blind" data-key="{i + 1}"><strong>Answer {LETTERS[i]}</strong> '
-                          f'<small>(key {i + 1})</small><pre class="wb-pre">{body}</pre></div>')
-        picked = sess["pick"]
-        if picked is None:
-            fused_html = "<p><em>Pick the best answer first; the fused answer shows then.</em></p>"
-        else:
-            which = "none stands out" if picked == NONE_STANDS_OUT else \
-                f"Answer {LETTERS[order.index(next(k for k, o in enumerate(outs) if o.member == picked))]}"
-            fused_html = (f'<div class="wb-blind wb-fused"><strong>The fused answer</strong> <small>(your pick: '
-                          f'{esc(which)}; is this better, the same or worse? b / s / w)</small>'
-                          f'<pre class="wb-pre">{esc(r.final_answer)}</pre></div>')
         head = (f"{note}Run **{pos + 1} of {len(queue)}** · {sess['done']} labelled this session · "
                 f"`{r.run_id}`")
         images = store.images(r.run_id, owner) if r.prompt.get("images") else []
         prompt = ('<div class="wb-label-prompt">' + thumbnails_html(r.prompt.get("text") or "", images, size=160)
                   .replace("This run's prompt", "Prompt") + "</div>")
-        pick_vis = tuple(gr.update(visible=i < len(outs)) for i in range(len(picks)))
-        return (head, prompt, '<div class="wb-blind-grid">' + "".join(blocks) + "</div>", fused_html,
+        pick_vis = tuple(gr.update(visible=i < len(outs)) for i in range(len(self.picks)))
+        return (head, prompt, blind_answers_html(r, order), fused_html(r, order, sess["pick"]),
                 gr.update(visible=True), *pick_vis, gr.update(visible=True), gr.update(visible=True), agree)
 
-    def start(with_eval, request: gr.Request | None = None):
-        owner = page_owner(request, policy)
-        sess = sessions.get(key_of(request))
-        runs = store.list(QUEUE, owner=owner, labelled=False, include_eval=bool(with_eval))
-        queue = []
-        for row in runs:
-            if row["status"] != "done":
-                continue
-            try:
-                r = store.load(row["run_id"], owner)
-            except WorkbenchError:
-                continue
-            if sum(o.ok for o in r.outputs) >= 2 and r.final_answer:
-                queue.append(r.run_id)
-        sess.update(queue=queue, pos=0, pick=None, done=0, salt=key_of(request), pending_rate=None)
-        return view(sess, owner, fresh=True)
+    def start(self, with_eval, request: gr.Request | None = None):
+        owner = page_owner(request, self.policy)
+        sess = self.sessions.get(session_key(request))
+        queue = label_queue(self.store, owner, bool(with_eval))
+        sess.update(queue=queue, pos=0, pick=None, done=0, salt=session_key(request), pending_rate=None)
+        return self.view(sess, owner, fresh=True)
 
-    def on_current(act):
+    def on_current(self, act):
         """A key's handler: ``act(sess, owner)`` on the run shown; past the queue's end it only redraws."""
         def handler(request: gr.Request | None = None):
-            owner = page_owner(request, policy)
-            sess = sessions.get(key_of(request))
+            owner = page_owner(request, self.policy)
+            sess = self.sessions.get(session_key(request))
             if sess["pos"] >= len(sess["queue"]):
-                return view(sess, owner)
+                return self.view(sess, owner)
             return act(sess, owner, request)
         return handler
 
-    def pick(k: int):
+    def pick(self, k: int):
         def act(sess, owner, request):
             shown = sess.get("shown", [])  # pool indices as lettered on the screen (set by the last redraw)
             if k > len(shown):
-                return view(sess, owner, f"⚠ this run has {len(shown)} answers. ")
+                return self.view(sess, owner, f"⚠ this run has {len(shown)} answers. ")
             sess["pick"] = NONE_STANDS_OUT if k == 0 else shown[k - 1]
             if sess.get("pending_rate"):  # the rating came first (typed ahead): the label is complete
-                return rate(sess.pop("pending_rate"))(request)
-            return view(sess, owner)
-        return on_current(act)
+                return self.rate(sess.pop("pending_rate"))(request)
+            return self.view(sess, owner)
+        return self.on_current(act)
 
-    def rate(rating: str):
+    def rate(self, rating: str):
         def act(sess, owner, request):
             if sess["pick"] is None:  # kept: a pick that arrives next completes the label
                 sess["pending_rate"] = rating
-                return view(sess, owner, f"Rating *{rating}* noted: now pick the best answer (1–8, or 0). ")
+                return self.view(sess, owner, f"Rating *{rating}* noted: now pick the best answer (1–8, or 0). ")
             try:
-                store.set_label(sess["queue"][sess["pos"]], sess["pick"], rating, blind=True, owner=owner)
+                self.store.set_label(sess["queue"][sess["pos"]], sess["pick"], rating, blind=True, owner=owner)
             except WorkbenchError as exc:
-                return view(sess, owner, f"⚠ {exc}. ")
+                return self.view(sess, owner, f"⚠ {exc}. ")
             sess.update(pos=sess["pos"] + 1, pick=None, done=sess["done"] + 1, pending_rate=None)
-            return view(sess, owner, fresh=True)
-        return on_current(act)
+            return self.view(sess, owner, fresh=True)
+        return self.on_current(act)
 
-    def refresh(request: gr.Request | None = None):
-        return view(sessions.get(key_of(request)), page_owner(request, policy))
+    def refresh(self, request: gr.Request | None = None):
+        return self.view(self.sessions.get(session_key(request)), page_owner(request, self.policy))
 
-    def skip(request: gr.Request | None = None):
-        sess = sessions.get(key_of(request))
+    def skip(self, request: gr.Request | None = None):
+        sess = self.sessions.get(session_key(request))
         if sess["pos"] < len(sess["queue"]):
             sess.update(pos=sess["pos"] + 1, pick=None, pending_rate=None)
-        return view(sess, page_owner(request, policy))
+        return self.view(sess, page_owner(request, self.policy))
 
-    def serial(fn):
+    def serial(self, fn):
         """One browser session's events one at a time (its own lock): visitors never wait on each other, and a
         session's keys, which its page sends one after another, are applied in that order."""
         @functools.wraps(fn)  # Gradio reads fn's signature (it passes the request by position)
         def locked(*args, **kw):
             request = kw.get("request") or next((a for a in args if isinstance(a, gr.Request)), None)
-            with sessions.get(key_of(request))["lock"]:
+            with self.sessions.get(session_key(request))["lock"]:
                 return fn(*args, **kw)
         return locked
 
-    # a key pressed again before the page redrew counts again ("multiple"), it is not dropped
-    each: dict[str, Any] = dict(api_visibility="private", concurrency_limit=None, show_progress="hidden", trigger_mode="multiple")
-    start_btn.click(serial(start), include_eval, outputs, **each)
-    for i, b in enumerate(picks):
-        b.click(serial(pick(i + 1)), None, outputs, **each)
-    none_btn.click(serial(pick(0)), None, outputs, **each)
-    skip_btn.click(serial(skip), None, outputs, **each)
-    refresh_btn.click(serial(refresh), None, outputs, **each)
-    for r, b in zip(("better", "same", "worse"), rates):
-        b.click(serial(rate(r)), None, outputs, **each)
+
+def label_queue(store, owner: str | None, with_eval: bool) -> list[str]:
+    """The run ids to label: the newest unlabelled finished runs with two or more answers and a fused one."""
+    queue = []
+    for row in store.list(QUEUE, owner=owner, labelled=False, include_eval=with_eval):
+        if row["status"] != "done":
+            continue
+        try:
+            r = store.load(row["run_id"], owner)
+        except WorkbenchError:
+            continue
+        if sum(o.ok for o in r.outputs) >= 2 and r.final_answer:
+            queue.append(r.run_id)
+    return queue
+
+
+def blind_answers_html(r, order: list[int]) -> str:
+    """A run's member answers without names, lettered in the blind ``order``."""
+    blocks = []
+    for i, j in enumerate(order):
+        o = r.outputs[j]
+        body = esc(o.text) if o.ok else f"<em>(no answer: {esc(o.kind or 'failed')})</em> {esc(o.text)}"
+        blocks.append(f'<div class="wb-blind" data-key="{i + 1}"><strong>Answer {LETTERS[i]}</strong> '
+                      f'<small>(key {i + 1})</small><pre class="wb-pre">{body}</pre></div>')
+    return '<div class="wb-blind-grid">' + "".join(blocks) + "</div>"
+
+
+def fused_html(r, order: list[int], picked: int | None) -> str:
+    """The fused answer, revealed once the researcher picked (naming their pick by its letter)."""
+    if picked is None:
+        return "<p><em>Pick the best answer first; the fused answer shows then.</em></p>"
+    which = "none stands out" if picked == NONE_STANDS_OUT else \
+        f"Answer {LETTERS[order.index(next(k for k, o in enumerate(r.outputs) if o.member == picked))]}"
+    return (f'<div class="wb-blind wb-fused"><strong>The fused answer</strong> <small>(your pick: '
+            f'{esc(which)}; is this better, the same or worse? b / s / w)</small>'
+            f'<pre class="wb-pre">{esc(r.final_answer)}</pre></div>')
