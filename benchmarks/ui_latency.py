@@ -60,7 +60,7 @@ def start_time() -> float:
 
 
 def chunk_latency(srv: ScriptedServer, n: int, browser) -> list[float]:
-    from workbench.store import RunStore
+    from workbench.storage import RunStore
     from workbench.ui.gradio_app import CSS, build_demo
 
     models = HOME / f"models-{n}.toml"
@@ -94,7 +94,7 @@ def chunk_latency(srv: ScriptedServer, n: int, browser) -> list[float]:
 def concurrent_sessions(srv: ScriptedServer, sessions: int) -> tuple[float, float, int]:
     from gradio_client import Client
 
-    from workbench.store import RunStore
+    from workbench.storage import RunStore
     from workbench.ui.gradio_app import build_demo
 
     demo = build_demo("tiny-offline", store=RunStore(HOME / "runs-c.sqlite"), preload=False)

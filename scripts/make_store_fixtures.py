@@ -37,9 +37,9 @@ SNIPPET = r'''
 import asyncio, hashlib, io, json, sqlite3, sys
 from PIL import Image
 from workbench.fusion.engine import fuse
-from workbench.testing import ScriptedServer
+from workbench.scripted_server import ScriptedServer
 from workbench.specs import Member, ModelSpec
-from workbench.store import RunStore
+from workbench.store import RunStore  # the old code's own paths
 from workbench.types import ImageData, Prompt
 
 out, version = sys.argv[1], int(sys.argv[2])

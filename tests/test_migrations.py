@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from workbench.migrations import MIGRATIONS
-from workbench.store import RunStore
+from workbench.storage.migrations import MIGRATIONS
+from workbench.storage import RunStore
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stores"
 VERSIONS = sorted(int(p.stem[1:]) for p in FIXTURES.glob("v*.sqlite"))

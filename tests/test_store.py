@@ -9,10 +9,10 @@ from PIL import Image
 
 import workbench as wb
 from workbench.cli import main
-from workbench.migrations import MIGRATIONS
+from workbench.storage.migrations import MIGRATIONS
 from workbench.render import to_json, to_markdown
 from workbench.specs import Member
-from workbench.store import RunStore
+from workbench.storage import RunStore
 
 
 def png(color):
@@ -207,7 +207,7 @@ async def test_labels_are_stored_with_runs_and_checked(store, member):
 
 
 async def test_judge_human_agreement_with_interval(store, member):
-    from workbench.labels import agreement, agreement_markdown, wilson
+    from workbench.storage.labels import agreement, agreement_markdown, wilson
 
     pool = [member("reply=Paris;agr=1", "alpha"), member("reply=Lyon;agr=1", "beta")]
     runs = [await wb.fuse(f"q{i}", pool, member("judge_pick=Lyon;agr=1", "J"), store=store) for i in range(5)]

@@ -29,7 +29,7 @@ _LAZY = {
     "FusionResult": "workbench.records",
     "FusionSettings": "workbench.settings",
     "RunContext": "workbench.context",
-    "RunStore": "workbench.store",
+    "RunStore": "workbench.storage",
     "evaluate": "workbench.eval.harness",
 }
 

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from .policy import Policy, quota_key
 from .shutdown import run_tracked
 from .specs import Registry, load_registry
-from .store import RunStore
+from .storage import RunStore
 
 T = TypeVar("T")
 

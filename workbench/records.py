@@ -18,7 +18,7 @@ from .answers import sum_known
 from .settings import FusionSettings
 from .types import decode_rate
 
-#: Version of the FusionResult dict format (bump with a migration in store.py).
+#: Version of the FusionResult dict format (bump with a migration in storage/migrations.py).
 RECORD_VERSION = 1
 
 #: why a run stopped before it finished (``FusionResult.stopped``), and the words recorded with it

@@ -104,7 +104,7 @@ else:
           f"{verdict} One prompt is an anecdote: notebooks 02 and 03 count how often each happens, with intervals.")
 
 # %%
-from workbench import plots
+from workbench.render import plots
 
 plots.run_timeline(result)
 

@@ -37,7 +37,7 @@ df[["item_id", "system", "correct", "extracted", "latency_s", "tokens"]].head(12
 # intervals.
 
 # %%
-from workbench import plots
+from workbench.render import plots
 from workbench.eval import metrics
 
 acc = metrics.accuracy_table(df)

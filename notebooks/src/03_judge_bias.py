@@ -115,7 +115,7 @@ else:
 # where the judge is also a member and checks it against right and wrong answers.
 
 # %%
-from workbench import plots
+from workbench.render import plots
 
 s = metrics.summary(df)
 plots.regret_and_damage(s["regret"], s["merge_damage"], s["position_flips"], s["injection"])

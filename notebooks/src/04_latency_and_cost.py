@@ -33,7 +33,7 @@ print("Reading: " + ("the pool phase took no longer than its slowest member: fan
         "slowest member plus the judge, whatever the pool size.")
 
 # %%
-from workbench import plots
+from workbench.render import plots
 
 plots.run_timeline(result)
 

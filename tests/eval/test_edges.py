@@ -6,12 +6,12 @@ from statistics import NormalDist
 import pandas as pd
 
 from workbench.eval import metrics
-from workbench.labels import wilson
+from workbench.storage.labels import wilson
 
 
 def wilson_by_roots(k: int, n: int, z: float = NormalDist().inv_cdf(0.975)) -> tuple[float, float]:
     """The Wilson interval as its definition states it: the p with (k/n - p)^2 = z^2 p (1 - p) / n (the two roots
-    of a quadratic in p), written independently of workbench.labels."""
+    of a quadratic in p), written independently of workbench.storage.labels."""
     a = 1 + z * z / n
     b = -(2 * k / n + z * z / n)
     c = (k / n) ** 2

@@ -144,7 +144,7 @@ async def test_the_evaluate_tab_runs_the_instruments_on_its_last_evaluation(tmp_
     """The Evaluate tab's instruments read the session's last evaluation (kept on the server) and say what is
     missing instead of failing."""
     from workbench.policy import Policy
-    from workbench.store import RunStore
+    from workbench.storage import RunStore
     from workbench.ui.gradio_app import build_demo
 
     demo = build_demo("tiny-offline", store=RunStore(tmp_path / "r.sqlite"), preload=False,
@@ -170,7 +170,7 @@ async def test_a_public_server_caps_the_instruments_model_calls(tmp_path):
     import dataclasses
 
     from workbench.policy import PUBLIC_LIMITS, Policy
-    from workbench.store import RunStore
+    from workbench.storage import RunStore
     from workbench.ui.gradio_app import build_demo
 
     policy = Policy(public=True, limits=dataclasses.replace(PUBLIC_LIMITS, max_instrument_calls=20))

@@ -12,7 +12,7 @@ from PIL import Image
 
 from workbench.policy import Limits, Policy
 from workbench.specs import Registry, load_registry
-from workbench.store import RunStore
+from workbench.storage import RunStore
 from workbench.testing import free_port
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from workbench.policy import Limits, Policy
 from workbench.shutdown import RUNS
-from workbench.store import RunStore
+from workbench.storage import RunStore
 
 from .conftest import png_data_url, serving
 

@@ -10,7 +10,7 @@ import httpx
 
 from workbench.policy import Limits, Policy
 from workbench.specs import load_registry
-from workbench.store import RunStore
+from workbench.storage import RunStore
 
 from .conftest import free_port, serving
 

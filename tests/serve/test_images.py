@@ -16,7 +16,7 @@ from PIL import Image
 from workbench.errors import BusyError, InputError, TooLargeError
 from workbench.policy import DECODING, PUBLIC_LIMITS, Limits, Policy
 from workbench.shutdown import RUNS
-from workbench.store import RunStore
+from workbench.storage import RunStore
 from workbench.types import ImageData
 
 from .conftest import serving

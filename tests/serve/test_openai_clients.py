@@ -230,7 +230,7 @@ def test_a_non_streaming_client_that_goes_away_cancels_its_run(api):
 def test_the_demo_serves_the_api_on_its_own_port_and_history_shows_api_runs(scripted_registry, tmp_path):
     """`workbench demo` mounts /v1 in the Gradio app: same port, same policy, same run store as the page."""
     from workbench.policy import Policy
-    from workbench.store import RunStore
+    from workbench.storage import RunStore
     from workbench.ui import gradio_app
 
     from .conftest import free_port

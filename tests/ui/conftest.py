@@ -12,7 +12,7 @@ from workbench.testing import free_port
 @pytest.fixture(scope="session")
 def app(tmp_path_factory):
     """The workbench app on a free 127.0.0.1 port, tiny preset, its own run store."""
-    from workbench.store import RunStore
+    from workbench.storage import RunStore
     from workbench.ui.gradio_app import CSS, build_demo
 
     store = RunStore(tmp_path_factory.mktemp("ui") / "runs.sqlite")

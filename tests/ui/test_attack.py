@@ -15,7 +15,7 @@ from gradio_client import Client
 
 from workbench.context import RunContext
 from workbench.policy import Policy
-from workbench.store import RunStore
+from workbench.storage import RunStore
 from workbench.ui.gradio_app import CSS, build_demo
 
 SECRET = "hf_secret_value_never_to_leave_0123456789"

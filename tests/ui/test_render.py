@@ -98,7 +98,7 @@ def test_a_skipped_member_is_shown_as_skipped_not_failed():
 
 def test_a_preset_that_cannot_load_falls_back_to_tiny_in_the_page(tmp_path):
     """Scout's weights unavailable (here: no hub) -> the page says why and the pool falls back to tiny."""
-    from workbench.store import RunStore
+    from workbench.storage import RunStore
     from workbench.ui.gradio_app import build_demo
 
     demo = build_demo("scout-int4", store=RunStore(tmp_path / "r.sqlite"))

@@ -9,7 +9,7 @@ import time
 import pytest
 from gradio_client import Client
 
-from workbench.store import RunStore
+from workbench.storage import RunStore
 
 
 def start_demo(tmp_path, server, port: int, grace_s: float):

@@ -10,7 +10,7 @@ import workbench as wb
 from workbench.context import RunContext
 from workbench.errors import WorkbenchError
 from workbench.policy import Policy
-from workbench.store import RunStore
+from workbench.storage import RunStore
 from workbench.ui.evaluate_tab import instrument_calls
 from workbench.ui.fuse_tab import plan_run, prompt_parts, with_endpoint
 from workbench.ui.gradio_app import build_demo

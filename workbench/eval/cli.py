@@ -36,7 +36,7 @@ def cmd_eval(args) -> int:
     from ..answers import split_pool
     from ..context import RunContext
     from ..settings import FusionSettings
-    from ..store import RunStore
+    from ..storage import RunStore
     from . import metrics, report
     from .harness import evaluate
 

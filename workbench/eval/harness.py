@@ -27,7 +27,7 @@ from ..records import FusionResult, MemberOutput
 from ..settings import FusionSettings, SettingsOverrides
 from ..shutdown import ShuttingDownError
 from ..specs import Member, Registry
-from ..store import RunStore
+from ..storage import RunStore
 from ..types import Failure
 from .datasets import Dataset, Item, load_dataset
 from .scorers import score

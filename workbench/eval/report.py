@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import plots
+from ..render import plots
 from ..fusion.modes import JUDGED_MODES
 from ..stats import VS_BEST_METHOD
 from . import metrics

@@ -57,7 +57,7 @@ def cmd_fuse(args) -> int:
     from ..answers import split_pool
     from ..context import RunContext
     from ..settings import FusionSettings
-    from ..store import RunStore
+    from ..storage import RunStore
     from ..types import Prompt
     from .engine import fuse
 
@@ -113,7 +113,7 @@ def cmd_runs(args) -> int:
     from ..context import RunContext
     from ..errors import ConfigError
     from ..render import export
-    from ..store import RunStore
+    from ..storage import RunStore
 
     store = RunStore(args.store)
     if args.action == "list":
@@ -130,7 +130,7 @@ def cmd_runs(args) -> int:
         print(f"{len(rows)} of {total} run(s){hidden}; store: {store.path}", file=sys.stderr)
         return 0
     if args.action == "agreement":
-        from ..labels import agreement, agreement_markdown
+        from ..storage.labels import agreement, agreement_markdown
 
         a = agreement(store.labelled_runs(include_eval=True))  # as History and Evaluate report it
         print(json.dumps(a, indent=2, default=str) if args.json else agreement_markdown(a).replace("**", ""))
@@ -143,7 +143,7 @@ def cmd_runs(args) -> int:
         print(f"deleted {args.run_id}")
         return 0
     if args.action == "label":
-        from ..labels import NONE_STANDS_OUT
+        from ..storage.labels import NONE_STANDS_OUT
 
         result = store.load(args.run_id)
         best = _member_index(result, args.best) if args.best is not None else None

@@ -26,7 +26,7 @@ from ..records import STOPPED, FusionResult, MemberOutput, Verdict, mark_tie, ne
 from ..settings import FusionSettings, SettingsOverrides
 from ..shutdown import RUNS
 from ..specs import Member, Registry
-from ..store import RunStore
+from ..storage import RunStore
 from ..types import Failure, Prompt
 from . import judge as J
 from .fanout import Emit, fan_out, load_members

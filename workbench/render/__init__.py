@@ -1,6 +1,6 @@
 """Pure renderers: a record in, text out. Markdown and JSON exports, HTML for the page and notebooks.
 
-Figures are in ``workbench.plots`` (same rule: data in, ``plotly`` Figure out); the evaluation's HTML
+Figures are in ``render.plots`` (same rule: data in, ``plotly`` Figure out); the evaluation's HTML
 report is ``workbench.eval.report``. Nothing here touches the store, a model or Gradio.
 """
 

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import WorkbenchError
 from ..policy import Policy
-from ..store import RunStore
+from ..storage import RunStore
 from . import protocol as P
 from .auth import BAD_KEY, api_token, bearer_ok
 from .chat import chat

@@ -12,7 +12,7 @@ from ..context import RunContext
 from ..events import RunStart
 from ..fusion.engine import fuse_stream
 from ..policy import Policy
-from ..store import RunStore
+from ..storage import RunStore
 from . import protocol as P
 from . import responses as R
 from .bodies import BODIES, read_body

@@ -69,7 +69,7 @@ def cmd_serve(args) -> int:
 
     stop = StopSignals()  # first: a signal during start-up still drains and exits 0
     from ..policy import Policy
-    from ..store import RunStore
+    from ..storage import RunStore
     from .app import create_server_app
 
     policy = Policy.for_host(True if args.public else (False if args.local else None), bind_host=args.host)

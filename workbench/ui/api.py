@@ -14,7 +14,7 @@ from ..fusion.engine import fuse_stream
 from ..policy import Policy
 from ..render.html import transcript_html
 from ..settings import FusionSettings
-from ..store import RunStore
+from ..storage import RunStore
 from ..types import Prompt
 from .stream import view_updates
 

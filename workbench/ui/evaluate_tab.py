@@ -47,7 +47,7 @@ def instrument_calls(name: str, items: int, pool_size: int) -> int | None:
 
 def evaluation_figures(df, members: list[Member]) -> tuple:
     """An evaluation frame as the tab shows it: (status Markdown, accuracy table, four figures)."""
-    from .. import plots
+    from ..render import plots
     from ..eval import metrics
 
     s = metrics.summary(df)
@@ -225,7 +225,7 @@ class EvaluateTab(Tab):
 
     def judge_vs_you(self, request: gr.Request | None = None) -> str:
         """The judge's agreement with the researcher's labels, evaluation items included."""
-        from ..labels import agreement, agreement_markdown
+        from ..storage.labels import agreement, agreement_markdown
 
         owner = page_owner(request, self.policy)
         return agreement_markdown(agreement(self.store.labelled_runs(owner, include_eval=True)))

@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from .. import plots
+from ..render import plots
 from ..context import RunContext, page_owner
 from ..errors import WorkbenchError
 from ..fusion.engine import fuse_stream

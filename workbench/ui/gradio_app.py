@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..policy import Policy
 from ..render.html import NOISE_NOTICE
 from ..specs import load_registry
-from ..store import RunStore
+from ..storage import RunStore
 from .api import add_fuse_api
 from .evaluate_tab import EvaluateTab
 from .fuse_tab import FuseTab

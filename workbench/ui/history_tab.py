@@ -11,14 +11,15 @@ from typing import Any
 
 import gradio as gr
 
-from .. import plots, render
+from .. import render
+from ..render import plots
 from ..context import RunContext, page_owner
 from ..errors import WorkbenchError
 from ..fusion.engine import rejudge
 from ..fusion.modes import MODE_NAMES, MODES
-from ..labels import agreement, agreement_markdown
+from ..storage.labels import agreement, agreement_markdown
 from ..render.html import compare_html
-from ..store import RunStore
+from ..storage import RunStore
 from .fuse_tab import FuseTab
 from .tab import Page, Tab, label_choices, label_controls, models_with_endpoints
 

@@ -3,7 +3,7 @@
 Each run's member answers are shown blind (no names, in a random order fixed per run and session); the
 researcher picks the best (keys 1-8, 0 when none stands out), then the fused answer is revealed and rated
 against that pick (b better, s same, w worse); n skips. Labels go to the run store with the run
-(``RunStore.set_label``, ``blind=True``); the judge's agreement with them (``workbench.labels``) updates as
+(``RunStore.set_label``, ``blind=True``); the judge's agreement with them (``workbench.storage.labels``) updates as
 you go. The queue lives on the server, per browser session; the page sends one key at a time (the next once
 the last one's effect is shown) and the server runs one session's events one at a time (visitors do not wait on
 each other), so keys typed faster than the page redraws are applied in the order they were typed.
@@ -20,7 +20,7 @@ import gradio as gr
 
 from ..context import page_owner
 from ..errors import WorkbenchError
-from ..labels import NONE_STANDS_OUT, agreement, agreement_markdown, blind_order
+from ..storage.labels import NONE_STANDS_OUT, agreement, agreement_markdown, blind_order
 from ..render.html import esc, thumbnails_html
 from .pool import MAX_MEMBERS
 from .tab import Page, Tab, session_key

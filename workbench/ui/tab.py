@@ -14,10 +14,10 @@ from typing import Any, ClassVar
 
 import gradio as gr
 
-from ..labels import NONE_STANDS_OUT, RATINGS
+from ..storage.labels import NONE_STANDS_OUT, RATINGS
 from ..policy import Policy
 from ..records import FusionResult
-from ..store import RunStore
+from ..storage import RunStore
 
 
 @dataclass

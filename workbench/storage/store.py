@@ -15,12 +15,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, WorkbenchError
+from ..errors import ConfigError, WorkbenchError
 from .labels import RATINGS
 from .migrations import migrate, schema_version, transaction
-from .paths import data_home
-from .records import FusionResult
-from .types import ImageData
+from ..paths import data_home
+from ..records import FusionResult
+from ..types import ImageData
 
 #: Origins of runs that are parts of an evaluation or an experiment (hidden in History unless asked for).
 EVAL_ORIGINS = ("eval:", "experiment:")

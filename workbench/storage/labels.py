@@ -14,8 +14,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from .records import FusionResult
-from .stats import wilson
+from ..records import FusionResult
+from ..stats import wilson
 
 RATINGS = ("better", "same", "worse")
 NONE_STANDS_OUT = -1  #: a label's best member when no answer is better than the others

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .answers import sum_known
-from .records import FusionResult
+from ..answers import sum_known
+from ..records import FusionResult
 
 
 def _go():
