@@ -90,3 +90,29 @@ def test_smollm2_is_a_cached_file_not_an_installed_package_and_llm_keeps_working
     models = subprocess.run([str(venv / "bin" / "llm"), "models"], capture_output=True, text=True, timeout=120)
     assert models.returncode == 0, models.stderr[-1000:]
     assert "llama_cpp" not in models.stderr
+
+
+def test_processes_wanting_the_same_cached_build_build_it_once(tmp_path, monkeypatch):
+    """Two builders of one cache entry at once (test workers, notebook kernels, two apps starting): the second waits
+    for the first and uses its copy (``paths.build_lock``) instead of building it again."""
+    import threading
+
+    from workbench.backends import tiny
+
+    built = []
+    real = tiny.build_tiny_llama4
+
+    def counting(out_dir, *a, **kw):  # the real build, counted
+        built.append(out_dir)
+        return real(out_dir, *a, **kw)
+
+    monkeypatch.setattr(tiny, "build_tiny_llama4", counting)
+    target = tmp_path / "tiny"
+    got: list = []
+    threads = [threading.Thread(target=lambda: got.append(tiny.ensure_tiny_llama4(target))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == [target] * 3 and len(built) == 1
+    assert (target / "WORKBENCH_TINY.json").is_file() and not list(tmp_path.glob(".building-*"))

@@ -13,12 +13,10 @@ Model names: ``pypi:DIST/FILE.gguf`` (a pinned file, see ``pinned.PINNED``) or a
 from __future__ import annotations
 
 import hashlib
-import shutil
-import tempfile
 from pathlib import Path
 
 from ..errors import MissingDependencyError, ModelLoadError
-from ..paths import cache_root
+from ..paths import build_once, cache_root
 
 #: Bump when the conversion recipe changes, so cached conversions are redone.
 CONVERT_VERSION = 1
@@ -55,7 +53,8 @@ def converted_dir(gguf_path: Path) -> Path:
 
 
 def convert(gguf_path: Path, dst: Path, dtype: str = "bfloat16") -> Path:
-    """Write ``gguf_path`` as a safetensors checkpoint with tokenizer and chat template to ``dst`` (atomically)."""
+    """Write ``gguf_path`` as a safetensors checkpoint with tokenizer and chat template into the folder ``dst``
+    (``ensure_converted`` does it once, atomically, in the cache)."""
     try:
         import gguf  # noqa: F401
         import torch
@@ -77,18 +76,8 @@ def convert(gguf_path: Path, dst: Path, dtype: str = "bfloat16") -> Path:
     plain.load_state_dict(loaded.state_dict(), strict=True)
     plain.generation_config = loaded.generation_config
     plain = plain.to(getattr(torch, dtype))
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=dst.parent))
-    try:
-        plain.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        try:
-            tmp.rename(dst)
-        except OSError:  # another process finished first
-            if not (dst / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(dst)
+    tokenizer.save_pretrained(dst)
     return dst
 
 
@@ -96,7 +85,4 @@ def ensure_converted(model: str, fetch: bool = True) -> Path:
     """The cached safetensors checkpoint for a GGUF model name, converted on first use (a pinned file missing from
     the cache is fetched first when ``fetch``; else ModelLoadError says how to fetch it)."""
     path = locate(model, fetch=fetch)
-    dst = converted_dir(path)
-    if not (dst / "config.json").is_file():
-        convert(path, dst)
-    return dst
+    return build_once(converted_dir(path), "config.json", lambda folder: convert(path, folder))

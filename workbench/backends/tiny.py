@@ -9,11 +9,9 @@ demo on machines with no GPU or network. Every quantizable Linear keeps ``in_fea
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
-from ..paths import cache_root
+from ..paths import build_once, cache_root
 
 #: Bump when the recipe changes, so cached checkpoints are rebuilt.
 TINY_VERSION = 4
@@ -130,23 +128,9 @@ def build_tiny_llama4(out_dir: str | Path, seed: int = 0, dtype: str = "bfloat16
 
 
 def ensure_tiny_llama4(cache_dir: str | Path | None = None) -> Path:
-    """The cached tiny checkpoint, built on first use (atomic: built in a temp dir, then renamed)."""
+    """The cached tiny checkpoint, built on first use (once, atomically: ``paths.build_once``)."""
     target = Path(cache_dir) if cache_dir else default_cache_dir()
-    if (target / "WORKBENCH_TINY.json").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
-    try:
-        build_tiny_llama4(tmp)
-        try:
-            tmp.rename(target)
-        except OSError:  # another process finished first
-            if not (target / "WORKBENCH_TINY.json").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return build_once(target, "WORKBENCH_TINY.json", build_tiny_llama4)
 
 
 def build_tiny_causal_lm(out_dir: str | Path, seed: int = 0, hidden_size: int = 64, intermediate_size: int = 128,
