@@ -26,11 +26,17 @@ for _name, _value in tomllib.loads((Path(__file__).parent / "notebooks" / "envir
     os.environ.setdefault(_name, _value)
 
 
+CHAINED = ("notebooks/05_", "notebooks/06_")
+
+
 def pytest_collection_modifyitems(items):
     """Under pytest-xdist (``--dist loadgroup``): notebook 06 reads the member answers 05 cached in the worker's run
-    store, so the two run in one worker, one after the other (elsewhere 06 would generate them again)."""
+    store, so the two run in one worker, one after the other (elsewhere 06 would generate them again). That chain is
+    the longest piece of work in the suite: it is handed out first, so the other workers fill the time beside it
+    instead of the suite ending on it."""
     import pytest
 
     for item in items:
-        if item.nodeid.startswith(("notebooks/05_", "notebooks/06_")):
+        if item.nodeid.startswith(CHAINED):
             item.add_marker(pytest.mark.xdist_group("notebook-answer-cache"))
+    items.sort(key=lambda item: not item.nodeid.startswith(CHAINED))  # stable: 05 before 06, the rest in order
