@@ -57,12 +57,12 @@ LATEST_VENV := .venv-latest
 BOUNDARY_TESTS := tests/backends/test_openai_compat.py tests/backends/test_egress.py tests/backends/test_sdk_http.py \
 	tests/backends/test_local.py \
 	tests/backends/test_smol.py tests/serve tests/test_spaces.py tests/test_provenance.py \
-	tests/eval/test_environments.py
+	tests/eval/test_environments.py tests/eval/test_tables.py
 test-latest:
 	@test -x $(LATEST_VENV)/bin/python || $(PYTHON) -m venv $(LATEST_VENV)
 	PIP_FIND_LINKS= $(LATEST_VENV)/bin/pip install -q --upgrade --upgrade-strategy eager -e '.[dev]'
 	$(LATEST_VENV)/bin/python -c "import importlib.metadata as m; print('newest:', ', '.join(f'{p} {m.version(p)}' \
-	  for p in ('torch', 'transformers', 'openai', 'gradio', 'fastapi', 'xgrammar', 'bitsandbytes')))"
+	  for p in ('torch', 'transformers', 'openai', 'gradio', 'fastapi', 'xgrammar', 'bitsandbytes', 'datasets')))"
 	WORKBENCH_UNLOCKED=1 $(LATEST_VENV)/bin/python -m pytest -q -p no:cacheprovider -o addopts=--tb=native $(BOUNDARY_TESTS) $(PYTEST_ARGS)
 
 demo: $(STAMP)

@@ -14,7 +14,13 @@ EXPERIMENTS = {"debate_vs_vote": ("debate", "vote"), "agreement_gate": ("best-of
 
 def register(sub) -> None:
     s = sub.add_parser("eval", help="evaluate members, fusion modes and the oracle on a dataset")
-    s.add_argument("--dataset", required=True, help="builtin:arithmetic[:easy|medium|hard], builtin:shapes or PATH.jsonl")
+    s.add_argument("--dataset", required=True,
+                   help="builtin:arithmetic[:easy|medium|hard], builtin:shapes, PATH.jsonl, "
+                        "hf:REPO_OR_FOLDER[:CONFIG][@SPLIT], parquet:FILE, csv:FILE or jsonl:FILE")
+    s.add_argument("--fields", help="which column is what, for hf:/parquet:/csv:/jsonl: datasets: "
+                                    "input=COL,target=COL[,choices=COL][,image=COL[+COL]][,id=COL][,type=TYPE]")
+    s.add_argument("--shuffle", type=int, metavar="SEED", help="take the items in a shuffled order (tables)")
+    s.add_argument("--stratify", metavar="COLUMN", help="take the items in turn from each value of COLUMN (tables)")
     s.add_argument("--pool", required=True, help="comma-separated members")
     s.add_argument("--judge")
     s.add_argument("--modes", default=",".join(MODE_NAMES), help="comma-separated: " + ", ".join(MODE_NAMES))
@@ -40,6 +46,9 @@ def cmd_eval(args) -> int:
     from . import metrics, report
     from .harness import evaluate
 
+    from .tables import with_options
+
+    args.dataset = with_options(args.dataset, args.fields, args.shuffle, args.stratify)
     settings = FusionSettings(seed=0, rounds=args.rounds, swap_k=args.swap_k, max_new_tokens=args.max_new_tokens)
     modes = split_pool(args.modes)
     for name in args.experiment or ():
@@ -52,6 +61,9 @@ def cmd_eval(args) -> int:
               "models):\n  " + "\n  ".join(df.attrs["environment_differences"]), file=sys.stderr)
     acc = metrics.accuracy_table(df)
     print(acc[["system", "n", "accuracy", "ci_low", "ci_high", "tokens_per_correct"]].to_string(index=False))
+    if skipped := df.attrs.get("skipped"):
+        print(f"\n{len(skipped)} item(s) could not be read and were left out: "
+              + "; ".join(f"{i}: {why}" for i, why in skipped[:10]), file=sys.stderr)
     print(f"\nwrote {paths['table']} and {paths['report']}")
     if args.experiment:
         run_experiments(df, args.experiment, args.judge, args.dataset, args.out, split_pool(args.pool),

@@ -25,7 +25,9 @@ from ..answers import letters
 from ..errors import ConfigError, InputError
 from ..types import ImageData, Prompt
 
-ANSWER_TYPES = ("exact", "numeric", "choice", "free")
+#: exact, numeric, choice (a letter), free (judge-graded), math (the last \\boxed{}, compared symbolically),
+#: relaxed (a number within 5 %, else the same text: ChartQA's relaxed accuracy)
+ANSWER_TYPES = ("exact", "numeric", "choice", "free", "math", "relaxed")
 
 
 class DatasetError(ConfigError):
@@ -50,7 +52,9 @@ class Item:
         if self.choices:
             text += "\n" + "\n".join(f"{x}) {c}" for x, c in zip(letters(len(self.choices)), self.choices))
             text += "\nAnswer with the letter of the right choice. End with 'Final answer: <letter>'."
-        elif self.answer_type in ("numeric", "exact"):
+        elif self.answer_type == "math":
+            text += "\nReason step by step, and put your final answer within \\boxed{}."
+        elif self.answer_type in ("numeric", "exact", "relaxed"):
             text += "\nEnd with 'Final answer: <answer>'."
         return Prompt(text, images=self.images)
 
@@ -61,6 +65,7 @@ class Dataset:
 
     name: str
     items: list[Item]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  #: rows left out (their id, why): e.g. a bad image
 
     def __len__(self) -> int:
         return len(self.items)
@@ -263,7 +268,8 @@ def _place(rng: random.Random, k: int, size: int, avoid=()) -> list[tuple[int, i
 
 
 def load_dataset(spec: str | Dataset, limit: int | None = None, seed: int = 0) -> Dataset:
-    """``builtin:arithmetic``, ``builtin:shapes`` or a JSONL path; the first ``limit`` items."""
+    """``builtin:arithmetic``, ``builtin:shapes``, a JSONL path, or a table (``hf:``, ``parquet:``, ``csv:``,
+    ``jsonl:``; ``eval.tables``); the first ``limit`` items (of a table: as its spec samples them)."""
     if isinstance(spec, Dataset):
         ds = spec
     elif spec.startswith("builtin:"):
@@ -275,10 +281,27 @@ def load_dataset(spec: str | Dataset, limit: int | None = None, seed: int = 0) -
                                + ", builtin:arithmetic:" + "|".join(ARITHMETIC_LEVELS))
         extra = {"level": level} if level else {}
         ds = makers[name](n=max(limit or 20, 1), seed=seed, **extra)
+    elif spec.startswith(("hf:", "parquet:", "csv:", "jsonl:")) or spec in _presets():  # limited as read
+        from .presets import load_preset
+        from .tables import load_table
+
+        if limit is not None and limit < 1:
+            raise DatasetError("limit must be at least 1")
+        return load_preset(spec, limit) if spec in _presets() else load_table(spec, limit)
+    elif not Path(spec).exists():
+        raise DatasetError(f"no dataset {spec!r}: not a file. Presets: {', '.join(_presets())}; built in: "
+                           "builtin:arithmetic, builtin:shapes; tables: hf:REPO_OR_FOLDER[:CONFIG][@SPLIT], "
+                           "parquet:FILE, csv:FILE, jsonl:FILE")
     else:
         ds = load_jsonl(spec)
     if limit is not None:
         if limit < 1:
             raise DatasetError("limit must be at least 1")
-        ds = Dataset(ds.name, ds.items[:limit])
+        ds = Dataset(ds.name, ds.items[:limit], ds.skipped)
     return ds
+
+
+def _presets() -> dict:
+    from .presets import PRESETS
+
+    return PRESETS

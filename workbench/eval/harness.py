@@ -148,6 +148,9 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
                                                      str(dataset).startswith("builtin:")):
         raise PolicyError("this server evaluates built-in datasets only (builtin:arithmetic, builtin:shapes)")
     ds = load_dataset(dataset, limit, settings.seed or 0)
+    if ds.skipped:
+        log.warning("%d item(s) of %s could not be read and are left out: %s", len(ds.skipped), ds.name,
+                    "; ".join(f"{i}: {why}" for i, why in ds.skipped[:5]))
     bad = [m for m in modes if m not in MODES]
     if bad:
         raise ConfigError(f"unknown mode(s) {bad}: choose from {', '.join(MODE_NAMES)}")
@@ -210,6 +213,7 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
     frame.attrs.update(eval_id=eval_id, dataset=ds.name, seed=settings.seed or 0, pool=[m.label for m in members],
                        member_systems=member_systems, judge=judge_member.label if judge_member else None,
                        swap_k=settings.swap_k, inject=inject,  # the report says which probes measured nothing
+                       skipped=list(ds.skipped),  # rows of the dataset that could not be read (id, why)
                        noise=[m.label for m in [*members, judge_member] if m is not None and m.model.is_noise])
     frame.attrs.update(await asyncio.to_thread(frame_environments, frame, store, owner))
     if frame.attrs["environment_differences"]:

@@ -260,10 +260,25 @@ def write(df, out_dir: str | Path) -> dict[str, Path]:
         import pyarrow  # noqa: F401
 
         paths["table"] = out / "results.parquet"
-        df.to_parquet(paths["table"])
+        parquet_ready(df).to_parquet(paths["table"])
     except ImportError:
         paths["table"] = out / "results.csv"
         df.to_csv(paths["table"], index=False)
     paths["report"] = out / "report.html"
     paths["report"].write_text(report_html(df))
     return paths
+
+
+def parquet_ready(df):
+    """``df`` as parquet takes it: cells holding dicts or lists (e.g. ``truncated_chars``, often empty, which parquet
+    cannot store) as JSON text, and the frame's attrs (kept in the file's metadata) as plain JSON values."""
+    import json
+
+    table = df.copy()
+    for column in table.columns:
+        nested = table[column].map(lambda v: isinstance(v, (dict, list, tuple)))
+        if nested.any():
+            table[column] = table[column].map(lambda v: json.dumps(v, default=str)
+                                              if isinstance(v, (dict, list, tuple)) else v)
+    table.attrs = json.loads(json.dumps(df.attrs, default=str))
+    return table

@@ -79,6 +79,8 @@ def dataset_items(df: pd.DataFrame, dataset: Any = None) -> dict[str, Any]:
         ds = spec
     elif str(spec).startswith("builtin:"):
         ds = load_dataset(str(spec), limit=max(len(ids), 20), seed=int(df.attrs.get("seed", 0) or 0))
+    elif str(spec).startswith(("hf:", "parquet:", "csv:", "jsonl:")):  # the rows the evaluation took, in order
+        ds = load_dataset(str(spec), limit=len(ids) + len(df.attrs.get("skipped") or []))
     else:
         ds = load_dataset(str(spec))
     by_id = {i.id: i for i in ds.items}

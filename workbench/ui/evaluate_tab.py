@@ -1,5 +1,5 @@
-"""The Evaluate tab: a small built-in dataset through members, fusion modes and the oracle, with the
-same figures the notebooks and `workbench eval` show."""
+"""The Evaluate tab: a dataset (built in; on a local server also a standard benchmark or any table) through members,
+fusion modes and the oracle, with the same figures the notebooks and `workbench eval` show."""
 
 from __future__ import annotations
 
@@ -92,7 +92,10 @@ class EvaluateTab(Tab):
                     "a mode later does not regenerate them.")
         with gr.Row():
             self.run_inputs = [
-                gr.Dropdown(DATASETS, value=DATASETS[0], label="Dataset", elem_id="eval-dataset"),
+                gr.Dropdown(self.datasets(), value=DATASETS[0], label="Dataset", elem_id="eval-dataset",
+                            allow_custom_value=not self.policy.public,
+                            info=None if self.policy.public else "a preset, or any hf:REPO[:CONFIG][@SPLIT], "
+                                 "parquet:FILE, csv:FILE or jsonl:FILE (with #input=COL,target=COL,...)"),
                 gr.Slider(1, 50, value=4, step=1, label="Items"),
                 gr.CheckboxGroup(list(MODE_NAMES), value=["best-of", "vote"], label="Modes"),
                 gr.Checkbox(False, label="Position check (2 orderings)"),
@@ -124,6 +127,12 @@ class EvaluateTab(Tab):
                     self.inst_outputs += [gr.Plot(label=name.replace("_", " ")) for name in INSTRUMENTS[pair:pair + 2]]
             self.inst_outputs.append(gr.Markdown("", elem_id="eval-analyses"))
         self.loads = [self.agree_md]
+
+    def datasets(self) -> list[str]:
+        """The built-in datasets; on a local server also the standard benchmarks (``eval.presets``)."""
+        from ..eval.presets import PRESETS
+
+        return DATASETS + ([] if self.policy.public else list(PRESETS))
 
     def wire(self) -> None:
         self.run_btn.click(self.run, self.run_inputs, self.run_outputs, api_visibility="private",
