@@ -4,12 +4,13 @@ of an evaluation on SmolLM2 over GSM8K-shaped items, in one run.
     .venv/bin/python benchmarks/dataset_load.py [--text-rows 10000] [--image-rows 500] [--eval-items 50]
 
 Both tables are built here in the Hub's own layout (a config folder of parquet shards and a README naming them;
-the images PNGs embedded in an Image feature) and read through ``workbench.eval.tables`` as a Hub download is:
-once with no limit (every row becomes an item, every image decoded and checked) and once with ``--limit 50``
-(only those rows are decoded). Memory: the peak of Python's allocations while reading (tracemalloc) and the
-process's resident-set growth. ``--eval-items N`` (0 to skip) runs ``wb.evaluate`` with three SmolLM2 members and a
-SmolLM2 judge (best-of, 64-token answers) on N GSM8K-shaped items and prints items per minute, members and judge
-included. The last line is one JSON object.
+the images PNGs embedded in an Image feature, one colour each, so small) and read through
+``workbench.eval.tables`` as a Hub download is: once with no limit (every row becomes an item, every image decoded
+and checked) and once with a limit of 50 (only those rows are decoded). Memory: the peak of Python's allocations
+while reading (tracemalloc; Arrow's own buffers are not in it), the process's resident memory after minus before,
+and what the items hold (prompt text and image bytes). ``--eval-items N`` (0 to skip) runs ``wb.evaluate`` with
+three SmolLM2 members and a SmolLM2 judge (best-of, 64-token answers) on N GSM8K-shaped items and prints items per
+minute, members and judge included. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import argparse
 import io
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "eval"
 
 
 def rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """The process's resident memory now (Linux), MiB."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def build(root: Path, text_rows: int, image_rows: int) -> tuple[str, str]:
@@ -64,8 +65,9 @@ def timed_load(spec: str, limit: int | None) -> dict:
     elapsed = time.perf_counter() - t
     peak = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
+    held = sum(len(i.prompt) + sum(len(img.data) for img in i.images) for i in ds.items) / 2**20
     return {"items": len(ds), "seconds": round(elapsed, 2), "python_peak_mib": round(peak, 1),
-            "rss_growth_mib": round(rss_mib() - rss0, 1)}
+            "rss_growth_mib": round(rss_mib() - rss0, 1), "items_text_and_image_bytes_mib": round(held, 1)}
 
 
 def main() -> None:
