@@ -106,7 +106,8 @@ def test_save_to_disk_csv_and_jsonl_read_alike(tmp_path):
 def test_choices_shuffling_and_strata(tmp_path):
     table = datasets.Dataset.from_dict({
         "id": [f"q{k}" for k in range(6)], "question": [f"Pick {k}" for k in range(6)],
-        "choices": [{"text": ["x", "y", "z"], "label": ["1", "2", "3"]}] * 3 + [{"text": ["u", "v"], "label": ["A", "B"]}] * 3,
+        "choices": [{"text": ["x", "y", "z"], "label": ["1", "2", "3"]}] * 3
+        + [{"text": ["u", "v"], "label": ["A", "B"]}] * 3,
         "answerKey": ["2", "3", "1", "B", "A", "B"], "subject": ["s1", "s1", "s1", "s2", "s2", "s3"]})
     table.to_parquet(str(tmp_path / "arc.parquet"))
     spec = f"parquet:{tmp_path / 'arc.parquet'}#input=question,target=answerKey,choices=choices,id=id"

@@ -171,7 +171,8 @@ def math_equal(a: str, b: str) -> bool:
 
 
 def score_math(text: str, reference: str) -> Score:
-    """MATH-style: the answer's last ``\\boxed{}`` (else its 'Final answer:' line) against the reference, symbolically."""
+    """MATH-style: the answer's last ``\\boxed{}`` (else its 'Final answer:' line) against the reference,
+    symbolically."""
     got = last_boxed(text)
     if got is None:
         got = extract_answer(text)

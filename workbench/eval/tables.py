@@ -327,12 +327,5 @@ def _plain(value: Any) -> bool:
     return isinstance(value, (str, int, float, bool)) or value is None
 
 
-def describe(ds: Dataset) -> str:
-    """One line for the command line: how many items, and the rows left out with why."""
-    line = f"{ds.name}: {len(ds)} items"
-    if ds.skipped:
-        line += f"; {len(ds.skipped)} row(s) left out: " + "; ".join(f"{i}: {why}" for i, why in ds.skipped[:5])
-    return line
-
-
-__all__ = ["TableNotFound", "TableSpec", "describe", "is_table", "load_table", "open_table", "parse_spec", "with_options"]
+__all__ = ["TableNotFound", "TableSpec", "is_table", "load_table", "open_table", "parse_spec",
+           "with_options"]
