@@ -28,6 +28,8 @@ from ..types import ImageData, Prompt
 #: exact, numeric, choice (a letter), free (judge-graded), math (the last \\boxed{}, compared symbolically),
 #: relaxed (a number within 5 %, else the same text: ChartQA's relaxed accuracy)
 ANSWER_TYPES = ("exact", "numeric", "choice", "free", "math", "relaxed")
+#: the prefixes of a table spec (``eval.tables``)
+TABLE_SCHEMES = ("hf:", "parquet:", "csv:", "jsonl:")
 
 
 class DatasetError(ConfigError):
@@ -281,7 +283,7 @@ def load_dataset(spec: str | Dataset, limit: int | None = None, seed: int = 0) -
                                + ", builtin:arithmetic:" + "|".join(ARITHMETIC_LEVELS))
         extra = {"level": level} if level else {}
         ds = makers[name](n=max(limit or 20, 1), seed=seed, **extra)
-    elif spec.startswith(("hf:", "parquet:", "csv:", "jsonl:")) or spec in _presets():  # limited as read
+    elif spec.startswith(TABLE_SCHEMES) or spec in _presets():  # limited as read
         from .presets import load_preset
         from .tables import load_table
 

@@ -34,9 +34,7 @@ from typing import Any
 from ..answers import letters
 from ..errors import InputError
 from ..types import ImageData
-from .datasets import ANSWER_TYPES, Dataset, DatasetError, Item
-
-SCHEMES = ("hf:", "parquet:", "csv:", "jsonl:")
+from .datasets import ANSWER_TYPES, TABLE_SCHEMES, Dataset, DatasetError, Item
 
 
 class TableNotFound(DatasetError):
@@ -65,7 +63,7 @@ class TableSpec:
 
 
 def is_table(spec: Any) -> bool:
-    return isinstance(spec, str) and spec.startswith(SCHEMES)
+    return isinstance(spec, str) and spec.startswith(TABLE_SCHEMES)
 
 
 def parse_spec(spec: str) -> TableSpec:
@@ -126,11 +124,11 @@ def open_table(t: TableSpec):
             raise DatasetError(f"{t.kind}:{t.path}: no such file")
         return datasets.load_dataset(builder, data_files=t.path, split="train")
     folder = Path(t.path)
-    if (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file():  # save_to_disk
-        table = datasets.load_from_disk(str(folder))
-        return _pick_split(table, t) if isinstance(table, datasets.DatasetDict) else table
     try:
-        table = datasets.load_dataset(t.path, t.config, split=t.split)
+        if (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file():  # save_to_disk
+            table = datasets.load_from_disk(str(folder))
+        else:
+            table = datasets.load_dataset(t.path, t.config, split=t.split)
     except ValueError as exc:
         raise DatasetError(_why(exc, t)) from None
     except (FileNotFoundError, ConnectionError) as exc:  # the library's not-found and offline errors

@@ -69,7 +69,7 @@ def dataset_items(df: pd.DataFrame, dataset: Any = None) -> dict[str, Any]:
 
     ``dataset``: what the evaluation ran on (a name, a JSONL path or a Dataset); default the frame's own
     (built-in datasets are regenerated from the evaluation's seed)."""
-    from ..eval.datasets import Dataset, load_dataset
+    from ..eval.datasets import TABLE_SCHEMES, Dataset, load_dataset
 
     ids = list(dict.fromkeys(df["item_id"]))
     spec = dataset if dataset is not None else df.attrs.get("dataset")
@@ -79,7 +79,7 @@ def dataset_items(df: pd.DataFrame, dataset: Any = None) -> dict[str, Any]:
         ds = spec
     elif str(spec).startswith("builtin:"):
         ds = load_dataset(str(spec), limit=max(len(ids), 20), seed=int(df.attrs.get("seed", 0) or 0))
-    elif str(spec).startswith(("hf:", "parquet:", "csv:", "jsonl:")):  # the rows the evaluation took, in order
+    elif str(spec).startswith(TABLE_SCHEMES):  # the rows the evaluation took, in order
         ds = load_dataset(str(spec), limit=len(ids) + len(df.attrs.get("skipped") or []))
     else:
         ds = load_dataset(str(spec))
