@@ -8,7 +8,7 @@
 
 # %% [markdown]
 # **About the stored outputs.** This notebook is committed executed, on SmolLM2-135M-Instruct offline
-# (`smol-offline`, a 2-core CPU) at the test run's small sizes: 4 items, answers cut at 40 tokens
+# (`smol-offline`, a 2-core CPU) at the test run's small sizes: 3 items, answers cut at 40 tokens
 # (`scripts/make_notebooks.py --execute`). A 135M model is weak: it gets easy arithmetic right now and then, and as
 # a judge it mostly picks by position. Read the stored numbers as a demonstration of the method (what each number
 # means, how to tell evidence from noise), not as findings about fusion. The *Reading* lines are printed from the

@@ -3,6 +3,7 @@ bias): the judge is asked again over permutations of one item's cached answers."
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 from typing import Any
@@ -44,7 +45,8 @@ def orderings(n: int, max_orders: int | None, rng: random.Random) -> list[tuple[
 
 
 def judge_bias_sweep(df: pd.DataFrame, judge: Any, dataset: Any = None, max_orders: int | None = 24,
-                     shuffle_labels: bool = True, name_probe: bool = True, registry: Any = None, seed: int = 0) -> Experiment:
+                     shuffle_labels: bool = True, name_probe: bool = True, registry: Any = None, seed: int = 0,
+                     concurrency: int = 8) -> Experiment:
     """The judge over many orderings of each item's cached member answers.
 
     Each ordering shows the candidates in a permutation (all of them up to ``max_orders``, else a sample) and,
@@ -81,45 +83,58 @@ def judge_bias_sweep(df: pd.DataFrame, judge: Any, dataset: Any = None, max_orde
 
     probes: list[dict[str, Any]] = []
 
+    # Every judge call is planned first (the orderings and labels drawn in the same order as ever), then asked
+    # concurrently, at most ``concurrency`` at a time: a local judge batches them, an endpoint takes them in parallel.
+    plan: list[tuple[str, Any, Any]] = []  # (kind, item, what the row needs)
+    for item in dict.fromkeys(members["item_id"]):
+        g = members[(members["item_id"] == item) & members["ok"]].sort_values("order")
+        outs = [MemberOutput(int(r.order), r.system, 1, True, str(r.answer)) for r in g.itertuples()]
+        if len(outs) < 2:
+            continue
+        ids = [o.member for o in outs]
+        for k, perm in enumerate(orderings(len(outs), max_orders, rng)):
+            order = [ids[p] for p in perm]
+            labels = letters(len(order))
+            if shuffle_labels:
+                labels = rng.sample(labels, len(labels))
+            plan.append(("ordering", item, dict(g=g, outs=outs, k=k, order=order, labels=labels)))
+        if name_probe:
+            names = [o.label.removeprefix("member:") for o in outs]
+            if len(set(names)) < len(names):  # duplicate labels cannot be told apart by name
+                names = [f"{n_} #{i + 1}" for i, n_ in enumerate(names)]
+            for condition, labels in (("anonymous", letters(len(ids))), ("true names", names),
+                                      ("swapped names", names[1:] + names[:1])):
+                plan.append(("probe", item, dict(outs=outs, order=ids, labels=labels, condition=condition)))
+
     async def run():
         backend = (await load_members([judge_member]))[0]
         if isinstance(backend, Failure):
             raise ConfigError(f"the judge could not be loaded: {backend.reason}")
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        async def ask(item, p):
+            async with gate:
+                return await J.judge_once(backend, judge_member, by_id[item].to_prompt(), p["outs"], p["order"],
+                                          mode, config, labels=p["labels"])
+
+        verdicts = await asyncio.gather(*(ask(item, p) for _, item, p in plan))
         rows, calls = [], 0
-        for item in dict.fromkeys(members["item_id"]):
-            g = members[(members["item_id"] == item) & members["ok"]].sort_values("order")
-            outs = [MemberOutput(int(r.order), r.system, 1, True, str(r.answer)) for r in g.itertuples()]
-            if len(outs) < 2:
+        for (kind, item, p), (a, parsed, attempts, _) in zip(plan, verdicts):
+            calls += len(attempts)
+            won = a.winner if parsed else None
+            if kind == "probe":
+                probes.append(dict(item_id=item, condition=p["condition"], labels=p["labels"], ids=p["order"],
+                                   valid=parsed is not None, winner=won))
                 continue
-            ids = [o.member for o in outs]
-            for k, perm in enumerate(orderings(len(outs), max_orders, rng)):
-                order = [ids[p] for p in perm]
-                labels = letters(len(order))
-                if shuffle_labels:
-                    labels = rng.sample(labels, len(labels))
-                a, parsed, attempts, _ = await J.judge_once(backend, judge_member, by_id[item].to_prompt(), outs,
-                                                            order, mode, config, labels=labels)
-                calls += len(attempts)
-                label_of = dict(zip(order, labels))
-                scores = {m: float(parsed["scores"][label_of[m]]) for m in order} if parsed else {}
-                won = a.winner if parsed else None
-                rows.append(dict(item_id=item, ordering=k, order=order, labels=labels, valid=parsed is not None,
-                                 winner=won,
-                                 winner_position=order.index(won) if won is not None else None,
-                                 winner_label=label_of[won] if won is not None else None,
-                                 winner_correct=bool(g[g["order"] == won]["correct"].iloc[0]) if won is not None else None,
-                                 scores=scores, n=len(order)))
-            if name_probe:
-                names = [o.label.removeprefix("member:") for o in outs]
-                if len(set(names)) < len(names):  # duplicate labels cannot be told apart by name
-                    names = [f"{n_} #{i + 1}" for i, n_ in enumerate(names)]
-                for condition, labels in (("anonymous", letters(len(ids))), ("true names", names),
-                                          ("swapped names", names[1:] + names[:1])):
-                    a, parsed, attempts, _ = await J.judge_once(backend, judge_member, by_id[item].to_prompt(), outs,
-                                                                ids, mode, config, labels=labels)
-                    calls += len(attempts)
-                    probes.append(dict(item_id=item, condition=condition, labels=labels, ids=ids,
-                                       valid=parsed is not None, winner=a.winner if parsed else None))
+            order, labels, g = p["order"], p["labels"], p["g"]
+            label_of = dict(zip(order, labels))
+            scores = {m: float(parsed["scores"][label_of[m]]) for m in order} if parsed else {}
+            rows.append(dict(item_id=item, ordering=p["k"], order=order, labels=labels, valid=parsed is not None,
+                             winner=won,
+                             winner_position=order.index(won) if won is not None else None,
+                             winner_label=label_of[won] if won is not None else None,
+                             winner_correct=bool(g[g["order"] == won]["correct"].iloc[0]) if won is not None else None,
+                             scores=scores, n=len(order)))
         return rows, calls
 
     rows, calls = run_sync(run())
