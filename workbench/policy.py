@@ -42,6 +42,7 @@ class Limits:
     max_decoding: int = 4  #: image batches decoded at once on the server (a visitor's: one at a time)
     max_local_models: int = 64  #: distinct local models (weights in this process) callers may have loaded at once
     max_instrument_calls: int = 100_000  #: model calls one Evaluate-tab instrument may make (its upper bound)
+    max_eval_items: int = 100_000  #: items one evaluation from the page or its API may take
     runs_per_session: int = 8  #: runs one visitor may have in flight
     runs_total: int = 64  #: runs in flight on the server
     runs_waiting: int = 256  #: runs waiting for a slot when ``runs_total`` are in flight (past it: refused)
@@ -67,7 +68,7 @@ class Limits:
 #: the limits of a public server unless the host sets others
 PUBLIC_LIMITS = Limits(max_pool=6, max_rounds=3, max_new_tokens=1024, max_judge_tokens=1024, max_swap_k=2, max_prompt_chars=8000,
                        max_images=4, max_image_pixels=4096 * 4096, max_image_bytes=10_000_000, max_decoding=2,
-                       max_local_models=2, max_instrument_calls=300,
+                       max_local_models=2, max_instrument_calls=300, max_eval_items=50,
                        runs_per_session=1, runs_total=8, runs_waiting=32, run_wait_s=20, queue_size=32,
                        max_request_bytes=24_000_000, max_bodies_bytes=96_000_000, body_read_s=30)
 
@@ -310,6 +311,11 @@ class Policy:
             raise BusyError(f"this server keeps at most {self.limits.max_local_models} local models loaded "
                             f"({', '.join(sorted(held)) or 'none now'}); {', '.join(sorted(new))} would be more: choose "
                             f"among the loaded ones or an endpoint model")
+
+    def check_eval_items(self, n: int) -> None:
+        """Refuse an evaluation of fewer than one item or more than the host's limit."""
+        if n < 1 or n > self.limits.max_eval_items:
+            raise PolicyError(f"{n:,} items: an evaluation here takes 1 to {self.limits.max_eval_items:,}")
 
     def check_instrument(self, name: str, calls: int) -> None:
         """Refuse an instrument whose model calls (an upper bound, counted before it runs) pass the host's limit."""

@@ -173,3 +173,18 @@ def test_an_evaluation_runs_on_a_hub_layout_dataset_with_a_real_model(tmp_path):
                      ["tiny-offline"], None, ["vote"], store=store, max_new_tokens=4)
     assert set(df["item_id"]) == {"a", "b"} and [i for i, _ in df.attrs["skipped"]] == ["c"]
     assert json.dumps(df.attrs["skipped"])  # what the report and the command line print
+
+
+def test_the_quantization_panel_runs_on_an_image_table(tmp_path):
+    """The INT4-vision question on a benchmark-shaped table (not the built-in shapes): the tiny vision model
+    unquantized, INT4, and INT4 with a 4-bit vision tower, and the vision comparison made on its image items."""
+    from workbench.experiments import quantization_panel
+
+    charts = hub_repo(tmp_path / "charts", "default", {"test": chart_like(
+        [("a", [png("red")], "1"), ("b", [png("blue"), png("red")], "2")])})
+    spec = f"hf:{charts}@test#input=query,target=label,image=image+image_2,id=id,type=relaxed"
+    e = quantization_panel("tiny-offline", [spec], limit=2, max_new_tokens=4, store=wb.RunStore(tmp_path / "r.sqlite"))
+    assert list(e.frame["comparison"]) == ["INT4 vs bfloat16", "vision 4-bit vs vision 16-bit (both INT4)"], e.frame
+    assert (e.frame["items"] == 2).all() and e.summary["datasets_skipped"] == []
+    assert "vision" in e.summary["four_bit_components"]["INT4, vision 4-bit"]
+    assert "vision" not in e.summary["four_bit_components"]["INT4"]

@@ -92,6 +92,11 @@ def attacks_on_evaluate(client, listener, tmp_path):
     assert "local or private address" in status, status
     with pytest.raises(Exception, match="not in the list of choices"):  # Gradio's own check, before ours
         client.predict("/etc/passwd", *args[1:], api_name="/evaluate")
+    try:  # a million items: Gradio's own range check or ours (max_eval_items), never a run
+        status = client.predict(args[0], 1_000_000, *args[2:], api_name="/evaluate")[0]
+        assert "1 to 50" in status, status
+    except Exception as exc:  # noqa: BLE001
+        assert "1000000" in str(exc) or "maximum" in str(exc).lower(), exc
 
 
 ATTACKS = {"/fuse": attacks_on_fuse, "/evaluate": attacks_on_evaluate}

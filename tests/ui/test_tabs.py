@@ -106,3 +106,24 @@ def test_a_tab_handler_runs_without_a_browser(tmp_path):
     assert status.startswith("⚠") and "no-such-run" in status
     path, msg = history.export_json("no-such-run", request=me())
     assert path is None and msg.startswith("⚠")
+
+
+async def test_an_evaluation_over_the_hosts_item_limit_is_refused_before_it_runs(tmp_path):
+    """A public page (or its /evaluate API) takes at most ``Limits.max_eval_items`` items; the field says so."""
+    import dataclasses
+
+    from workbench.policy import PUBLIC_LIMITS
+
+    store = RunStore(tmp_path / "r.sqlite")
+    policy = Policy(public=True, limits=dataclasses.replace(PUBLIC_LIMITS, max_eval_items=5))
+    demo = build_demo("tiny-offline", store=store, preload=False, policy=policy)
+    ev = next(t for t in demo.tabs if t.title == "Evaluate")
+    items = ev.run_inputs[1]
+    assert items.maximum == 5 and "at most 5" in items.info
+    rows = [["tiny-offline", ""]]
+    for n in (6, 0):
+        status, *rest = await ev.run("builtin:arithmetic:easy", n, ["vote"], False, False, 16, rows, None, {},
+                                     request=me())
+        assert status.startswith("⚠") and "1 to 5" in status, status
+        assert rest == [None] * 6
+    assert store.count() == 0  # nothing ran, nothing was stored

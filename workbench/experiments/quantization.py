@@ -28,6 +28,13 @@ def audit(spec) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _has_images(dataset: str, limit: int | None, seed: int) -> bool:
+    """Whether the items the panel evaluates (the first ``limit``) carry images."""
+    from ..eval.datasets import load_dataset
+
+    return any(item.images for item in load_dataset(dataset, limit, seed).items)
+
+
 def quantization_panel(model: Any = "smol-offline", datasets: Sequence[str] = ("builtin:arithmetic:easy",
                                                                                "builtin:shapes"),
                        limit: int | None = None, vision_arm: bool | None = None, max_new_tokens: int = 64,
@@ -67,7 +74,8 @@ def quantization_panel(model: Any = "smol-offline", datasets: Sequence[str] = ("
     audits = pd.concat([audit(s).assign(arm=name) for name, s in arms.items()], ignore_index=True)
     rows, skipped, accs = [], [], []
     for ds in datasets:
-        if ds.startswith("builtin:shapes") and spec.vision is False:
+        images = _has_images(ds, limit, seed)  # a built-in, a preset or any table (hf:, parquet:, ...) with images
+        if images and spec.vision is False:
             skipped.append(ds)
             continue
         df = evaluate(ds, members, None, [], settings, limit=limit, store=store, registry=registry, progress=False)
@@ -79,7 +87,7 @@ def quantization_panel(model: Any = "smol-offline", datasets: Sequence[str] = ("
             acc, lo, hi = mean_ci(wide_c[system].astype(float).to_numpy())
             accs.append(dict(dataset=ds, arm=name, accuracy=acc, ci_low=lo, ci_high=hi))
         pairs = [(systems[1], systems[0], f"INT4 vs {list(arms)[0]}")]
-        if vision_arm and ds.startswith("builtin:shapes"):
+        if vision_arm and images:
             pairs.append((systems[2], systems[1], "vision 4-bit vs vision 16-bit (both INT4)"))
         for a, b, what in pairs:
             answered = (wide_a[a].fillna("") != "") & (wide_a[b].fillna("") != "")  # both gave an answer

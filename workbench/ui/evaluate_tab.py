@@ -96,7 +96,8 @@ class EvaluateTab(Tab):
                             allow_custom_value=not self.policy.public,
                             info=None if self.policy.public else "a preset, or any hf:REPO[:CONFIG][@SPLIT], "
                                  "parquet:FILE, csv:FILE or jsonl:FILE (with #input=COL,target=COL,...)"),
-                gr.Slider(1, 50, value=4, step=1, label="Items"),
+                gr.Number(4, minimum=1, maximum=self.policy.limits.max_eval_items, precision=0, label="Items",
+                          elem_id="eval-items", info=f"at most {self.policy.limits.max_eval_items:,} here"),
                 gr.CheckboxGroup(list(MODE_NAMES), value=["best-of", "vote"], label="Modes"),
                 gr.Checkbox(False, label="Position check (2 orderings)"),
                 gr.Checkbox(False, label="Injection probe"),
@@ -159,6 +160,7 @@ class EvaluateTab(Tab):
                 raise WorkbenchError("the pool is empty: add members on the Fuse tab")
             if not chosen:
                 raise WorkbenchError("pick at least one mode")
+            policy.check_eval_items(int(n or 0))
             settings = FusionSettings(seed=0, swap_k=2 if swap_on else 1, max_new_tokens=int(max_tokens))
             df = await evaluate_async(ds, members, policy.member(judge, reg) if judge else None, chosen,
                                       settings, limit=int(n), inject=inject_on,
