@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendError, InputError, MissingDependencyError, ModelLoadError, OutOfMemoryError
+from ..errors import BackendError, ConfigError, InputError, MissingDependencyError, ModelLoadError, OutOfMemoryError
 from ..paths import cache_root
 from ..specs import ModelSpec
 from ..types import Chunk, GenerateConfig, ImagePart, Message
@@ -121,8 +121,15 @@ class LocalModel(ModelBackend):
         checkpoint: the directory it was loaded from (the INT4 copy for converted Llama 4).
     """
 
-    def __init__(self, spec: ModelSpec, max_batch: int = 8):
+    def __init__(self, spec: ModelSpec, max_batch: int = 8, batching: str | None = None):
         super().__init__(spec)
+        import os
+
+        from .stepper import BATCHING
+
+        batching = batching or os.environ.get("WORKBENCH_BATCHING") or "step"
+        if batching not in BATCHING:
+            raise ConfigError(f"batching {batching!r} is not one of {', '.join(BATCHING)} (WORKBENCH_BATCHING)")
         torch = _import_torch()
         from transformers import AutoConfig
 
@@ -195,9 +202,19 @@ class LocalModel(ModelBackend):
         gc = self.hf_model.generation_config
         eos = gc.eos_token_id if gc.eos_token_id is not None else self.tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
-        from .zerogpu import gpu  # inert unless on a ZeroGPU Space
+        from .stepper import StepWorker, supports
+        from .zerogpu import gpu, on_zerogpu  # inert unless on a ZeroGPU Space
 
-        self.worker = BatchWorker(gpu(self._generate_batch), spec.name, max_batch=max_batch)
+        # "step": continuous batching (a request joins the running batch at the next token) where the model's
+        # cache allows it; "batch", and every other model (Llama 4, image + text): one generate call per batch.
+        # ZeroGPU attaches a GPU per decorated call, which a loop that never returns cannot take.
+        self.worker: BatchWorker | StepWorker
+        if batching == "step" and not on_zerogpu() and supports(self.hf_model):
+            self.worker = StepWorker(self, spec.name, max_batch=max_batch)
+            self.batching = "step"
+        else:
+            self.worker = BatchWorker(gpu(self._generate_batch), spec.name, max_batch=max_batch)
+            self.batching = "batch"  #: which batcher serves this model
 
     @property
     def supports_images(self) -> bool:
