@@ -11,7 +11,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lab bench install install-unlocked lock test-latest browser clean exit-check lint
+.PHONY: demo test lab bench install install-unlocked lock test-latest browser clean exit-check lint gpu-check gpu-wheels
 
 install: $(STAMP)
 
@@ -71,6 +71,17 @@ demo: $(STAMP)
 # the notebooks extra (jupyterlab) comes with install; e.g. make lab ARGS="--no-browser --port 8889"
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/ $(ARGS)
+
+# The GPU proof (benchmarks/gpu_check.py): a Scout-shaped Llama 4 through the INT4 path, decode vs the bandwidth
+# bound, the 4-bit vision tower, close(), fusion; one JSON line, also under benchmarks/results/. Without CUDA it runs
+# at toy size on the CPU (the test suite runs that too).
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py $(ARGS)
+
+# The wheels the lent GPU machine lacks (bitsandbytes), pinned to the lock, into .whl/ (ignored), and the one
+# device command that installs them and runs the check there
+gpu-wheels:
+	$(PYTHON) scripts/gpu_wheels.py $(ARGS)
 
 # Debian's chromium drives the browser tests (Playwright cannot download browsers here).
 browser:

@@ -1,4 +1,4 @@
-"""GPU-only checks (marker `gpu`): they run where CUDA is available; benchmarks/gpu_scout_int4.py does the rest."""
+"""GPU-only checks (marker `gpu`): they run where CUDA is available; `make gpu-check` (benchmarks/gpu_check.py) does the rest."""
 
 import pytest
 
