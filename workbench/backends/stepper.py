@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import inspect
 import queue
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 from ..errors import BackendError, InputError
 from ..types import Chunk, Usage
 from .base import StreamEnd
-from .worker import _WORKERS, GenRequest, _as_backend_error, _join
+from .worker import GenRequest, WorkerThread, _as_backend_error
 
 #: the settings that choose a local model's batcher (``WORKBENCH_BATCHING``)
 BATCHING = ("step", "batch")
@@ -69,59 +68,26 @@ class _Row:
     hit_eos: bool = False
 
 
-class StepWorker:
+class StepWorker(WorkerThread):
     """Continuous batching on a dedicated thread: requests join and leave the running batch between decode steps.
 
-    The interface is ``BatchWorker``'s (``submit``, ``close``, ``closing``, ``alive``, and ``batches_run``,
+    The interface is ``WorkerThread``'s, as ``BatchWorker``'s (``submit``, ``close``, ``closing``, ``alive``, ``batches_run``,
     ``batch_sizes``, ``finish_reasons`` for tests and benchmarks: here a "batch" is one prefill of the requests
     that joined together). ``steps_run`` counts decode steps and ``step_sizes`` the rows of each.
     """
 
     def __init__(self, model, name: str, max_batch: int = 8, batch_window_s: float = 0.01):
         self.model = model  #: the LocalModel: hf_model, tokenizer, eos_ids, _chat_text, context_length, spec
-        self.max_batch = max_batch
-        self.batch_window_s = batch_window_s
-        self._queue: queue.Queue[GenRequest | None] = queue.Queue()
         self._rows: list[_Row] = []
-        self._closed = False
-        self._submit_lock = threading.Lock()
-        self.batches_run = 0
-        self.batch_sizes: list[int] = []
-        self.finish_reasons: list[str] = []
         self.steps_run = 0
         self.step_sizes: list[int] = []
         self._cache: Any = None
         self._mask: Any = None  #: (rows, cached length) 1 where a cached position is a real token
         self._kwarg: str = _cache_kwarg(model.hf_model) or "cache"
-        self._thread = threading.Thread(target=self._run, name=f"workbench-step-{name}", daemon=True)
-        self._thread.start()
-        _WORKERS.add(self)  # type: ignore[arg-type]  # the exit hook closes it like a BatchWorker
+        super().__init__(f"step-{name}", max_batch, batch_window_s)
 
-    def submit(self, request: GenRequest) -> None:
-        """Queue a request; it joins the running batch at the next step. Raises BackendError once closed."""
-        with self._submit_lock:
-            if self._closed:
-                raise BackendError("the model was closed (unloaded); load it again", kind="closed")
-            self._queue.put(request)
-
-    @property
-    def closing(self) -> bool:
-        return self._closed
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def close(self, timeout: float | None = None) -> bool:
-        """Cancel queued and running requests, then join the thread (a running step finishes first)."""
-        with self._submit_lock:
-            self._closed = True
-            self._queue.put(None)
-        for row in list(self._rows):
-            row.request.cancel.set()
-        if threading.current_thread() is not self._thread:
-            _join(self._thread, timeout)
-        return not self._thread.is_alive()
+    def _in_flight(self) -> list[GenRequest]:
+        return [row.request for row in list(self._rows)]
 
     # --- the loop, on the worker thread ---------------------------------------------------------------------
 

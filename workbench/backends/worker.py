@@ -54,24 +54,30 @@ class GenRequest:
                 any(m.images for m in self.messages), json.dumps(c.json_schema, sort_keys=True) if c.json_schema else None)
 
 
-class BatchWorker:
-    """Runs ``generate_batch(requests)`` on a dedicated thread, batching what is queued together."""
+class WorkerThread:
+    """What every local model's worker shares: a request queue, one thread, ``submit`` and ``close``.
 
-    def __init__(self, generate_batch: Callable[[list[GenRequest]], None], name: str,
-                 max_batch: int = 8, batch_window_s: float = 0.01):
-        self._generate_batch = generate_batch
+    Subclasses set up their own state, then call ``__init__`` (which starts the thread on ``_run``), and name the
+    requests in flight in ``_in_flight`` (``close`` cancels them)."""
+
+    def __init__(self, name: str, max_batch: int, batch_window_s: float):
         self.max_batch = max_batch
         self.batch_window_s = batch_window_s
         self._queue: queue.Queue[GenRequest | None] = queue.Queue()
-        self._running: list[GenRequest] = []  #: the batch being generated (cancelled by close)
         self._closed = False
         self._submit_lock = threading.Lock()
-        self.batches_run = 0  #: how many generate calls were made (for tests and benchmarks)
+        self.batches_run = 0  #: how many batches were started (for tests and benchmarks)
         self.batch_sizes: list[int] = []
         self.finish_reasons: list[str] = []  #: per request, in order of completion (for tests and benchmarks)
         self._thread = threading.Thread(target=self._run, name=f"workbench-{name}", daemon=True)
         self._thread.start()
         _WORKERS.add(self)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _in_flight(self) -> list[GenRequest]:
+        return []
 
     def submit(self, request: GenRequest) -> None:
         """Queue a request. Raises BackendError once the worker is closed."""
@@ -93,17 +99,31 @@ class BatchWorker:
     def close(self, timeout: float | None = None) -> bool:
         """Stop the worker: cancel queued and running requests, then join the thread.
 
-        A running ``generate`` stops at its next token (the per-row stopping criterion); the thread then
-        frees the batch's tensors and returns. Returns False if the thread was still alive after ``timeout``.
+        A running ``generate`` (or decode step) stops at its next token (the per-row stopping criterion); the
+        thread then frees the batch's tensors and returns. Returns False if the thread was still alive after
+        ``timeout``.
         """
         with self._submit_lock:
             self._closed = True
             self._queue.put(None)
-        for r in list(self._running):
+        for r in self._in_flight():
             r.cancel.set()
         if threading.current_thread() is not self._thread:
             _join(self._thread, timeout)
         return not self._thread.is_alive()
+
+
+class BatchWorker(WorkerThread):
+    """Runs ``generate_batch(requests)`` on a dedicated thread, batching what is queued together."""
+
+    def __init__(self, generate_batch: Callable[[list[GenRequest]], None], name: str,
+                 max_batch: int = 8, batch_window_s: float = 0.01):
+        self._generate_batch = generate_batch
+        self._running: list[GenRequest] = []  #: the batch being generated (cancelled by close)
+        super().__init__(name, max_batch, batch_window_s)
+
+    def _in_flight(self) -> list[GenRequest]:
+        return list(self._running)
 
     def _run(self) -> None:
         pending: list[GenRequest] = []
@@ -163,7 +183,7 @@ class BatchWorker:
 
 
 #: every worker not yet joined; the exit hook joins any that a close left running
-_WORKERS: weakref.WeakSet[BatchWorker] = weakref.WeakSet()
+_WORKERS: weakref.WeakSet[WorkerThread] = weakref.WeakSet()
 
 
 def _join(thread: threading.Thread, timeout: float | None = None) -> None:
