@@ -18,9 +18,12 @@ Everything is built here (random weights, no download) and goes through the code
    4-bit (a second conversion of the same weights): top-1 agreement and cosine of the logits at every position.
 6. **close()**: memory allocated before and after closing the last model (goal: < 5 % left).
 7. **fusion**: three members and a judge on one local model through the fusion engine (best-of): the run's wall
-   time over its slowest member's. SmolLM2-135M when its converted checkpoint is in the workbench cache
-   (``make install`` puts it there), else a small random-weight Llama built here (the device machine has no
-   SmolLM2 and cannot download it): the JSON says which.
+   time over its slowest member's. Then **batching** on the same model: a late 3-member run's time to first token
+   over its idle one with continuous batching (``stepper.StepWorker``) and with the batcher it replaced, and
+   tokens/s of 8 concurrent 3-member runs on each (``benchmarks/late_arrival.py``, one rep). The model:
+   SmolLM2-135M when its converted checkpoint is in the workbench cache (``make install`` puts it there), else a
+   small random-weight Llama built here (the device machine has no SmolLM2 and cannot download it); the JSON says
+   which.
 
 Each phase is timed; a phase that fails is recorded with its error and the rest still run; past ``--budget-s`` the
 remaining phases are skipped (and named). The last line printed is one JSON object, also written to
@@ -214,9 +217,11 @@ async def fusion_check(root: Path, device: str) -> dict:
 
         path, used = ensure_converted(wb.load_registry().resolve("smol-offline").model, fetch=False), "SmolLM2-135M-Instruct"
     except Exception as exc:  # noqa: BLE001  (not cached, or no gguf package: a model built here instead)
-        path = build_tiny_causal_lm(root / "small-llama", hidden_size=512, intermediate_size=1536, num_hidden_layers=8)
+        path = build_tiny_causal_lm(root / "small-llama", hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
+                                    max_position_embeddings=8192)
         used = f"a random-weight 8-layer Llama built here (SmolLM2 unavailable: {type(exc).__name__})"
     spec = ModelSpec(name="fusion-check", backend="local", model=str(path), dtype=dtype)
+    STATE["small_spec"], STATE["small_model"] = spec, used
     pool = [Member(spec, persona=p, display_name=f"m{i}") for i, p in
             enumerate(["You are a careful analyst.", "You are a skeptic.", "Answer concisely."])]
     judge = Member(spec, display_name="judge")
@@ -234,6 +239,38 @@ async def fusion_check(root: Path, device: str) -> dict:
             "slowest_member_s": round(slowest, 3), "judge_s": round(r.judge_wall_s, 3),
             "wall_over_slowest_member": round(wall / slowest, 3), "ok": not r.degraded,
             "constrained_judge": _has("xgrammar")}
+
+
+#: what one phase hands the next (the small model the fusion phase built or found)
+STATE: dict = {}
+
+
+async def batching_check(tokens: int) -> dict:
+    """Continuous batching on this device (``benchmarks/late_arrival.py``'s measurements, one rep): a late 3-member
+    run's time to first token over its idle one, step path vs the batcher it replaced, and tokens/s of 8 concurrent
+    3-member runs, on the fusion phase's model."""
+    import sys
+
+    sys.path.insert(0, str(HERE))
+    from late_arrival import late_arrival, throughput
+
+    from workbench.backends.local import LocalModel
+
+    spec = STATE["small_spec"]
+    # a random-weight model's greedy tokens stream no text (special ones): it samples, seeded, instead
+    temperature = 0.0 if STATE["small_model"].startswith("SmolLM2") else 1.0
+    out: dict = {"model": STATE["small_model"], "temperature": temperature}
+    for batching in ("step", "batch"):
+        m = LocalModel(spec, batching=batching)
+        try:
+            idle, late = await late_arrival(m, tokens, temperature)
+            out[batching] = {"idle_ttft_s": round(idle, 4), "late_ttft_s": round(late, 4),
+                             "late_over_idle": round(late / idle, 3),
+                             "tokens_per_s_8_runs": round(await throughput(m, 8, tokens, temperature), 1)}
+        finally:
+            m.close()
+    out["throughput_step_over_batch"] = round(out["step"]["tokens_per_s_8_runs"] / out["batch"]["tokens_per_s_8_runs"], 3)
+    return out
 
 
 def _has(module: str) -> bool:
@@ -356,6 +393,8 @@ async def main() -> None:
             await phase("vision", vision4)
     os.environ["WORKBENCH_CACHE"] = smol_cache
     await phase("fusion", lambda: fusion_check(root, device))
+    if "small_spec" in STATE:
+        await phase("batching", lambda: batching_check(a.tokens))
     res["total_s"] = round(time.perf_counter() - started, 1)
     goals = {}
     if "memory" in res:

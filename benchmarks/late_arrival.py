@@ -53,12 +53,15 @@ async def first_token(model: LocalModel, idxs: list[int], config: GenerateConfig
                 first.append(time.perf_counter() - t0)
 
     await asyncio.gather(*(one(i) for i in idxs))
+    if not first:
+        raise RuntimeError("no request streamed any text: a model that writes text is needed")
     return first[0]
 
 
-async def late_arrival(model: LocalModel, tokens: int) -> tuple[float, float]:
-    """(idle TTFT, late TTFT) of a 3-member run, in seconds."""
-    cfg = GenerateConfig(max_new_tokens=tokens, min_new_tokens=tokens, temperature=0)
+async def late_arrival(model: LocalModel, tokens: int, temperature: float = 0.0) -> tuple[float, float]:
+    """(idle TTFT, late TTFT) of a 3-member run, in seconds. ``temperature`` > 0 samples (seeded): a random-weight
+    model's greedy tokens are often all special ones, which stream no text."""
+    cfg = GenerateConfig(max_new_tokens=tokens, min_new_tokens=tokens, temperature=temperature, seed=0)
     t0 = time.perf_counter()
     idle = await first_token(model, [4, 5, 6], cfg, t0)
     started = asyncio.Event()
@@ -71,17 +74,22 @@ async def late_arrival(model: LocalModel, tokens: int) -> tuple[float, float]:
                 if seen[0] >= 8:
                     started.set()
 
-    running = asyncio.gather(*(busy(i) for i in range(4)))
-    await started.wait()
+    running = asyncio.ensure_future(asyncio.gather(*(busy(i) for i in range(4))))
+    waiting = asyncio.ensure_future(started.wait())
+    await asyncio.wait({running, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    if not started.is_set():
+        waiting.cancel()
+        raise RuntimeError(f"the running 4-member batch streamed {seen[0]} pieces of text, not 8, before it ended: "
+                           "more --tokens, or a model that writes text")
     t0 = time.perf_counter()
     late = await first_token(model, [4, 5, 6], cfg, t0)
     await running
     return idle, late
 
 
-async def throughput(model: LocalModel, runs: int, tokens: int) -> float:
+async def throughput(model: LocalModel, runs: int, tokens: int, temperature: float = 0.0) -> float:
     """Completion tokens per second of ``runs`` concurrent 3-member runs."""
-    cfg = GenerateConfig(max_new_tokens=tokens, min_new_tokens=tokens, temperature=0)
+    cfg = GenerateConfig(max_new_tokens=tokens, min_new_tokens=tokens, temperature=temperature, seed=0)
     t0 = time.perf_counter()
     results = await asyncio.gather(*(model.complete(messages(i), cfg) for i in range(3 * runs)))
     wall = time.perf_counter() - t0

@@ -134,7 +134,7 @@ def ensure_tiny_llama4(cache_dir: str | Path | None = None) -> Path:
 
 
 def build_tiny_causal_lm(out_dir: str | Path, seed: int = 0, hidden_size: int = 64, intermediate_size: int = 128,
-                         num_hidden_layers: int = 2) -> Path:
+                         num_hidden_layers: int = 2, max_position_embeddings: int = 256) -> Path:
     """A random-weight tiny text-only Llama (no chat template): the plain causal-LM path, offline.
 
     The sizes can be raised to make a model large enough to see in a memory measurement."""
@@ -145,7 +145,8 @@ def build_tiny_causal_lm(out_dir: str | Path, seed: int = 0, hidden_size: int = 
     tokenizer = _train_tokenizer(TOKENIZER_VOCAB)
     vocab = padded_vocab(len(tokenizer))
     config = LlamaConfig(vocab_size=vocab, hidden_size=hidden_size, intermediate_size=intermediate_size,
-                         num_hidden_layers=num_hidden_layers, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         num_hidden_layers=num_hidden_layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=max_position_embeddings,
                          pad_token_id=tokenizer.pad_token_id, bos_token_id=0, eos_token_id=tokenizer.eos_token_id)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
