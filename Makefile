@@ -69,8 +69,9 @@ demo: $(STAMP)
 	$(VENV)/bin/workbench demo $(ARGS)
 
 # the notebooks extra (jupyterlab) comes with install; e.g. make lab ARGS="--no-browser --port 8889"
+# as root (containers, Spaces) JupyterLab refuses to start without --allow-root: given then, not otherwise
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/ $(ARGS)
+	$(VENV)/bin/jupyter lab notebooks/ $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(ARGS)
 
 # The GPU proof (benchmarks/gpu_check.py): a Scout-shaped Llama 4 through the INT4 path, decode vs the bandwidth
 # bound, the 4-bit vision tower, close(), fusion; one JSON line, also under benchmarks/results/. Without CUDA it runs

@@ -26,7 +26,8 @@ from _setup import wb, JUDGE_TOKENS, PRESET, SPEC, TOKENS
 # %%
 model = wb.load_model(PRESET)
 report = model.memory_report()
-print(f"{report['total_gib']:.3f} GiB loaded from {report['checkpoint']}")
+from pathlib import Path
+print(f"{report['total_gib']:.3f} GiB loaded from the checkpoint {Path(report['checkpoint']).name}")
 {component: dtypes for component, dtypes in report["by_component"].items()}
 
 # %% [markdown]

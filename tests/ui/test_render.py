@@ -124,3 +124,20 @@ def test_a_verdict_stored_before_position_correction_says_so():
     html = verdict_html(r)
     assert "Winner: <strong>alpha</strong>" in html and "not corrected for position" in html
     assert r.verdict.swap_parsed == 2
+
+
+def test_a_vote_says_it_has_no_judge_instead_of_timing_one():
+    """A vote tallies the members' answers without a model call: no "judge 0.01 s" in the status line, the
+    report or the timeline (issue 27)."""
+    from workbench.render.markdown import to_markdown
+    from workbench.render.plots import run_timeline
+
+    outs = [[MemberOutput(0, "alpha", 1, True, "4", latency_s=1.0, end_s=1.0),
+             MemberOutput(1, "beta", 1, True, "4", latency_s=1.2, end_s=1.2)]]
+    vote = result(rounds=outs, mode="vote", judge=None, judge_wall_s=0.01, pool_wall_s=1.2, total_s=1.21)
+    assert "no judge (vote)" in status_line(vote) and "judge 0.01" not in status_line(vote)
+    assert "no judge (vote)" in to_markdown(vote) and "judge 0.01" not in to_markdown(vote)
+    assert "judge" not in [t.y[0] for t in run_timeline(vote).data if t.type == "bar"]
+    judged = result(rounds=outs, judge_wall_s=2.0, pool_wall_s=1.2, total_s=3.2)
+    assert "judge 2.00 s" in status_line(judged)
+    assert "judge" in [t.y[0] for t in run_timeline(judged).data if t.type == "bar"]

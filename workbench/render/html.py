@@ -181,7 +181,9 @@ def status_line(result: FusionResult) -> str:
         parts.append(f"{len(walls)} rounds {result.pool_wall_s:.2f} s ("
                      + "; ".join(f"round {n}: {w:.2f} s, slowest member {m:.2f} s" for n, (w, m) in enumerate(walls, 1))
                      + ")")
-    parts += [f"judge {result.judge_wall_s:.2f} s", f"{result.total_tokens} tokens"]
+    # a vote has no judge: its tally takes no model call, and a time for it would read as one
+    parts += [f"judge {result.judge_wall_s:.2f} s" if result.judge is not None else "no judge (vote)",
+              f"{result.total_tokens} tokens"]
     if result.total_cost_usd is not None:
         parts.append(f"${result.total_cost_usd:.5f}")
     line = " · ".join(parts)

@@ -80,7 +80,8 @@ def to_markdown(r: FusionResult) -> str:
              for rnd in r.rounds if rnd]
     per_round = "; ".join(f"round {n} {_fmt(w)}, slowest member {_fmt(m)}" for n, (w, m) in enumerate(walls, 1))
     out += [f"- pool wall time {_fmt(r.pool_wall_s)} ({per_round or 'no round'}), "
-            f"judge {_fmt(r.judge_wall_s)}, total {_fmt(r.total_s)}; tokens {r.total_tokens}, "
+            + (f"judge {_fmt(r.judge_wall_s)}" if r.judge is not None else "no judge (vote)")
+            + f", total {_fmt(r.total_s)}; tokens {r.total_tokens}, "
             f"cost {_fmt(r.total_cost_usd, ' USD')}"]
     out += [f"- {line}" for line in summary_lines(r.environment)]
     out += ["", "## Prompt", "", r.prompt.get("text") or "(image only)"]

@@ -36,7 +36,7 @@ def run_timeline(result: FusionResult) -> Any:
             fig.add_trace(go.Scatter(y=[name], x=[o.start_s + o.ttft_s], mode="markers", showlegend=False,
                                      marker=dict(symbol="line-ns-open", size=14, color="black"),
                                      hovertemplate="first token at %{x:.2f} s<extra></extra>"))
-    if result.judge_wall_s > 0:
+    if result.judge_wall_s > 0 and result.judge is not None:  # a vote's tally is no judge
         fig.add_trace(go.Bar(y=["judge"], x=[result.judge_wall_s], base=[result.pool_wall_s], orientation="h",
                              marker_color="#f58518", showlegend=False,
                              hovertemplate="judge took %{x:.2f} s<extra></extra>"))
