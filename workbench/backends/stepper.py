@@ -103,16 +103,7 @@ class StepWorker(WorkerThread):
             for row in self._rows:
                 row.request.emit(closed)
             self._rows, self._cache, self._mask = [], None, None
-            while True:
-                try:
-                    r = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if r is not None:
-                    waiting.append(r)
-            not_run = BackendError("the model was closed (unloaded) before this request ran", kind="closed")
-            for r in waiting:
-                r.emit(not_run)
+            self._refuse_queued(waiting)
 
     def _serve(self, waiting: list[GenRequest]) -> None:
         while not self._closed:

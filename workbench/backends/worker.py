@@ -79,6 +79,19 @@ class WorkerThread:
     def _in_flight(self) -> list[GenRequest]:
         return []
 
+    def _refuse_queued(self, pending: list[GenRequest]) -> None:
+        """Closing: nobody will serve ``pending`` and what is still queued, so tell their callers."""
+        while True:
+            try:
+                r = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if r is not None:
+                pending.append(r)
+        closed = BackendError("the model was closed (unloaded) before this request ran", kind="closed")
+        for r in pending:
+            r.emit(closed)
+
     def submit(self, request: GenRequest) -> None:
         """Queue a request. Raises BackendError once the worker is closed."""
         with self._submit_lock:  # never behind the closing sentinel, where nobody would answer it
@@ -129,17 +142,8 @@ class BatchWorker(WorkerThread):
         pending: list[GenRequest] = []
         try:
             self._serve(pending)
-        finally:  # closing: nobody will serve what is still queued, so tell its callers
-            while True:
-                try:
-                    r = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if r is not None:
-                    pending.append(r)
-            closed = BackendError("the model was closed (unloaded) before this request ran", kind="closed")
-            for r in pending:
-                r.emit(closed)
+        finally:
+            self._refuse_queued(pending)
 
     def _serve(self, pending: list[GenRequest]) -> None:
         while True:
