@@ -125,7 +125,7 @@ class LocalModel(ModelBackend):
         super().__init__(spec)
         import os
 
-        from .stepper import BATCHING
+        from .stepper import BATCHING, StepWorker, supports
 
         batching = batching or os.environ.get("WORKBENCH_BATCHING") or "step"
         if batching not in BATCHING:
@@ -202,7 +202,6 @@ class LocalModel(ModelBackend):
         gc = self.hf_model.generation_config
         eos = gc.eos_token_id if gc.eos_token_id is not None else self.tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
-        from .stepper import StepWorker, supports
         from .zerogpu import gpu, on_zerogpu  # inert unless on a ZeroGPU Space
 
         # "step": continuous batching (a request joins the running batch at the next token) where the model's

@@ -59,8 +59,7 @@ class _Row:
 
     request: GenRequest
     prompt_tokens: int
-    ids: list[int]  #: prompt + generated (a schema's matcher reads them)
-    position: int  #: the position the next fed token takes
+    ids: list[int]  #: prompt + generated (a schema's matcher reads them); the last is fed at position len - 1
     generator: Any = None  #: its own torch.Generator when it samples with a seed
     schema: Any = None  #: its own grammar processor
     tokens: list[int] = field(default_factory=list)  #: generated, end-of-text excluded
@@ -163,14 +162,13 @@ class StepWorker(WorkerThread):
                 keep.append(i)
         if not keep:
             return
-        if len(keep) < len(requests):
-            requests = [requests[i] for i in keep]
-            enc = m.tokenizer([texts[i] for i in keep], return_tensors="pt", padding=True, add_special_tokens=False)
-            lens = [lens[i] for i in keep]
+        requests, lens = [requests[i] for i in keep], [lens[i] for i in keep]
+        ids, mask = enc["input_ids"][keep], enc["attention_mask"][keep]
+        start = int(mask.any(dim=0).long().argmax())  # the padding only a refused (longer) prompt needed
         self.batches_run += 1
         self.batch_sizes.append(len(requests))
         device = m.hf_model.device
-        ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
+        ids, mask = ids[:, start:].to(device), mask[:, start:].to(device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=m.hf_model.config)
         logits = m.hf_model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
@@ -178,7 +176,7 @@ class StepWorker(WorkerThread):
         rows = []
         for i, r in enumerate(requests):
             prompt = ids[i, ids.shape[1] - int(lens[i]):].tolist()
-            row = _Row(r, int(lens[i]), prompt, int(lens[i]))
+            row = _Row(r, int(lens[i]), prompt)
             c = r.config
             if c.temperature > 0 and c.seed is not None:
                 row.generator = torch.Generator(device=device).manual_seed(int(c.seed))
@@ -214,14 +212,12 @@ class StepWorker(WorkerThread):
         rows = self._rows
         device = self._mask.device
         ids = torch.tensor([[row.ids[-1]] for row in rows], device=device)
-        positions = torch.tensor([[row.position] for row in rows], device=device)
+        positions = torch.tensor([[len(row.ids) - 1] for row in rows], device=device)
         self._mask = torch.cat([self._mask, self._mask.new_ones((len(rows), 1))], dim=1)
         logits = self.model.hf_model(input_ids=ids, attention_mask=self._mask, position_ids=positions,
                                      use_cache=True, **{self._kwarg: self._cache}).logits[:, -1, :]
         self.steps_run += 1
         self.step_sizes.append(len(rows))
-        for row in rows:
-            row.position += 1
         self._advance(rows, logits)
 
     def _advance(self, rows: list[_Row], logits) -> None:

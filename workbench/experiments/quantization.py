@@ -28,13 +28,6 @@ def audit(spec) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _has_images(dataset: str, limit: int | None, seed: int) -> bool:
-    """Whether the items the panel evaluates (the first ``limit``) carry images."""
-    from ..eval.datasets import load_dataset
-
-    return any(item.images for item in load_dataset(dataset, limit, seed).items)
-
-
 def quantization_panel(model: Any = "smol-offline", datasets: Sequence[str] = ("builtin:arithmetic:easy",
                                                                                "builtin:shapes"),
                        limit: int | None = None, vision_arm: bool | None = None, max_new_tokens: int = 64,
@@ -54,6 +47,7 @@ def quantization_panel(model: Any = "smol-offline", datasets: Sequence[str] = ("
     """
     import plotly.graph_objects as go
 
+    from ..eval.datasets import load_dataset
     from ..eval.harness import evaluate
     from ..settings import FusionSettings
     from ..specs import Member, ModelSpec, load_registry, with_quant
@@ -74,11 +68,12 @@ def quantization_panel(model: Any = "smol-offline", datasets: Sequence[str] = ("
     audits = pd.concat([audit(s).assign(arm=name) for name, s in arms.items()], ignore_index=True)
     rows, skipped, accs = [], [], []
     for ds in datasets:
-        images = _has_images(ds, limit, seed)  # a built-in, a preset or any table (hf:, parquet:, ...) with images
+        items = load_dataset(ds, limit, seed)  # read once: for its images, then evaluated (a built-in, preset, table)
+        images = any(item.images for item in items.items)
         if images and spec.vision is False:
             skipped.append(ds)
             continue
-        df = evaluate(ds, members, None, [], settings, limit=limit, store=store, registry=registry, progress=False)
+        df = evaluate(items, members, None, [], settings, limit=limit, store=store, registry=registry, progress=False)
         m = df[df["kind"] == "member"]
         wide_c = m.pivot_table(index="item_id", columns="system", values="correct", aggfunc="first")
         wide_a = m.assign(key=m["answer"].map(lambda t: extract_answer(str(t)))).pivot_table(
