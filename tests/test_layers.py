@@ -11,7 +11,7 @@ LAYERS = [
     {"settings", "specs"},
     {"records"},
     {"events", "shutdown", "testing", "scripted_server"},
-    {"backends"},
+    {"backends", "availability"},
     {"storage", "render", "policy", "serving", "context"},
     {"fusion"},
     {"eval", "serve", "experiments"},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..availability import Availability, availability, of_fusion
 from ..errors import ConfigError, WorkbenchError
 from ..fusion.modes import Mode, get_mode
 from ..policy import Policy
@@ -44,17 +45,20 @@ def usable(policy: Policy, names: list[str]) -> bool:
 
 
 def model_rows(policy: Policy) -> list[dict[str, Any]]:
+    """The ``/models`` list: OpenAI's model objects, with the extension fields ``fusion`` or ``workbench``, and
+    ``availability`` (``workbench.availability``: whether it can run here, and why not)."""
     reg = policy.registry
     rows = []
     for f in reg.fusions.values():
         if usable(policy, [*f.pool, *([f.judge] if f.judge else [])]):
             rows.append({"id": f.name, "object": "model", "created": 0, "owned_by": "workbench-fusion",
-                         "fusion": f.to_dict()})
+                         "fusion": f.to_dict(), "availability": of_fusion(f, reg, policy.public).to_dict()})
     for spec in reg.models.values():
         if usable(policy, [spec.name]):
             rows.append({"id": spec.name, "object": "model", "created": 0, "owned_by": f"workbench-{spec.backend}",
                          "workbench": {"backend": spec.backend, "vision": spec.vision, "noise": spec.is_noise,
-                                       "description": spec.description}})
+                                       "description": spec.description},
+                         "availability": availability(spec, policy.public).to_dict()})
     return rows
 
 
@@ -69,6 +73,25 @@ class Target:
                 raise P.APIError(404, f"the model {name!r} does not exist on this server; GET /v1/models lists "
                                       "them", "model_not_found", "model")
         self.mode: Mode = get_mode(self.fusion.mode if self.fusion else "vote")
+        self._check_available(policy)
+
+    def availability(self, policy: Policy) -> Availability | None:
+        """Whether this target can run here (None: its name does not resolve; the run says why)."""
+        reg = policy.registry
+        if self.fusion is not None:
+            return of_fusion(self.fusion, reg, policy.public)
+        try:
+            spec = reg.models.get(self.name) or reg.resolve(self.name)
+        except WorkbenchError:
+            return None
+        return availability(spec, policy.public)
+
+    def _check_available(self, policy: Policy) -> None:
+        """A model that cannot run here is refused at once, saying why (nothing is loaded or downloaded)."""
+        a = self.availability(policy)
+        if a is not None and not a.runnable:
+            raise P.APIError(400, f"the model {self.name!r} cannot run on this server: {a.reason} (GET /v1/models "
+                                  "says what can)", "model_not_available", "model")
 
     @property
     def plain(self) -> bool:

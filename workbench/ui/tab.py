@@ -27,10 +27,38 @@ class Page:
     store: RunStore
     policy: Policy
     preset: str  #: the model the page starts on (pool and judge)
-    models: list[str]  #: the registry's model names (the page adds the session's endpoints)
+    #: the registry's models as dropdown choices (the page adds the session's endpoints): given as names, kept as
+    #: (label, name) pairs that mark what cannot run here (``ModelChoices``); a dropdown's value is still the name
+    models: list[str] | ModelChoices
     personas: list[str] = field(default_factory=lambda: [""])
     api_token: str | None = None  #: the key the programmatic endpoints (``/fuse``, ``/evaluate``) ask for
     preloader: Any = None  #: ``startup.Preloader`` of the start-up model, or None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.models, ModelChoices):
+            self.models = ModelChoices(self.models, self.policy)
+
+
+class ModelChoices(list[tuple[str, str]]):
+    """Model names as dropdown choices, ``(label, name)``: a name that cannot run here as it is is marked
+    ("scout-int4 — needs a GPU", "smol-hub — downloads on first use", "tiny-offline — loaded"; ``workbench.availability``),
+    the others shown as their name. The value a dropdown gives is always the plain name."""
+
+    def __init__(self, names: list[str], policy: Policy):
+        self.names, self.policy = list(names), policy
+        super().__init__(self.labelled(self.names))
+
+    def labelled(self, names: list[str]) -> list[tuple[str, str]]:
+        """``names`` as (label, name) pairs, as they stand now (a model loaded or downloaded since is said so)."""
+        from ..availability import availability
+
+        reg = self.policy.registry
+        out = []
+        for name in names:
+            spec = reg.models.get(name)
+            label = availability(spec, self.policy.public).label(name) if spec is not None else name
+            out.append((label, name))
+        return out
 
 
 class Tab:
@@ -66,9 +94,15 @@ def session_key(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "anonymous"
 
 
-def models_with_endpoints(models: list[str], state: dict[str, Any] | None) -> list[str]:
-    """The model choices: the registry's and the endpoints this browser added."""
-    return sorted(set(models) | {e["name"] for e in (state or {}).get("endpoints", [])})
+def models_with_endpoints(models: list[str] | ModelChoices,
+                          state: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The model choices as (label, name): the registry's (``ModelChoices``, relabelled as things stand now) and the
+    endpoints this browser added, sorted by name."""
+    names = models.names if isinstance(models, ModelChoices) else list(models)
+    choices = {n: (n, n) for n in [*names, *(e["name"] for e in (state or {}).get("endpoints", []))]}
+    if isinstance(models, ModelChoices):
+        choices.update((name, (label, name)) for label, name in models.labelled(models.names))
+    return [choices[n] for n in sorted(choices)]
 
 
 def label_controls(prefix: str) -> tuple:
