@@ -10,6 +10,9 @@ from .markdown import decision_head, position_lines
 
 NOISE_NOTICE = ("**The tiny offline model has random weights: its output below is noise.** It is here so the "
                 "workbench runs with no GPU or network; pick a real model or endpoint for meaningful answers.")
+#: the same, for a visitor of a hosted copy whose host has only that model
+NOISE_NOTICE_VISITOR = ("**The test model here has random weights: its output below is noise.** This copy shows how "
+                        "fusion works, not what it gives.")
 
 
 def esc(text: str) -> str:
@@ -74,9 +77,9 @@ def round_times(outputs: list[MemberOutput]) -> tuple[float, float]:
     return (max(o.end_s for o in outputs) - min(o.start_s for o in outputs), max(o.latency_s for o in outputs))
 
 
-def thumbnails_html(text: str, images: list, size: int = 96) -> str:
-    """The prompt a run was given, as a strip: its images as small thumbnails (scaled down here, sent inline,
-    whole image visible) and its text."""
+def _thumb_figures(images: list, size: int) -> list[str]:
+    """Each image as a ``<figure>``: scaled down here to fit ``size`` px, sent inline as a data URI (never a
+    path the browser would fetch from the server), its full size as the caption."""
     import base64
     import io
 
@@ -96,9 +99,26 @@ def thumbnails_html(text: str, images: list, size: int = 96) -> str:
                           f'width="{pil.size[0]}" height="{pil.size[1]}"><figcaption>{w}×{h}</figcaption></figure>')
         except Exception:  # already checked when the run started; a thumbnail is not worth failing over
             thumbs.append('<figure class="wb-thumb"><figcaption>(image)</figcaption></figure>')
+    return thumbs
+
+
+def thumbnails_html(text: str, images: list, size: int = 96) -> str:
+    """The prompt a run was given, as a strip: its images as small thumbnails (scaled down here, sent inline,
+    whole image visible) and its text."""
+    thumbs = _thumb_figures(images, size)
     body = f'<div class="wb-thumbs">{"".join(thumbs)}</div>' if thumbs else ""
     return (f'<div class="wb-strip"><span class="wb-strip-label">This run\'s prompt</span>{body}'
             f'<div class="wb-prompt-echo">{esc(text) or "<em>(no text)</em>"}</div></div>')
+
+
+def run_images_html(images: list, size: int = 96) -> str:
+    """A stored run's prompt images as thumbnails (History's run view), or "" when it had none. ``images``:
+    the store's ``ImageData`` of that run, so a visitor sees only the images of runs the store let them open."""
+    thumbs = _thumb_figures(images, size)
+    if not thumbs:
+        return ""
+    return (f'<div class="wb-strip wb-run-images"><span class="wb-strip-label">Prompt image'
+            f'{"s" if len(thumbs) > 1 else ""}</span><div class="wb-thumbs">{"".join(thumbs)}</div></div>')
 
 
 def transcript_html(result: FusionResult) -> str:
@@ -122,6 +142,15 @@ def transcript_html(result: FusionResult) -> str:
         parts.append(f'<p class="wb-early"><em>The debate stopped early after round {result.stopped_early}: '
                      f"every member gave the same answer.</em></p>")
     return "\n".join(parts)
+
+
+def judge_live_html(text: str, phase: str = "") -> str:
+    """The judge at work: what it has written so far (its rationale, then its answer), escaped; the verdict
+    replaces it when the run ends."""
+    head = esc(phase[:1].upper() + phase[1:]) if phase.startswith("judge") else "Judge at work"
+    body = esc(text) if text else "<i>reading the answers…</i>"
+    return (f'<div class="wb-judge-live" id="judge-live"><b>{head}…</b>'
+            f'<div style="white-space:pre-wrap">{body}</div></div>')
 
 
 def verdict_html(result: FusionResult) -> str:

@@ -62,6 +62,24 @@ def _fmt(x: float | None, unit: str = "s") -> str:
     return "-" if x is None else f"{x:.2f}{unit}"
 
 
+def members_markdown(result: FusionResult) -> str:
+    """The run's members as a Markdown table: one row per member for a single round; one row per member per
+    round (a *round* column, each row that round's times) when a debate ran several."""
+    multi = len(result.rounds) > 1
+    head = ["round"] * multi + ["#", "member", "ok", "TTFT", "latency"] + ["done at"] * multi + \
+        ["tokens in/out", "cost", "finish"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for n, rnd in enumerate(result.rounds, 1):
+        for o in rnd:
+            cells = [str(n)] * multi + [str(o.member), o.label, "yes" if o.ok else "no: " + o.status,
+                                        _fmt(o.ttft_s), _fmt(o.latency_s)] + [_fmt(o.end_s)] * multi + \
+                [f"{o.prompt_tokens}/{o.completion_tokens}", _fmt(o.cost_usd, " USD"), o.finish_reason]
+            lines.append("| " + " | ".join(cells) + " |")
+        if not multi:
+            break
+    return "\n".join(lines)
+
+
 def to_markdown(r: FusionResult) -> str:
     """Render one run for humans (exports and the UI's history)."""
     import time
@@ -87,12 +105,7 @@ def to_markdown(r: FusionResult) -> str:
     out += ["", "## Prompt", "", r.prompt.get("text") or "(image only)"]
     for img in r.prompt.get("images", []):
         out.append(f"- image {img['sha256'][:12]} ({img['width']}x{img['height']})")
-    out += ["", "## Members", "", "| # | member | ok | TTFT | latency | tokens in/out | cost | finish |",
-            "|---|---|---|---|---|---|---|---|"]
-    for o in r.rounds[0] if r.rounds else []:
-        out.append(f"| {o.member} | {o.label} | {'yes' if o.ok else 'no: ' + o.status} | {_fmt(o.ttft_s)} | "
-                   f"{_fmt(o.latency_s)} | {o.prompt_tokens}/{o.completion_tokens} | {_fmt(o.cost_usd, ' USD')} | "
-                   f"{o.finish_reason} |")
+    out += ["", "## Members", "", members_markdown(r)]
     for n, rnd in enumerate(r.rounds, 1):
         out += ["", f"## Round {n}" if len(r.rounds) > 1 else "## Answers"]
         for o in rnd:

@@ -18,27 +18,36 @@ from ..errors import WorkbenchError
 from ..fusion.engine import rejudge
 from ..fusion.modes import MODE_NAMES, MODES
 from ..storage.labels import agreement, agreement_markdown
-from ..render.html import compare_html
+from ..render.html import compare_html, run_images_html
 from ..storage import RunStore
 from .fuse_tab import FuseTab
 from .tab import Page, Tab, label_choices, label_controls, models_with_endpoints
 
-HEADERS = ["when", "origin", "mode", "pool", "judge", "verdict", "cost", "tokens", "you", "prompt", "run"]
+#: the table's columns: what tells runs apart (prompt, run id) first and pinned, in view on a 1280 px screen
+HEADERS = ["prompt", "run", "when", "mode", "verdict", "pool", "judge", "origin", "cost", "tokens", "you"]
+#: their widths, as shares of the table's: every column fits at 1280-1440 px (cells wrap; ``row_of`` cuts long ones)
+WIDTHS: list[str | int] = ["22%", "13%", "9%", "8%", "9%", "9%", "7%", "7%", "6%", "6%", "4%"]
 PAGE = 200  #: rows shown at once (the newest that match; the count says how many match)
 ANY = "any"
 ORIGINS = ["page", "api", "gradio-api", "cli", "python", "eval"]  #: the origin filter's choices before any run
 
 
+def cut(text: str, n: int) -> str:
+    """``text`` on one line, at most ``n`` characters (an ellipsis says where it was cut)."""
+    text = " ".join((text or "").split())
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
 def row_of(r: dict[str, Any]) -> list[Any]:
-    """One run as a History table row."""
+    """One run as a History table row (columns as ``HEADERS``)."""
     lab = r.get("label") or {}
     you = lab.get("fused") or ("picked" if lab.get("best_member") is not None else "") if lab else ""
     flag = " (interrupted)" if r["status"] == "interrupted" else " (degraded)" if r["degraded"] else ""
-    verdict = (r.get("winner") or "") or (r["final_answer"] or "")[:40]
-    return [time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])), r.get("origin") or "unknown",
-            r["mode"] + flag, r.get("pool") or "", r.get("judge") or "", verdict,
-            "" if r.get("cost_usd") is None else f"${r['cost_usd']:.4f}", r.get("total_tokens") or 0, you,
-            (r["prompt"] or "")[:80], r["run_id"]]
+    verdict = (r.get("winner") or "") or (r["final_answer"] or "")
+    return [cut(r["prompt"], 64), r["run_id"], time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])),
+            r["mode"] + flag, cut(verdict, 40), cut(r.get("pool") or "", 60), cut(r.get("judge") or "", 30),
+            r.get("origin") or "unknown", "" if r.get("cost_usd") is None else f"${r['cost_usd']:.4f}",
+            r.get("total_tokens") or 0, you]
 
 
 def query(store: RunStore, owner: str | None, search_text: str | None = None, origin: str | None = ANY,
@@ -79,8 +88,8 @@ class HistoryTab(Tab):
                                             scale=1)
             self.refresh_btn = gr.Button("Refresh", scale=0, min_width=90, elem_id="hist-refresh")
         self.count_md = gr.Markdown("", elem_id="hist-count")
-        self.runs_df = gr.Dataframe(headers=HEADERS, interactive=False, elem_id="runs-table", wrap=False,
-                                    max_height=420)
+        self.runs_df = gr.Dataframe(headers=HEADERS, interactive=False, elem_id="runs-table", wrap=True,
+                                    column_widths=WIDTHS, pinned_columns=2, max_height=420)
         self.ids = gr.State([])  #: the run ids of the table's rows, in order (a row click opens ids[row])
         self.agree_md = gr.Markdown("", elem_id="hist-agreement")
         with gr.Row(equal_height=True):
@@ -92,6 +101,7 @@ class HistoryTab(Tab):
         self.status = gr.Markdown("", elem_id="history-status")
         self.compare_view = gr.HTML("", elem_id="compare-view")
         self.label_box, self.label_best, self.label_fused, self.label_btn = label_controls("hist-")
+        self.images_view = gr.HTML("", elem_id="history-images")  #: the opened run's prompt images
         self.view = gr.Markdown("", elem_id="history-view")
         self.plot = gr.Plot(label="Timeline")
         self.opened = gr.State(None)  #: the run shown below (a label is saved to it, whatever the Run box holds)
@@ -116,8 +126,8 @@ class HistoryTab(Tab):
         for ev in (self.refresh_btn.click, self.search.submit, self.origin_dd.input, self.mode_dd.input,
                    self.labelled_dd.input, self.include_eval.input):
             ev(self.refresh_all, self.filters, self.outputs, **private)
-        open_outputs = [self.status, self.view, self.plot, self.label_box, self.label_best, self.label_fused,
-                        self.compare_dd, self.compare_view, self.opened]
+        open_outputs = [self.status, self.images_view, self.view, self.plot, self.label_box, self.label_best,
+                        self.label_fused, self.compare_dd, self.compare_view, self.opened]
         self.open_btn.click(self.open_run, self.run_dd, open_outputs, **private)
         self.runs_df.select(self.open_row, self.ids, [self.run_dd, *open_outputs], **private)
         self.compare_btn.click(self.compare, [self.run_dd, self.compare_dd], self.compare_view, **private)
@@ -154,13 +164,16 @@ class HistoryTab(Tab):
             result = self.store.load(run_id, owner=owner)
             label = self.store.label(run_id, owner)
         except WorkbenchError as exc:
-            return f"⚠ {exc}", "", None, gr.update(visible=False), gr.update(), gr.update(), gr.update(), "", None
+            return (f"⚠ {exc}", "", "", None, gr.update(visible=False), gr.update(), gr.update(), gr.update(), "",
+                    None)
+        # the store's bytes of this owner's run, sent inline: no path a visitor could point elsewhere
+        images = self.store.images(run_id, owner=owner) if result.prompt.get("images") else []
         same = self.store.same_prompt(run_id, owner)
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(result.created_at))
         msg = (f"Run `{result.run_id}` ({when}, from {result.origin or 'unknown'})"
                + (f"; {len(same)} other run(s) of the same prompt: pick one under *Compare with*" if same else ""))
         best = gr.update(choices=label_choices(result), value=label["best_member"] if label else None)
-        return (msg, render.to_markdown(result), plots.run_timeline(result),
+        return (msg, run_images_html(images), render.to_markdown(result), plots.run_timeline(result),
                 gr.update(visible=bool(result.outputs)), best,
                 gr.update(value=label["fused"] if label else None),
                 gr.update(choices=same, value=same[0] if same else None), "", result.run_id)
