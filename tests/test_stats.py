@@ -82,8 +82,8 @@ def test_mean_interval_is_students_t_or_wilson_for_right_and_wrong(values):
     assert mean == pytest.approx(v.mean())
     if np.isin(v, (0.0, 1.0)).all():
         assert (lo, hi) == stats.wilson(int(v.sum()), len(v))
-    elif v.std(ddof=1) == 0:  # no spread: the interval is the point (scipy answers nan for a zero scale)
-        assert lo == hi == mean
+    elif v.std(ddof=1) == 0:  # no spread over a few items is not certainty: no interval
+        assert math.isnan(lo) and math.isnan(hi)
     else:
         elo, ehi = t.interval(0.95, len(v) - 1, loc=v.mean(), scale=v.std(ddof=1) / math.sqrt(len(v)))
         assert lo == pytest.approx(elo, abs=1e-9) and hi == pytest.approx(ehi, abs=1e-9)

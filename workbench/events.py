@@ -6,6 +6,9 @@ with RunStart and ends with RunDone, whose result is the whole FusionResult (int
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -72,6 +75,7 @@ class JudgeStart:
 
     attempt: int  #: which ordering, from 1
     order: list[int]
+    orderings: int = 1  #: how many orderings the judge is asked in all
     kind: Literal["judge_start"] = "judge_start"
 
 
@@ -101,3 +105,40 @@ class RunDone:
 
 Event = (RunStart | Loading | RoundStart | MemberToken | MemberDone | RoundEnd | JudgeStart | JudgeToken | VerdictEvent
          | RunDone)
+
+
+class Pump:
+    """Reads a run's events into a queue from its own task, so that waiting with a timeout (keep-alives) never
+    cancels the run's generator; ``close`` stops the run (members and judge are cancelled)."""
+
+    def __init__(self, events: AsyncGenerator[Event, None]):
+        self.events = events
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        try:
+            async for e in self.events:
+                self.queue.put_nowait(e)
+        except BaseException as exc:  # noqa: BLE001  (handed to the reader, which raises it)
+            self.queue.put_nowait(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        finally:
+            self.queue.put_nowait(None)
+
+    async def next(self, timeout: float | None = None) -> Event | None:
+        """The next event; None at the end; raises what the run raised; TimeoutError after ``timeout``."""
+        item = await asyncio.wait_for(self.queue.get(), timeout)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def close(self, why: str = "cancelled") -> None:
+        """Stop the run if it is still going (``why``: one of ``records.STOPPED``, recorded as its ``stopped``)."""
+        if not self.task.done():
+            self.task.cancel(why)
+        with contextlib.suppress(BaseException):  # shielded: a cancellation of the caller (anyio cancels what a
+            await asyncio.shield(self.task)       # cancelled task awaits) must not reach the run with its reason
+        with contextlib.suppress(BaseException):
+            await self.events.aclose()

@@ -267,9 +267,8 @@ class Policy:
                              description="added in the browser", untrusted=self.public)
             if spec.api_key_env and (self.public or not spec.api_key_env.replace("_", "").isalnum()):
                 raise PolicyError(f"{spec.name}: an endpoint added here cannot use a server key variable")
-            if not self.allow_custom_endpoints:
-                raise PolicyError("adding endpoints is off on this server "
-                                  "(the host can allow it with WORKBENCH_ALLOW_CUSTOM_ENDPOINTS=1)")
+            if not self.allow_custom_endpoints:  # the setting is the host's to change, not a visitor's
+                raise PolicyError("adding endpoints is off on this server")
             self.check_url(spec.base_url or "")
             reg.models[spec.name] = spec
         return reg

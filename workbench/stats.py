@@ -91,7 +91,8 @@ def paired_binary(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> dict[str
 
 def mean_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
     """(mean, low, high): Student's t interval of the mean of per-item numbers; right/wrong values (0/1) get
-    the Wilson interval instead. (nan, nan, nan) with no value; a single value is its own interval."""
+    the Wilson interval instead. (nan, nan, nan) with no value; (mean, nan, nan) from one value, or from values
+    that do not vary: a spread of zero over a few items would read as certainty, and it is only too few items."""
     v = np.asarray(values, dtype=float)
     n = len(v)
     if n == 0:
@@ -99,8 +100,8 @@ def mean_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float
     mean = float(v.mean())
     if np.isin(v, (0.0, 1.0)).all():
         return (mean, *wilson(int(v.sum()), n, level))
-    if n == 1:
-        return mean, mean, mean
+    if n == 1 or float(v.std(ddof=1)) == 0.0:
+        return mean, float("nan"), float("nan")
     from scipy.stats import t
 
     half = float(t.ppf(0.5 + level / 2, n - 1)) * float(v.std(ddof=1)) / math.sqrt(n)
@@ -169,3 +170,25 @@ def vs_best(system: np.ndarray, members: np.ndarray, level: float = 0.95, seed: 
     high = float(centre[near].min()) - q
     return dict(n=n, diff=theta, best=best, ci_low=max(-1.0, min(theta, low)), ci_high=min(1.0, max(theta, high)),
                 near_best=[int(j) for j in near])
+
+
+def interval_reading(lo: float, hi: float, p: float | None = None, n: int | None = None) -> str:
+    """What a 95% interval of a paired difference says, in words.
+
+    With few items an interval can exclude 0 when every item points one way, so an interval that excludes 0 counts
+    as evidence only when the exact McNemar test agrees (``p`` < 0.05, where given) and there are at least 10 items
+    (``n``, where given).
+    """
+    if lo != lo or hi != hi:
+        return "no interval: nothing was compared"
+    if lo > 0 or hi < 0:
+        way = "gain" if lo > 0 else "loss"
+        if p is not None and p >= 0.05:
+            return (f"the 95% CI excludes 0 but the exact McNemar test does not (p = {p:.2f}): too few items "
+                    f"disagree to call it a {way}")
+        if n is not None and n < 10:
+            return f"the 95% CI excludes 0, but over only {n} items: a hint of a {way}, not evidence"
+        return f"the 95% CI excludes 0: evidence of a {way} on items like these"
+    if n is not None and n < 10:
+        return f"the 95% CI includes 0: over only {n} items, too few to tell either way"
+    return "the 95% CI includes 0: no evidence either way (the difference could be noise)"

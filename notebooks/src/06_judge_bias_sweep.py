@@ -92,11 +92,16 @@ GROUNDING_ITEMS = int(os.environ.get("WORKBENCH_NB_GROUNDING_ITEMS", 3 if CPU el
 some = df[df["item_id"].isin(sorted(df["item_id"].unique())[:GROUNDING_ITEMS])].copy()
 some.attrs.update(df.attrs)
 g = X.grounding(some, PRESET)
+
+
+def ci_words(lo, hi):
+    """A 95% interval in words; none from one parsed analysis, or from analyses whose rates do not vary."""
+    return f"95% CI {pct(lo)}-{pct(hi)}" if lo == lo else "no interval: too few analyses to give one"
+
 gs = g.summary
 print(f"Finding (grounding, {PRESET} as analyst, {gs['items']} items): {gs['analyses_parsed']} analyses parsed; "
       f"{gs['grounded_claims']} of {gs['quoted_claims']} quotes were found in the answer they cite "
-      f"(per-item rate {pct(gs['grounding_rate'])}, 95% CI {pct(gs['grounding_rate_ci'][0])}-"
-      f"{pct(gs['grounding_rate_ci'][1])}); by kind: " + ", ".join(f"{k} {pct(v)}" for k, v in gs["by_kind"].items()) + ".")
+      f"(per-item rate {pct(gs['grounding_rate'])}, {ci_words(*gs['grounding_rate_ci'])}); by kind: " + ", ".join(f"{k} {pct(v)}" for k, v in gs["by_kind"].items()) + ".")
 from IPython.display import Markdown
 Markdown("\n\n".join(f"#### {r.item_id}\n{r.markdown}" for r in g.details.itertuples() if r.parsed))
 

@@ -57,7 +57,7 @@ async def test_a_report_is_self_contained_with_plotly_once_and_a_summary_that_na
     assert "fusion:best-of (75%) tied member:A over 4 paired items" in summary
     assert "fusion:vote (50%) fell behind member:A by 25 points" in summary
     assert summary.count("for its difference to the truly best member") == 2
-    assert summary.count("no evidence either way") == 2
+    assert summary.count("over only 4 items, too few to tell either way") == 2
     shown = text_of(page)
     assert "random-weight" not in shown  # no noise model took part
     assert "position flips: not measured: each item was judged in one ordering; it needs swap_k &gt;= 2" in shown

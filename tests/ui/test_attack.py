@@ -155,14 +155,14 @@ async def test_page_handlers_recheck_the_browser_state_on_every_call(listener, m
                                                                                    crafted))
 
     async def evaluate():
-        out = await handlers["EvaluateTab.run"]("builtin:arithmetic", 1, ["vote"], False, False, 8, rows,
-                                                       "evil", crafted)
-        said.extend(str(v) for v in out)
+        async for out in handlers["EvaluateTab.run"]("builtin:arithmetic", 1, ["vote"], False, False, 8, rows,
+                                                      "evil", crafted):
+            said.extend(str(v) for v in out)
 
     async def api_evaluate():
-        out = await handlers["EvaluateTab.api_run"]("builtin:arithmetic", 1, ["vote"], False, False, 8, rows,
-                                                           "evil", crafted)
-        said.extend(str(v) for v in out)
+        async for out in handlers["EvaluateTab.api_run"]("builtin:arithmetic", 1, ["vote"], False, False, 8, rows,
+                                                          "evil", crafted):
+            said.extend(str(v) for v in out)
 
     async def add_endpoint():
         said.extend(str(v) for v in handlers["FuseTab.add_endpoint"]("e2", listener, "m", "HF_TOKEN", True,
@@ -282,8 +282,11 @@ def test_one_key_protects_every_programmatic_route_and_the_page_still_works(tmp_
 
     page_run = next(f.fn for f in demo.fns.values()
                     if f.fn is not None and f.fn.__qualname__ == "EvaluateTab.run")
-    status = asyncio.run(page_run("builtin:arithmetic", 1, ["vote"], False, False, 16, [["tiny-offline", "", "", ""]],
-                                  "tiny-offline", {}))[0]
+    async def last():
+        return [o async for o in page_run("builtin:arithmetic", 1, ["vote"], False, False, 16,
+                                          [["tiny-offline", "", "", ""]], "tiny-offline", {})][-1]
+
+    status = asyncio.run(last())[0]
     assert "API key" not in status and "items" in status, status
 
 

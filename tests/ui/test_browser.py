@@ -1,5 +1,8 @@
 """A real browser: Debian's chromium driven by Playwright against the app on 127.0.0.1."""
 
+import os
+from pathlib import Path
+
 import pytest
 from pagekit import add_endpoint, open_settings, pool_of, submit, text_of, wait_text
 
@@ -41,6 +44,9 @@ def test_stop_cancels_a_run_and_the_app_keeps_working(page, server):
     pool_of(page, "slowpoke")
     submit(page, "Take your time")
     wait_text(page, "#member-stats-0", "waiting")
+    # a run in progress says what it does and for how long, every second
+    wait_text(page, "#status", "0 of 1 member(s) done · 2 s")
+    assert text_of(page, "#status").startswith("⏳")
     page.click("#stop-btn")
     wait_text(page, "#status", "Run stopped")
     # the next run works (a fast endpoint this time)
@@ -66,8 +72,8 @@ def test_bad_inputs_show_messages_and_app_keeps_working(page, corrupt_png, serve
     wait_text(page, "#member-stats-0", "failed (connection)", timeout=120_000)
     add_endpoint(page, "keyless", server.base_url, "reply=x", key_var="WB_TEST_MISSING_KEY_VAR")
     pool_of(page, "keyless")
-    submit(page, "hello")
-    wait_text(page, "#member-stats-0", "WB_TEST_MISSING_KEY_VAR")
+    submit(page, "hello")  # refused at once, saying why (nothing is called)
+    wait_text(page, "#status", "keyless cannot run here: its API key variable WB_TEST_MISSING_KEY_VAR is not set")
     assert "Traceback" not in page.content()
 
 
@@ -98,9 +104,32 @@ def test_load_a_past_run_from_history(page, app):
     assert "Remember me" in text_of(page, "#history-view")
 
 
-def test_evaluate_tab_runs_a_builtin_dataset(page):
+def test_evaluate_tab_runs_a_builtin_dataset(page, tmp_path):
     page.get_by_role("tab", name="Evaluate").click()
+    # an instrument adds the modes it needs, and says so
+    page.get_by_text("Research instruments").click()
+    page.locator("#eval-instruments").get_by_label("debate_vs_vote").check()
+    wait_text(page, "#eval-instruments-needs", "added the debate mode: debate vs vote needs it")
+    assert page.locator("#eval-modes").get_by_label("debate").is_checked()
     page.click("#eval-run")
-    wait_text(page, "#eval-status", "best single member", timeout=180_000)
+    wait_text(page, "#eval-status", "Finished: 4 items in", timeout=180_000)
+    assert "best single member" in text_of(page, "#eval-status")
     table = text_of(page, "#eval-table")
     assert "oracle" in table and "fusion:vote" in table and "member:tiny-offline" in table
+    assert "fusion:debate" in table
+    page.click("#eval-instruments-run")
+    wait_text(page, "#eval-instruments-status", "debate_vs_vote")
+    assert "⚠" not in text_of(page, "#eval-instruments-status")
+    # the plots are readable at the tab's width: every label inside its plot, none over another
+    boxes = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].map(p => {
+        const r = p.getBoundingClientRect();
+        const texts = [...p.querySelectorAll('.legendtext, .xtick text, .ytick text, .gtitle')]
+            .map(t => t.getBoundingClientRect()).filter(b => b.width > 0);
+        return {plot: [r.left, r.right], texts: texts.map(b => [b.left, b.right, b.top, b.bottom])};
+    })""")
+    assert boxes
+    for b in boxes:
+        assert all(b["plot"][0] - 1 <= t[0] and t[1] <= b["plot"][1] + 1 for t in b["texts"]), b
+    page.locator("#eval-status").scroll_into_view_if_needed()
+    shots = Path(os.environ.get("WORKBENCH_SHOTS") or tmp_path)  # a folder to keep them in, to look at
+    page.screenshot(path=str(shots / "evaluate.png"), full_page=True)

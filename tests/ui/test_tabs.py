@@ -51,6 +51,21 @@ def test_the_fuse_tab_reads_and_checks_what_the_page_sends():
         plan_run([["no-such-model", "", "", ""]], None, "vote", 1, 32, 0.5, 1, "skip", {}, policy)
 
 
+
+def test_a_run_with_a_model_that_cannot_run_here_is_refused_at_once_saying_why(monkeypatch):
+    import workbench.availability as av
+
+    monkeypatch.setattr(av, "cuda_available", lambda: False)
+    av.clear_cache()
+    policy = Policy(public=False)
+    with pytest.raises(WorkbenchError, match="scout-int4 cannot run here: .* needs a CUDA GPU"):
+        plan_run([["tiny-offline", "", "", ""], ["scout-int4", "", "", ""]], None, "vote", 1, 32, 0.5, 1, "skip",
+                 {}, policy)
+    monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
+    with pytest.raises(WorkbenchError, match="openrouter-scout cannot run here: .*OPENROUTER_API_KEY is not set"):
+        plan_run([["tiny-offline", "", "", ""]], "openrouter-scout", "best-of", 1, 32, 0.5, 1, "skip", {}, policy)
+
+
 def test_adding_an_endpoint_replaces_one_of_the_same_name_and_refuses_what_the_host_refuses():
     local = Policy(public=False)
     state, msg = with_endpoint(" mine ", "http://localhost:8000/v1", "m", "", True, {"pool": [["x"]]}, local)
@@ -122,8 +137,10 @@ async def test_an_evaluation_over_the_hosts_item_limit_is_refused_before_it_runs
     assert items.maximum == 5 and "at most 5" in items.info
     rows = [["tiny-offline", ""]]
     for n in (6, 0):
-        status, *rest = await ev.run("builtin:arithmetic:easy", n, ["vote"], False, False, 16, rows, None, {},
-                                     request=me())
+        outs = [o async for o in ev.run("builtin:arithmetic:easy", n, ["vote"], False, False, 16, rows, None, {},
+                                        request=me())]
+        assert len(outs) == 1  # refused before any progress
+        status, *rest = outs[-1]
         assert status.startswith("⚠") and "1 to 5" in status, status
         assert rest == [None] * 6
     assert store.count() == 0  # nothing ran, nothing was stored

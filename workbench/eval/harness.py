@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Unpack
 
@@ -118,7 +118,8 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
                          modes: Sequence[str] = MODE_NAMES, settings: FusionSettings | None = None, *,
                          limit: int | None = None, inject: bool = False, concurrency: int = 4,
                          progress: bool = True, context: RunContext | None = None, store: RunStore | None = None,
-                         registry: Registry | None = None, **overrides: Unpack[SettingsOverrides]):
+                         registry: Registry | None = None, on_progress: Callable[[int, int], None] | None = None,
+                         **overrides: Unpack[SettingsOverrides]):
     """Evaluate members, fusion modes and the oracle on ``dataset``; return a tidy DataFrame.
 
     Args:
@@ -133,6 +134,9 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
             datasets only), owner and quota (the whole evaluation counts as one run against it), registry and
             store (where member answers, runs and rows are kept; default: the user's run store).
         store, registry: shorthands that replace the context's.
+        on_progress: called with (items done, items in all) before the first item and after each one (items
+            already evaluated before count as done at once); ``progress`` is the terminal's bar (tqdm: done / total,
+            elapsed, time left).
 
     Returns:
         One row per item x system: members ("member:NAME"), modes ("fusion:MODE"), "oracle", and
@@ -190,7 +194,10 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
                  member_systems)
     sem = asyncio.Semaphore(max(1, concurrency))
     bar = tqdm(total=len(ds.items), desc=f"evaluating {ds.name}", disable=not progress)
-    bar.update(sum(all((i.id, s) in done for s in systems) for i in ds.items))
+    finished = [sum(all((i.id, s) in done for s in systems) for i in ds.items)]
+    bar.update(finished[0])
+    if on_progress is not None:
+        on_progress(finished[0], len(ds.items))
 
     async def one(item: Item) -> None:
         todo = [s for s in systems if (item.id, s) not in done]
@@ -201,6 +208,9 @@ async def evaluate_async(dataset: str | Dataset, pool: Sequence[str | Member], j
         await asyncio.to_thread(store.put_eval_rows, eval_id,
                                 [dict(r, eval_id=eval_id, item_hash=hashes[item.id]) for r in rows])
         bar.update(1)
+        finished[0] += 1
+        if on_progress is not None:
+            on_progress(finished[0], len(ds.items))
 
     try:  # registered as one run: a draining server waits for it, then stops it with nothing half-stored
         await context.tracked(asyncio.gather(*(one(i) for i in ds.items)), f"the evaluation of {ds.name}")

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from ..fusion.modes import JUDGED_MODES
-from ..stats import VS_BEST_METHOD, paired_binary, seed_for, vs_best, wilson
+from ..stats import VS_BEST_METHOD, interval_reading, paired_binary, seed_for, vs_best, wilson
 
 
 def _graded(df: pd.DataFrame) -> pd.DataFrame:
@@ -224,12 +224,11 @@ def paired_line(r) -> str:
     """One fused-vs-best comparison as a Markdown line: what it can claim, and over what."""
     if r["vs"] is None:
         return f"- {r['system']} vs the best member: no item where it and every member were scored" + left_out_note(r)
-    claim = ("the interval excludes 0" if r["ci_low"] > 0 or r["ci_high"] < 0 else
-             "the interval includes 0: no evidence either way")
+    claim = interval_reading(r["ci_low"], r["ci_high"], r["mcnemar_p"], r["n"])
     near = [m for m in r["near_best"] if m != r["vs"]]
     return (f"- {r['system']} vs the best member: {r['diff']:+.2f} against {r['vs']} (the best on these {r['n']} "
             f"items, which flatters it); 95% CI for the difference to the truly best member {r['ci_low']:+.2f} to "
-            f"{r['ci_high']:+.2f} ({claim}; intersection bounds"
+            f"{r['ci_high']:+.2f}: {claim} (intersection bounds"
             + (f", also could be the best: {', '.join(near)}" if near else "")
             + f"); wins {r['wins']}, losses {r['losses']} against {r['vs']}, exact McNemar p = {r['mcnemar_p']:.3g}"
             + left_out_note(r))

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..stats import interval_reading
+
 from ..render import plots
 from ..fusion.modes import JUDGED_MODES
 from ..stats import VS_BEST_METHOD
@@ -77,26 +79,6 @@ def page(title: str, parts: list[str], with_plotly: bool = True) -> str:
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style>{js}</head>"
             "<body>\n" + "\n".join(parts) + "\n</body></html>\n")
-
-
-def interval_reading(lo: float, hi: float, p: float | None = None, n: int | None = None) -> str:
-    """What a 95% interval of a paired difference says, in words.
-
-    With few items an interval can exclude 0 when every item points one way, so an interval that excludes 0 counts
-    as evidence only when the exact McNemar test agrees (``p`` < 0.05, where given) and there are at least 10 items
-    (``n``, where given).
-    """
-    if lo != lo or hi != hi:
-        return "no interval: nothing was compared"
-    if lo > 0 or hi < 0:
-        way = "gain" if lo > 0 else "loss"
-        if p is not None and p >= 0.05:
-            return (f"the 95% CI excludes 0 but the exact McNemar test does not (p = {p:.2f}): too few items "
-                    f"disagree to call it a {way}")
-        if n is not None and n < 10:
-            return f"the 95% CI excludes 0, but over only {n} items: a hint of a {way}, not evidence"
-        return f"the 95% CI excludes 0: evidence of a {way} on items like these"
-    return "the 95% CI includes 0: no evidence either way (the difference could be noise)"
 
 
 def noise_notice(df) -> str | None:

@@ -337,7 +337,7 @@ async def decide(prompt: Prompt, outputs: list[MemberOutput], mode: Mode, judge_
     verdict = Verdict(mode.name, swap_k=len(orders), injection_flagged=flagged)
     parsed_all: list[dict | None] = []
     for n, order in enumerate(orders):
-        emit(JudgeStart(n + 1, order))
+        emit(JudgeStart(n + 1, order, len(orders)))
         last, parsed, attempts, cut = await J.judge_once(
             judge_backend, judge_member, prompt, ok, order, mode, config, on_text=lambda t: emit(JudgeToken(t)),
             constrain=settings.judge_schema, answer_schema=settings.answer_schema)

@@ -67,6 +67,10 @@ class ChatMessage(BaseModel):
     content: str | list[ContentPart] | None = None
 
 
+#: ``fusion.progress`` values that write the run's progress in words (besides true and false)
+PROGRESS_TEXT = ("reasoning", "content")
+
+
 class ChatRequest(BaseModel):
     """The fields of ``POST /v1/chat/completions`` that a fused model reads (others are ignored)."""
 
@@ -86,8 +90,10 @@ class ChatRequest(BaseModel):
     logprobs: bool | None = None
     top_logprobs: int | None = None
     tools: list[Any] | None = None
-    #: extension options: {"progress": false} drops progress chunks; {"blind_members": "skip" | "tell"}: what members
-    #: that cannot see images do with an image prompt (``FusionSettings.blind_members``; default the model's)
+    #: extension options: {"progress": false} drops progress chunks, {"progress": "reasoning" | "content"} also says
+    #: the run's progress in words a plain client shows (``delta.reasoning_content``, or ``delta.content`` inside
+    #: ``<think>...</think>`` before the answer); {"blind_members": "skip" | "tell"}: what members that cannot see
+    #: images do with an image prompt (``FusionSettings.blind_members``; default the model's)
     fusion: dict[str, Any] | None = None
 
     @property
@@ -104,7 +110,14 @@ class ChatRequest(BaseModel):
 
     @property
     def progress(self) -> bool:
-        return bool((self.fusion or {}).get("progress", True))
+        """Whether progress chunks (an empty delta and a ``fusion`` field) are sent."""
+        return (self.fusion or {}).get("progress", True) is not False
+
+    @property
+    def progress_text(self) -> str | None:
+        """Where the run's progress is also written in words: "reasoning", "content" or None."""
+        value = (self.fusion or {}).get("progress", True)
+        return value if value in PROGRESS_TEXT else None
 
 
 def parse_request(raw: bytes) -> ChatRequest:
@@ -125,6 +138,10 @@ def parse_request(raw: bytes) -> ChatRequest:
         e = exc.errors()[0]
         param = ".".join(str(p) for p in e.get("loc", ()))
         raise APIError(400, f"{param or 'body'}: {e.get('msg')}", "invalid_value", param or None) from None
+    progress = (req.fusion or {}).get("progress", True)
+    if not isinstance(progress, bool) and progress not in PROGRESS_TEXT:
+        raise APIError(400, f"fusion.progress must be true, false, {' or '.join(map(repr, PROGRESS_TEXT))}; "
+                            f"got {progress!r}", "invalid_value", "fusion.progress")
     if (req.n or 1) > 1:
         raise APIError(400, "n > 1 is not supported: a fused model gives one answer per request (send n requests)",
                        "unsupported_parameter", "n")

@@ -3,23 +3,22 @@ events with keep-alives: the run is cancelled, and stored as interrupted, when i
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any, assert_never
 
 from fastapi import Request
 
 from ..answers import letters
 from ..errors import WorkbenchError
-from ..events import (Event, JudgeStart, JudgeToken, Loading, MemberDone, MemberToken, RoundEnd, RoundStart, RunDone,
+from ..events import (JudgeStart, JudgeToken, Loading, MemberDone, MemberToken, Pump, RoundEnd, RoundStart, RunDone,
                       RunStart, VerdictEvent)
 from ..records import FusionResult
 from ..settings import FusionSettings
 from . import protocol as P
 from . import responses as R
+from .narrate import Narration
 from .streaming import AnswerStream, StopFilter
 from .targets import Target
 
@@ -27,45 +26,10 @@ log = logging.getLogger("workbench.serve")
 
 #: seconds without an event after which a stream sends an SSE comment (proxies keep it open; a gone client shows)
 KEEPALIVE_S = 10.0
+#: seconds without an event after which a stream that narrates its progress says the time since the run began
+NARRATE_TICK_S = 5.0
 #: how often a non-streaming request checks whether its client is still there
 DISCONNECT_POLL_S = 0.25
-
-
-class Pump:
-    """Reads a run's events into a queue from its own task, so that waiting with a timeout (keep-alives) never
-    cancels the run's generator; ``close`` stops the run (members and judge are cancelled)."""
-
-    def __init__(self, events: AsyncGenerator[Event, None]):
-        self.events = events
-        self.queue: asyncio.Queue = asyncio.Queue()
-        self.task = asyncio.ensure_future(self._run())
-
-    async def _run(self) -> None:
-        try:
-            async for e in self.events:
-                self.queue.put_nowait(e)
-        except BaseException as exc:  # noqa: BLE001  (handed to the reader, which raises it)
-            self.queue.put_nowait(exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-        finally:
-            self.queue.put_nowait(None)
-
-    async def next(self, timeout: float | None = None) -> Event | None:
-        """The next event; None at the end; raises what the run raised; TimeoutError after ``timeout``."""
-        item = await asyncio.wait_for(self.queue.get(), timeout)
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    async def close(self, why: str = "cancelled") -> None:
-        """Stop the run if it is still going (``why``: one of ``records.STOPPED``, recorded as its ``stopped``)."""
-        if not self.task.done():
-            self.task.cancel(why)
-        with contextlib.suppress(BaseException):  # shielded: a cancellation of the caller (anyio cancels what a
-            await asyncio.shield(self.task)       # cancelled task awaits) must not reach the run with its reason
-        with contextlib.suppress(BaseException):
-            await self.events.aclose()
 
 
 async def until_done(pump: Pump, request: Request) -> FusionResult | None:
@@ -93,7 +57,9 @@ async def sse(pump: Pump, req: P.ChatRequest, target: Target, cid: str, created:
     ``fusion`` field, which plain clients skip); the answer's text as deltas (a plain model's tokens as they
     come, a judge-written answer as the judge writes it, a best-of pick when the verdict is in); the finish
     chunk with the whole ``fusion`` object; usage when asked; ``[DONE]``. A failure after the stream started is
-    an ``error`` event, as OpenAI's servers send."""
+    an ``error`` event, as OpenAI's servers send. With ``"fusion": {"progress": "reasoning" | "content"}`` the
+    run's progress is also written in words (``narrate``): as ``delta.reasoning_content`` (and ``reasoning``), or
+    as ``delta.content`` inside ``<think>...</think>`` before the answer; the answer itself is unchanged."""
     model = req.model
     live = not target.plain and R.judge_writes_answer(target.mode) and settings.swap_k == 1
     answer: AnswerStream | None = None
@@ -104,14 +70,40 @@ async def sse(pump: Pump, req: P.ChatRequest, target: Target, cid: str, created:
     def progress(**info: Any) -> bytes | None:
         return step(fusion=info) if req.progress else None
 
+    where = req.progress_text
+    narration = Narration(None if target.plain else target.mode.name, labels, settings.rounds,
+                          target.call()[1]) if where else None
+    thinking = [False, False]  #: "content": a <think> block is open; the answer has begun
+
+    def said(text: str) -> bytes | None:
+        """The progress in words, where the caller asked for it (in "content", only before the answer begins)."""
+        if not text:
+            return None
+        if where == "reasoning":
+            return step({"reasoning_content": text, "reasoning": text})
+        if thinking[1]:
+            return None
+        if not thinking[0]:
+            thinking[0], text = True, "<think>\n" + text
+        return step({"content": text})
+
+    def answer_step(text: str) -> bytes:
+        """A piece of the answer: after the progress, once its <think> block is closed."""
+        if thinking[0]:
+            thinking[0], text = False, text.join(("\n</think>\n\n", ""))
+        thinking[1] = True
+        return step({"content": text})
+
     try:
         yield step({"role": "assistant", "content": ""})
+        if narration is not None and (first := said(narration.start())):
+            yield first
         result: FusionResult | None = None
         while result is None:
             try:
-                event = await pump.next(KEEPALIVE_S)
+                event = await pump.next(NARRATE_TICK_S if narration is not None else KEEPALIVE_S)
             except TimeoutError:
-                yield b": keep-alive\n\n"
+                yield said(narration.tick()) or b"" if narration is not None else b": keep-alive\n\n"
                 continue
             if event is None:
                 raise P.APIError(500, "the run ended without a result", "server_error")
@@ -123,7 +115,7 @@ async def sse(pump: Pump, req: P.ChatRequest, target: Target, cid: str, created:
                     piece = progress(event="round_start", round=event.round)
                 case MemberToken():
                     if target.plain and (text := out.push(event.text)):
-                        piece = step({"content": text})
+                        piece = answer_step(text)
                 case MemberDone():
                     o = event.output
                     piece = progress(event="member_done", round=o.round, member=o.label, ok=o.ok,
@@ -140,7 +132,7 @@ async def sse(pump: Pump, req: P.ChatRequest, target: Target, cid: str, created:
                         answer = AnswerStream(check)
                 case JudgeToken():
                     if answer is not None and (text := out.push(answer.feed(event.text))):
-                        piece = step({"content": text})
+                        piece = answer_step(text)
                 case VerdictEvent():
                     v = event.verdict
                     winner = labels[v.winner] if v.winner is not None and v.winner < len(labels) else None
@@ -153,6 +145,8 @@ async def sse(pump: Pump, req: P.ChatRequest, target: Target, cid: str, created:
                     assert_never(event)
             if piece is not None:
                 yield piece
+            if narration is not None and (words := said(narration.see(event))):
+                yield words
         try:
             R.raise_if_failed(result)
         except P.APIError as exc:
@@ -162,10 +156,10 @@ async def sse(pump: Pump, req: P.ChatRequest, target: Target, cid: str, created:
         content, finish = R.final(result, target.plain, target.mode, req.stops)
         tail = out.flush()
         if tail:
-            yield step({"content": tail})
+            yield answer_step(tail)
         if content.startswith(out.sent):
-            if content[len(out.sent):]:
-                yield step({"content": content[len(out.sent):]})
+            if content[len(out.sent):] or thinking[0]:
+                yield answer_step(content[len(out.sent):])
         else:  # what was streamed live is not the verdict's answer (a judge reply thrown away): say so
             log.warning("run %s: the streamed answer differs from the verdict's; sent a correction", result.run_id)
             yield step(fusion={"event": "answer_replaced", "content": content})

@@ -17,7 +17,13 @@ from typing import Any
 
 from ..fusion.judge import _scan
 
-_ANSWER_KEY = re.compile(r'"answer"\s*:\s*"')
+
+
+def _key(name: str) -> re.Pattern[str]:
+    return re.compile(r'"' + re.escape(name) + r'"\s*:\s*"')
+
+
+_ANSWER_KEY = _key("answer")
 
 
 class AnswerStream:
@@ -41,7 +47,7 @@ class AnswerStream:
         if self.live is False or self._closed:
             return ""
         if self.live is None:
-            found = _answer_value_start(self.buf)
+            found = _value_start(self.buf, _ANSWER_KEY)
             if found is None:
                 return ""
             key_at, self._value_at = found
@@ -67,13 +73,35 @@ class AnswerStream:
         return True
 
 
-def _answer_value_start(buf: str) -> tuple[int, int] | None:
-    """(where the key ``"answer"`` starts, where its string value's text starts) at the top level of the first
-    JSON object in ``buf``; None until that is in ``buf``."""
+class FieldStream:
+    """A top-level string field of the judge's JSON reply (``rationale``, ``answer``), decoded as it is written:
+    ``feed`` takes the reply's next piece and returns the field's whole text so far ("" until it starts). For
+    showing the judge at work; what the verdict says is the parsed reply's."""
+
+    def __init__(self, name: str):
+        self.key = _key(name)
+        self.buf = ""
+        self.text = ""
+        self._value_at: int | None = None
+
+    def feed(self, piece: str) -> str:
+        self.buf += piece
+        if self._value_at is None:
+            found = _value_start(self.buf, self.key)
+            if found is None:
+                return ""
+            self._value_at = found[1]
+        self.text = _partial_string(self.buf[self._value_at:])[0] or self.text
+        return self.text
+
+
+def _value_start(buf: str, key: re.Pattern[str]) -> tuple[int, int] | None:
+    """(where ``key`` starts, where its string value's text starts) at the top level of the first JSON object in
+    ``buf``; None until that is in ``buf``."""
     start = buf.find("{")
     if start < 0:
         return None
-    for m in _ANSWER_KEY.finditer(buf, start):
+    for m in key.finditer(buf, start):
         depth, in_string = 0, False
         for i, ch, in_str in _scan(buf, start):
             if i >= m.start():

@@ -57,7 +57,11 @@ def add_fuse_api(store: RunStore, policy: Policy, api_token: str | None = None) 
                     yield {"event": "done", "result": json.loads(json.dumps(u.result.to_dict(), default=str)),
                            "transcript_html": transcript_html(u.result)}
                 elif u.bodies:
-                    yield {"event": "tokens", "round": u.round, "members": u.texts}
+                    yield {"event": "tokens", "round": u.round, "members": u.texts, "phase": u.phase,
+                           "elapsed_s": round(u.elapsed_s, 2)}
+                else:  # the phase moved, the time passed, or the judge wrote more
+                    yield {"event": "progress", "round": u.round, "phase": u.phase,
+                           "elapsed_s": round(u.elapsed_s, 2), "judge": u.judge}
         except WorkbenchError as exc:
             yield {"event": "error", "error": str(exc)}
 

@@ -4,6 +4,7 @@ fusion modes and the oracle, with the same figures the notebooks and `workbench 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import gradio as gr
@@ -13,6 +14,7 @@ from ..errors import WorkbenchError
 from ..eval.metrics import metric_lines
 from ..fusion.modes import MODE_NAMES
 from ..settings import FusionSettings
+from ..stats import interval_reading
 from ..specs import Member
 from .fuse_tab import FuseTab
 from .pool import members_from_rows
@@ -36,6 +38,66 @@ INSTRUMENTS_HELP = (
     "diversity vs synthesis; it generates the two sampled pools), **quantization panel** (the "
     "first member's model unquantized vs INT4, and with a 4-bit vision tower for a vision model: "
     "what is really 4-bit, agreement and accuracy; it loads the model two or three times).")
+
+
+#: the instruments ticked at first: they need only the modes ticked at first (``modes_for``)
+DEFAULT_INSTRUMENTS = ("agreement_gate", "member_attribution")
+
+
+def modes_for(instruments, modes) -> list[str]:
+    """``modes`` and the modes the ``instruments`` need, in the order of ``MODE_NAMES``."""
+    from ..eval.cli import EXPERIMENTS
+
+    need = set(modes or []) | {m for name in instruments or [] for m in EXPERIMENTS.get(name, ())}
+    return [m for m in MODE_NAMES if m in need]
+
+
+def instrument_modes(instruments, modes) -> tuple[list[str], str]:
+    """The Modes box with what the chosen instruments need added, and a line saying what was added and why."""
+    from ..eval.cli import EXPERIMENTS
+
+    added = {m: [n for n in instruments or [] if m in EXPERIMENTS.get(n, ())]
+             for m in modes_for(instruments, modes) if m not in (modes or [])}
+    line = "; ".join(f"added the **{m}** mode: {', '.join(n.replace('_', ' ') for n in names)} needs it"
+                     for m, names in added.items())
+    return modes_for(instruments, modes), (line + " (run the evaluation again: member answers are cached)"
+                                           if line else "")
+
+
+def missing_modes(name: str, df) -> list[str]:
+    """The modes instrument ``name`` needs that the evaluation ``df`` did not run."""
+    from ..eval.cli import EXPERIMENTS
+
+    systems = set(df["system"].unique())
+    return [m for m in EXPERIMENTS.get(name, ()) if f"fusion:{m}" not in systems]
+
+
+def fmt_duration(seconds: float) -> str:
+    """42 s, 3 min 5 s, 1 h 2 min."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60} min"
+
+
+def progress_line(dataset: str, counts: list[tuple[float, int, int]], t0: float, now: float) -> str:
+    """An evaluation in progress: items done of all, the time so far and the time left at the rate of the items
+    done in this run (items evaluated before, taken from the store at the start, do not count towards it)."""
+    if not counts:
+        return f"⏳ Evaluating **{dataset}**: starting (loading the pool) · {fmt_duration(now - t0)}"
+    start, done0, total = counts[0]
+    _, done, _ = counts[-1]
+    line = f"⏳ Evaluating **{dataset}**: {done} of {total} items · {fmt_duration(now - t0)}"
+    if done0:
+        line += f" ({done0} from earlier runs)"
+    if done > done0 and done < total:
+        left = (counts[-1][0] - start) / (done - done0) * (total - done)
+        line += f" · about {fmt_duration(left)} left"
+    elif done == done0 and done < total:
+        line += " · time left known after the first item"
+    return line
 
 
 def instrument_calls(name: str, items: int, pool_size: int) -> int | None:
@@ -68,7 +130,10 @@ def summary_text(summary: dict) -> str:
     for k, v in summary.items():
         if isinstance(v, dict) and "diff" in v:
             p = f", McNemar p {v['mcnemar_p']:.3g}" if "mcnemar_p" in v else ""
-            parts.append(f"{k.replace('_', ' ')}: {v['diff']:+.3f} [{v['ci_low']:+.3f}, {v['ci_high']:+.3f}]{p}")
+            lo, hi = v["ci_low"], v["ci_high"]
+            ci = f"[{lo:+.3f}, {hi:+.3f}]{p}: {interval_reading(lo, hi, v.get('mcnemar_p'), v.get('n'))}" \
+                if lo == lo and hi == hi else "(no interval: too few items, or no spread among them)"
+            parts.append(f"{k.replace('_', ' ')}: {v['diff']:+.3f} {ci}")
         elif isinstance(v, float):
             parts.append(f"{k.replace('_', ' ')}: {v:.3f}")
         elif isinstance(v, (int, str)) or (isinstance(v, (list, tuple)) and len(v) <= 6):
@@ -98,7 +163,8 @@ class EvaluateTab(Tab):
                                  "parquet:FILE, csv:FILE or jsonl:FILE (with #input=COL,target=COL,...)"),
                 gr.Number(4, minimum=1, maximum=self.policy.limits.max_eval_items, precision=0, label="Items",
                           elem_id="eval-items", info=f"at most {self.policy.limits.max_eval_items:,} here"),
-                gr.CheckboxGroup(list(MODE_NAMES), value=["best-of", "vote"], label="Modes"),
+                gr.CheckboxGroup(list(MODE_NAMES), value=modes_for(DEFAULT_INSTRUMENTS, ["best-of", "vote"]),
+                                 label="Modes", elem_id="eval-modes"),
                 gr.Checkbox(False, label="Position check (2 orderings)"),
                 gr.Checkbox(False, label="Injection probe"),
                 gr.Slider(16, 1024, value=64, step=16, label="Max new tokens"),
@@ -118,9 +184,9 @@ class EvaluateTab(Tab):
         self.run_outputs = [status, table, acc_plot, cost_plot, judge_plot, debate_plot, self.last]
         with gr.Accordion("Research instruments (on the cached answers of the last evaluation)", open=False):
             gr.Markdown(INSTRUMENTS_HELP)
-            self.instruments = gr.CheckboxGroup(list(INSTRUMENTS), value=["debate_vs_vote", "agreement_gate",
-                                                                            "member_attribution"],
+            self.instruments = gr.CheckboxGroup(list(INSTRUMENTS), value=list(DEFAULT_INSTRUMENTS),
                                                 label="Instruments", elem_id="eval-instruments")
+            self.needs_md = gr.Markdown("", elem_id="eval-instruments-needs")
             self.inst_btn = gr.Button("Run instruments", elem_id="eval-instruments-run")
             self.inst_outputs: list[Any] = [gr.Markdown("", elem_id="eval-instruments-status")]
             for pair in range(0, len(INSTRUMENTS), 2):  # two a row: six in one row were too narrow to read
@@ -144,15 +210,22 @@ class EvaluateTab(Tab):
         self.inst_btn.click(self.run_instruments, [self.last, self.instruments, self.fuse.judge_dd],
                             self.inst_outputs, api_visibility="private", concurrency_limit=2)
         self.agree_btn.click(self.judge_vs_you, None, self.agree_md, api_visibility="private")
+        # an instrument adds the modes its evaluation needs (as `workbench eval --experiment` does), and says so
+        modes = self.run_inputs[2]
+        self.instruments.input(instrument_modes, [self.instruments, modes], [modes, self.needs_md],
+                               api_visibility="private")
 
     def on_load(self, state, request):
         return (self.judge_vs_you(request),)
 
     async def run(self, ds, n, chosen, swap_on, inject_on, max_tokens, rows, judge, state,
-                  request: gr.Request | None = None, progress=gr.Progress(track_tqdm=True)) -> tuple:
+                  request: gr.Request | None = None):
+        """The evaluation, with its progress in the status line (items done of all, time so far, time left) every
+        second, then its figures; a closed page cancels it."""
         from ..eval.harness import evaluate_async
 
         policy = self.policy
+        skip = (gr.skip(),) * 6
         try:
             reg = await asyncio.to_thread(policy.registry_with, (state or {}).get("endpoints", []))
             members = members_from_rows(rows, reg, policy)
@@ -162,21 +235,40 @@ class EvaluateTab(Tab):
                 raise WorkbenchError("pick at least one mode")
             policy.check_eval_items(int(n or 0))
             settings = FusionSettings(seed=0, swap_k=2 if swap_on else 1, max_new_tokens=int(max_tokens))
-            df = await evaluate_async(ds, members, policy.member(judge, reg) if judge else None, chosen,
-                                      settings, limit=int(n), inject=inject_on,
-                                      context=RunContext.for_page(request, policy, self.store, reg))
+            counts: list[tuple[float, int, int]] = []  # (when, items done, items in all)
+            t0 = time.monotonic()
+            task = asyncio.ensure_future(evaluate_async(
+                ds, members, policy.member(judge, reg) if judge else None, chosen, settings, limit=int(n),
+                inject=inject_on, progress=False, on_progress=lambda d, t: counts.append((time.monotonic(), d, t)),
+                context=RunContext.for_page(request, policy, self.store, reg)))
+            try:
+                yield (f"⏳ Evaluating **{ds}**: starting (loading the pool) · 0 s", *skip)
+                while not task.done():
+                    await asyncio.wait({task}, timeout=1.0)
+                    if not task.done():
+                        yield (progress_line(ds, counts, t0, time.monotonic()), *skip)
+                df = task.result()
+            finally:  # the page went away (or Stop): the evaluation stops with it; finished items stay stored
+                if not task.done():
+                    task.cancel()
         except WorkbenchError as exc:
-            return f"⚠ {exc}", None, None, None, None, None, None
-        return (*evaluation_figures(df, members), df)
+            yield (f"⚠ {exc}", None, None, None, None, None, None)
+            return
+        status, *figures = evaluation_figures(df, members)
+        took = time.monotonic() - t0
+        yield (f"✅ Finished: {len(df['item_id'].unique())} items in {fmt_duration(took)}.\n\n{status}", *figures, df)
 
     async def api_run(self, ds, n, chosen, swap_on, inject_on, max_tokens, rows, judge, state,
-                      request: gr.Request | None = None, progress=gr.Progress(track_tqdm=True)) -> tuple:
-        """The ``/evaluate`` API endpoint: the page's evaluation, for a client holding the host's API key."""
+                      request: gr.Request | None = None):
+        """The ``/evaluate`` API endpoint: the page's evaluation, for a client holding the host's API key (its
+        progress lines stream; the last value is the result)."""
         from ..serve.auth import BAD_KEY, bearer_ok
 
         if not bearer_ok(getattr(request, "headers", None) or {}, self.page.api_token):
-            return (f"⚠ {BAD_KEY}", None, None, None, None, None, None)
-        return await self.run(ds, n, chosen, swap_on, inject_on, max_tokens, rows, judge, state, request, progress)
+            yield (f"⚠ {BAD_KEY}", None, None, None, None, None, None)
+            return
+        async for out in self.run(ds, n, chosen, swap_on, inject_on, max_tokens, rows, judge, state, request):
+            yield out
 
     async def run_instruments(self, df, chosen, judge, request: gr.Request | None = None) -> tuple:
         context = RunContext.for_page(request, self.policy, self.store)  # each instrument counts as one of its runs
@@ -185,6 +277,10 @@ class EvaluateTab(Tab):
             return ("⚠ run an evaluation first: the instruments read its cached answers", *figures.values(), "")
         lines, shown = [], ""
         for name in chosen or []:
+            if missing := missing_modes(name, df):
+                lines.append(f"- **{name}**: ⚠ needs the {' and '.join(missing)} mode(s), which the last evaluation "
+                             "did not run: tick them under Modes and evaluate again (member answers are cached)")
+                continue
             try:
                 e = await self.instrument(name, df, judge, context)
             except WorkbenchError as exc:

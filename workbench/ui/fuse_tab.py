@@ -44,6 +44,12 @@ def plan_run(rows: Any, judge: str | None, mode: str, rounds: Any, max_tokens: A
     if not members:
         raise WorkbenchError("the pool is empty: add at least one member")
     judge_member = policy.member(judge, reg) if get_mode(mode).judged and judge else None
+    from ..availability import availability
+
+    for who in [*members, *([judge_member] if judge_member else [])]:  # refused at once, saying why (no loading)
+        a = availability(who.model, policy.public)
+        if not a.runnable:
+            raise WorkbenchError(f"{who.label} cannot run here: {a.reason}")
     settings = FusionSettings(rounds=int(rounds), max_new_tokens=int(max_tokens), temperature=float(temperature),
                               swap_k=int(swap_k), blind_members=blind or "skip")
     return members, judge_member, settings, reg
@@ -185,7 +191,8 @@ class FuseTab(Tab):
         msg, judge = "", gr.update(choices=choices)
         loader = self.page.preloader
         if loader is not None and loader.done.is_set() and loader.error:
-            msg = f"⚠ {loader.error}"
+            # a visitor reads that it failed; why (paths, commands) is the host's, in the server's log
+            msg = "⚠ the start-up model did not load here" if self.policy.public else f"⚠ {loader.error}"
             if self.page.preset != TINY and pool == self.start_pool:
                 pool, judge = default_pool(TINY), gr.update(choices=choices, value=TINY)
                 msg += " Falling back to the tiny offline model (random weights: its answers are noise)."
@@ -208,7 +215,7 @@ class FuseTab(Tab):
                       thumbs: str, keep: bool) -> dict:
         """What the page shows as a run starts: one column per member, the prompt in the strip."""
         n = len(members)
-        first = {self.status: f"Running {mode} with {n} member(s)…",
+        first = {self.status: f"⏳ Starting {mode} with {n} member(s) · 0 s",
                  self.strip_row: gr.update(visible=True), self.images_strip: thumbs,
                  self.last_prompt: {"text": text, "files": list(files)},
                  self.noise_md: gr.update(visible=any(m.model.is_noise for m in members)
@@ -277,6 +284,8 @@ class FuseTab(Tab):
                 upd.update({self.stats[i]: s for i, s in u.stats.items()})
                 if u.status is not None:
                     upd[self.status] = u.status
+                if u.judge is not None:  # the judge at work, as it writes (the verdict replaces it at the end)
+                    upd[self.verdict] = render.judge_live_html(u.judge, u.phase)
                 if u.result is not None:
                     upd.update(self.final_updates(u.result))
                     upd.update(self.ended(request))

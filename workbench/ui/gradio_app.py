@@ -8,13 +8,14 @@ from ``workbench.render``. Every module here renders the engine's events and rec
 from __future__ import annotations
 
 import os
+import sys
 
 import gradio as gr
 
 from ..context import VISITOR_COOKIE
 from ..errors import ConfigError
 from ..policy import Policy
-from ..render.html import NOISE_NOTICE
+from ..render.html import NOISE_NOTICE, NOISE_NOTICE_VISITOR
 from ..specs import load_registry
 from ..storage import RunStore
 from .api import add_fuse_api
@@ -23,7 +24,7 @@ from .fuse_tab import FuseTab
 from .history_tab import HistoryTab
 from .label_tab import LabelTab
 from .pool import default_pool
-from .startup import Preloader, choose_preset
+from .startup import Preloader, choose_preset, visitor_notice
 from .tab import Page, Tab
 
 CSS = """
@@ -81,6 +82,10 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
     policy = policy or Policy.for_host()
     token = api_token(api_key_env)  # a named but unset variable: ConfigError, never an open server
     preset, notice = choose_preset(preset)
+    if policy.public:  # the visitor reads what they can do; the host's notice (with its commands) goes to the log
+        if notice:
+            print(f"workbench: {notice}", file=sys.stderr, flush=True)
+        notice = visitor_notice(preset, notice, policy.allow_custom_endpoints)
     store = store or RunStore()
     reg0 = load_registry()
     page = Page(store, policy, preset, sorted(reg0.models), [""] + sorted(reg0.personas), token,
@@ -90,8 +95,9 @@ def build_demo(preset: str | None = None, store: RunStore | None = None, preload
 
     with gr.Blocks(title="Fusion Workbench") as demo:
         gr.Markdown("# Fusion Workbench\nDoes a fused pool of models beat the best single one, and why?")
-        gr.Markdown(("⚠ " + notice) if notice else "", elem_classes="wb-notice", visible=bool(notice))
-        noise_md = gr.Markdown(NOISE_NOTICE, elem_id="noise-notice", elem_classes="wb-notice", visible=is_noise)
+        gr.Markdown(("⚠ " + notice) if notice else "", elem_classes="wb-notice", visible=bool(notice),
+                    elem_id="start-notice")
+        noise_md = gr.Markdown(NOISE_NOTICE_VISITOR if policy.public else NOISE_NOTICE, elem_id="noise-notice", elem_classes="wb-notice", visible=is_noise)
         fuse = FuseTab(page, start_pool, noise_md).build()
         tabs: list[Tab] = [fuse, EvaluateTab(page, fuse).build(), HistoryTab(page, fuse).build(),
                            LabelTab(page).build()]

@@ -72,6 +72,23 @@ def offline(why: str) -> tuple[str, str]:
     return SMOL, f"{why}, so the workbench runs {smol}"
 
 
+def visitor_notice(preset: str, host_notice: str, add_endpoints: bool) -> str:
+    """What a visitor of a hosted copy (public mode) reads about the start-up model: what it is and what they can
+    do, never a command to run on the server (the host's notice, with its commands, goes to the server's log)."""
+    add = (" You can add an OpenAI-compatible endpoint that needs no key (under *Pool, judge and mode*) and fuse "
+           "it with the others." if add_endpoints else "")
+    own = " To use strong models, run the workbench on your own machine or GPU box (the project's README says how)."
+    if preset == TINY:
+        return ("This copy has only a random-weight test model: every answer here, the judge's included, is noise. "
+                "You can still see how a fused run works (members side by side, the judge's verdict and rationale, "
+                "debate rounds, times and tokens), and use History, Label and Evaluate on it." + add + own)
+    if preset in (SMOL, SMOL_HUB):
+        return ("This copy runs SmolLM2-135M-Instruct on a CPU: a real trained model, but small (135M parameters) "
+                "and weak, so expect many wrong answers and about half a minute per run. It cannot see images: "
+                "members that cannot see an attached image are skipped." + add + own)
+    return host_notice if "`" not in host_notice else ""
+
+
 class Preloader:
     """Loads the start-up preset in the background so the first prompt does not wait; remembers a failure."""
 
