@@ -46,7 +46,6 @@ def test_stop_cancels_a_run_and_the_app_keeps_working(page, server):
     wait_text(page, "#member-stats-0", "waiting")
     # a run in progress says what it does and for how long, every second
     wait_text(page, "#status", "0 of 1 member(s) done · 2 s")
-    assert text_of(page, "#status").startswith("⏳")
     page.click("#stop-btn")
     wait_text(page, "#status", "Run stopped")
     # the next run works (a fast endpoint this time)

@@ -33,12 +33,12 @@ def test_the_status_line_moves_while_nothing_comes_and_the_judge_streams_its_rat
 
     ups = asyncio.run(collect())
     statuses = [u.status for u in ups if u.status]
-    assert statuses[0].startswith("⏳ Run `r-1`: merge with 2 member(s) · 0 s")
+    assert statuses[0].startswith("Run `r-1`: merge with 2 member(s) · 0 s")
     # ticks while nothing came: the same phase, the time moving
-    ticks = [s for s in statuses if s.startswith("⏳ Run `r-1`")]
+    ticks = [s for s in statuses if s.startswith("Run `r-1`")]
     assert len(ticks) >= 3, statuses
     assert any("Round 1 of 2: 1 of 2 member(s) done" in s for s in statuses), statuses
-    assert any(s.startswith("⏳ Round 2 of 2: 0 of 2 member(s) done") for s in statuses), statuses
+    assert any(s.startswith("Round 2 of 2: 0 of 2 member(s) done") for s in statuses), statuses
     assert any("Judge reading 2 answer(s), ordering 1 of 2" in s for s in statuses), statuses
     judged = [u.judge for u in ups if u.judge]
     assert judged[0].startswith("Both say")  # as it is written, before the reply is whole
@@ -75,11 +75,11 @@ def test_closing_the_view_cancels_the_run():
 def test_an_evaluation_says_items_done_time_so_far_and_time_left():
     from workbench.ui.evaluate_tab import fmt_duration, progress_line
 
-    assert progress_line("d", [], 0.0, 3.2) == "⏳ Evaluating **d**: starting (loading the pool) · 3 s"
+    assert progress_line("d", [], 0.0, 3.2) == "Evaluating **d**: starting (loading the pool) · 3 s"
     counts = [(10.0, 0, 8)]
     assert progress_line("d", counts, 0.0, 12.0).endswith("0 of 8 items · 12 s · time left known after the first item")
     counts += [(20.0, 1, 8), (30.0, 2, 8)]  # 10 s an item since the first count: 6 left, about 60 s
-    assert progress_line("d", counts, 0.0, 31.0) == "⏳ Evaluating **d**: 2 of 8 items · 31 s · about 1 min 0 s left"
+    assert progress_line("d", counts, 0.0, 31.0) == "Evaluating **d**: 2 of 8 items · 31 s · about 1 min 0 s left"
     # items stored by an earlier run count as done, not towards the rate
     assert "3 of 8 items · 5 s (3 from earlier runs) · time left" in progress_line("d", [(1.0, 3, 8)], 0.0, 5.0)
     assert fmt_duration(3725) == "1 h 2 min"

@@ -86,10 +86,10 @@ def progress_line(dataset: str, counts: list[tuple[float, int, int]], t0: float,
     """An evaluation in progress: items done of all, the time so far and the time left at the rate of the items
     done in this run (items evaluated before, taken from the store at the start, do not count towards it)."""
     if not counts:
-        return f"⏳ Evaluating **{dataset}**: starting (loading the pool) · {fmt_duration(now - t0)}"
+        return f"Evaluating **{dataset}**: starting (loading the pool) · {fmt_duration(now - t0)}"
     start, done0, total = counts[0]
     _, done, _ = counts[-1]
-    line = f"⏳ Evaluating **{dataset}**: {done} of {total} items · {fmt_duration(now - t0)}"
+    line = f"Evaluating **{dataset}**: {done} of {total} items · {fmt_duration(now - t0)}"
     if done0:
         line += f" ({done0} from earlier runs)"
     if done > done0 and done < total:
@@ -242,7 +242,7 @@ class EvaluateTab(Tab):
                 inject=inject_on, progress=False, on_progress=lambda d, t: counts.append((time.monotonic(), d, t)),
                 context=RunContext.for_page(request, policy, self.store, reg)))
             try:
-                yield (f"⏳ Evaluating **{ds}**: starting (loading the pool) · 0 s", *skip)
+                yield (f"Evaluating **{ds}**: starting (loading the pool) · 0 s", *skip)
                 while not task.done():
                     await asyncio.wait({task}, timeout=1.0)
                     if not task.done():
@@ -256,7 +256,7 @@ class EvaluateTab(Tab):
             return
         status, *figures = evaluation_figures(df, members)
         took = time.monotonic() - t0
-        yield (f"✅ Finished: {len(df['item_id'].unique())} items in {fmt_duration(took)}.\n\n{status}", *figures, df)
+        yield (f"Finished: {len(df['item_id'].unique())} items in {fmt_duration(took)}.\n\n{status}", *figures, df)
 
     async def api_run(self, ds, n, chosen, swap_on, inject_on, max_tokens, rows, judge, state,
                       request: gr.Request | None = None):

@@ -75,8 +75,8 @@ class Phase:
                     self.text = f"round {ev.round}: every member agrees, the debate stops here"
             case JudgeStart():
                 self.loaded = ""
-                of = f" of {ev.orderings}" if ev.orderings > 1 else ""
-                self.text = f"judge reading {len(ev.order)} answer(s), ordering {ev.attempt}{of}"
+                of = f", ordering {ev.attempt} of {ev.orderings}" if ev.orderings > 1 else ""
+                self.text = f"judge reading {len(ev.order)} answer(s){of}"
             case VerdictEvent():
                 self.text = "judge done; saving" if ev.verdict.mode != "vote" else "votes counted; saving"
             case _:
@@ -89,7 +89,7 @@ class Phase:
 
     def status(self, elapsed_s: float) -> str:
         line = self.text[:1].upper() + self.text[1:]
-        return f"⏳ {line} · {elapsed_s:.0f} s"
+        return f"{line} · {elapsed_s:.0f} s"
 
 
 class JudgeText:
