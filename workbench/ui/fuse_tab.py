@@ -215,7 +215,7 @@ class FuseTab(Tab):
                       thumbs: str, keep: bool) -> dict:
         """What the page shows as a run starts: one column per member, the prompt in the strip."""
         n = len(members)
-        first = {self.status: f"⏳ Starting {mode} with {n} member(s) · 0 s",
+        first = {self.status: f"Starting {mode} with {n} member(s) · 0 s",
                  self.strip_row: gr.update(visible=True), self.images_strip: thumbs,
                  self.last_prompt: {"text": text, "files": list(files)},
                  self.noise_md: gr.update(visible=any(m.model.is_noise for m in members)
