@@ -20,7 +20,9 @@ Everything is built here (random weights, no download) and goes through the code
 7. **fusion**: three members and a judge on one local model through the fusion engine (best-of): the run's wall
    time over its slowest member's. Then **batching** on the same model: a late 3-member run's time to first token
    over its idle one with continuous batching (``stepper.StepWorker``) and with the batcher it replaced, and
-   tokens/s of 8 concurrent 3-member runs on each (``benchmarks/late_arrival.py``, one rep). The model:
+   tokens/s of 8 concurrent 3-member runs on each (``benchmarks/late_arrival.py``, one rep); on a GPU also with
+   transformers' own manager (``paged.PagedWorker``, ``paged`` in the JSON; on the CPU it is left out to keep the
+   toy run short, and ``tests/backends/test_paged.py`` covers it there). The model:
    SmolLM2-135M when its converted checkpoint is in the workbench cache (``make install`` puts it there), else a
    small random-weight Llama built here (the device machine has no SmolLM2 and cannot download it); the JSON says
    which.
@@ -260,16 +262,32 @@ async def batching_check(tokens: int) -> dict:
     # a random-weight model's greedy tokens stream no text (special ones): it samples, seeded, instead
     temperature = 0.0 if STATE["small_model"].startswith("SmolLM2") else 1.0
     out: dict = {"model": STATE["small_model"], "temperature": temperature}
-    for batching in ("step", "batch"):
+    import torch
+
+    # the library's manager on a GPU only (its arm). A sampled run (the random-weight model) is unseeded there: the
+    # manager has no per-request generator, and a seeded request would take PagedWorker's StepWorker fallback
+    # ("routed" says which path served the arm)
+    paths = ("step", "batch", "paged") if torch.cuda.is_available() else ("step", "batch")
+    for batching in paths:
         m = LocalModel(spec, batching=batching)
         try:
-            idle, late = await late_arrival(m, tokens, temperature)
+            seed = None if batching == "paged" and temperature > 0 else 0
+            idle, late = await late_arrival(m, tokens, temperature, seed)
             out[batching] = {"idle_ttft_s": round(idle, 4), "late_ttft_s": round(late, 4),
                              "late_over_idle": round(late / idle, 3),
-                             "tokens_per_s_8_runs": round(await throughput(m, 8, tokens, temperature), 1)}
+                             "tokens_per_s_8_runs": round(await throughput(m, 8, tokens, temperature, seed), 1)}
+            if batching == "paged":
+                out[batching]["routed"] = dict(getattr(m.worker, "routed", {}))
+        except Exception as exc:  # noqa: BLE001  (the paged arm is new: its failure must not hide the others)
+            if batching != "paged":
+                raise
+            out["paged"] = {"error": f"{type(exc).__name__}: {exc}"}
         finally:
             m.close()
     out["throughput_step_over_batch"] = round(out["step"]["tokens_per_s_8_runs"] / out["batch"]["tokens_per_s_8_runs"], 3)
+    if "tokens_per_s_8_runs" in out.get("paged", {}):
+        out["throughput_paged_over_step"] = round(out["paged"]["tokens_per_s_8_runs"] / out["step"]["tokens_per_s_8_runs"], 3)
+        out["late_over_idle_paged"] = out["paged"]["late_over_idle"]
     return out
 
 

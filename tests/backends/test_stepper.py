@@ -42,8 +42,8 @@ def test_smollm2_is_served_by_the_step_path_and_llama4_is_not(models, tiny_dir):
     assert isinstance(step.worker, StepWorker) and step.batching == "step" and supports(step.hf_model)
     assert batch.batching == "batch" and not isinstance(batch.worker, StepWorker)
     assert tiny.batching == "batch" and not supports(tiny.hf_model)  # image + text, chunked attention
-    with pytest.raises(ConfigError, match="step, batch"):
-        LocalModel(wb.load_registry().models["smol-offline"], batching="paged")
+    with pytest.raises(ConfigError, match="step, batch, paged"):
+        LocalModel(wb.load_registry().models["smol-offline"], batching="bogus")
 
 
 async def test_greedy_text_is_the_libraries_alone_and_in_a_batch_that_others_join(models):

@@ -9,7 +9,7 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendError, ConfigError, InputError, MissingDependencyError, ModelLoadError, OutOfMemoryError
 from ..paths import cache_root
@@ -18,6 +18,10 @@ from ..types import Chunk, GenerateConfig, ImagePart, Message
 from .base import ModelBackend, StreamEnd
 from .quant import is_prequantized
 from .worker import OOM_HINT, BatchStreamer, BatchWorker, GenRequest, make_stopping_criteria, row_temperature_processor
+
+if TYPE_CHECKING:
+    from .paged import PagedWorker
+    from .stepper import StepWorker
 
 #: serialises ``from_pretrained`` across threads (see ``LocalModel.__init__``)
 _LOAD_LOCK = threading.Lock()
@@ -205,10 +209,17 @@ class LocalModel(ModelBackend):
         from .zerogpu import gpu, on_zerogpu  # inert unless on a ZeroGPU Space
 
         # "step": continuous batching (a request joins the running batch at the next token) where the model's
-        # cache allows it; "batch", and every other model (Llama 4, image + text): one generate call per batch.
-        # ZeroGPU attaches a GPU per decorated call, which a loop that never returns cannot take.
-        self.worker: BatchWorker | StepWorker
-        if batching == "step" and not on_zerogpu() and supports(self.hf_model):
+        # cache allows it; "paged": the same through transformers' own manager (paged attention; the library's path
+        # for a GPU), with a StepWorker inside for what it cannot honour; "batch", and every other model (Llama 4,
+        # image + text): one generate call per batch. ZeroGPU attaches a GPU per decorated call, which a loop that
+        # never returns cannot take. The manager switches the attention itself: nothing changes at load time.
+        self.worker: BatchWorker | StepWorker | PagedWorker
+        if batching == "paged" and not on_zerogpu() and supports(self.hf_model):
+            from .paged import PagedWorker
+
+            self.worker = PagedWorker(self, spec.name, max_batch=max_batch)
+            self.batching = "paged"
+        elif batching == "step" and not on_zerogpu() and supports(self.hf_model):
             self.worker = StepWorker(self, spec.name, max_batch=max_batch)
             self.batching = "step"
         else:

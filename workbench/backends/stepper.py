@@ -30,7 +30,7 @@ from .base import StreamEnd
 from .worker import GenRequest, WorkerThread, _as_backend_error
 
 #: the settings that choose a local model's batcher (``WORKBENCH_BATCHING``)
-BATCHING = ("step", "batch")
+BATCHING = ("step", "batch", "paged")
 
 
 def supports(hf_model) -> bool:
@@ -51,6 +51,32 @@ def _cache_kwarg(hf_model) -> str | None:
     """The name ``forward`` takes the cache by: ``cache`` (transformers >= 5.2x) or ``past_key_values``."""
     params = inspect.signature(hf_model.forward).parameters
     return next((n for n in ("cache", "past_key_values") if n in params), None)
+
+
+def send_text(tokenizer, row: _Row) -> None:
+    """Send the row's caller the text its new tokens added (held back while a multi-byte character is cut)."""
+    text = tokenizer.decode(row.tokens, skip_special_tokens=True)
+    if text.endswith("\ufffd"):  # a multi-byte character is not complete yet
+        return
+    delta = text[len(row.sent):] if text.startswith(row.sent) else text
+    if delta:
+        row.sent = text
+        row.request.emit(Chunk(delta))
+
+
+def end_row(model, row: _Row, reason: str, closed: bool) -> bool:
+    """Answer a row that ended: the rest of its text and its usage, or the closed error when the worker was closed
+    under it (``reason`` "cancelled"). Whether it ended with a finish reason."""
+    r = row.request
+    if reason == "cancelled" and closed:
+        r.emit(BackendError(f"{model.spec.name} was unloaded while generating", kind="closed"))
+        return False
+    text = model.tokenizer.decode(row.tokens, skip_special_tokens=True)
+    if text != row.sent and text.startswith(row.sent):
+        r.emit(Chunk(text[len(row.sent):]))
+    r.emit(StreamEnd(Usage(prompt_tokens=row.prompt_tokens, completion_tokens=len(row.tokens) + int(row.hit_eos)),
+                     reason))
+    return True
 
 
 @dataclass
@@ -265,13 +291,7 @@ class StepWorker(WorkerThread):
         return int(torch.multinomial(probs, 1, generator=row.generator))
 
     def _send(self, row: _Row) -> None:
-        text = self.model.tokenizer.decode(row.tokens, skip_special_tokens=True)
-        if text.endswith("\ufffd"):  # a multi-byte character is not complete yet
-            return
-        delta = text[len(row.sent):] if text.startswith(row.sent) else text
-        if delta:
-            row.sent = text
-            row.request.emit(Chunk(delta))
+        send_text(self.model.tokenizer, row)
 
     def _leave(self, ended: list[tuple[_Row, str]]) -> None:
         """Answer the rows that ended and drop their cache rows (and the padding no row needs any more)."""
@@ -279,16 +299,8 @@ class StepWorker(WorkerThread):
 
         gone = {id(row) for row, _ in ended}
         for row, reason in ended:
-            r = row.request
-            if reason == "cancelled" and self._closed:
-                r.emit(BackendError(f"{self.model.spec.name} was unloaded while generating", kind="closed"))
-                continue
-            text = self.model.tokenizer.decode(row.tokens, skip_special_tokens=True)
-            if text != row.sent and text.startswith(row.sent):
-                r.emit(Chunk(text[len(row.sent):]))
-            self.finish_reasons.append(reason)
-            r.emit(StreamEnd(Usage(prompt_tokens=row.prompt_tokens,
-                                   completion_tokens=len(row.tokens) + int(row.hit_eos)), reason))
+            if end_row(self.model, row, reason, self._closed):
+                self.finish_reasons.append(reason)
         keep = [i for i, row in enumerate(self._rows) if id(row) not in gone]
         self._rows = [self._rows[i] for i in keep]
         if not self._rows:
