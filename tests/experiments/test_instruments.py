@@ -161,7 +161,8 @@ async def test_the_evaluate_tab_runs_the_instruments_on_its_last_evaluation(tmp_
     no_debate = no_debate[no_debate["system"] != "fusion:debate"]
     no_debate.attrs.update(frame().attrs)
     status, *_ = await run(no_debate, ["debate_vs_vote", "judge_bias_sweep"], None)
-    assert "no fusion:debate rows" in status and "needs a judge" in status
+    assert "needs the debate mode(s), which the last evaluation did not run: tick them under Modes" in status
+    assert "needs a judge" in status
 
 
 async def test_a_public_server_caps_the_instruments_model_calls(tmp_path):
