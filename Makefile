@@ -56,7 +56,7 @@ lock:
 LATEST_VENV := .venv-latest
 BOUNDARY_TESTS := tests/backends/test_openai_compat.py tests/backends/test_egress.py tests/backends/test_sdk_http.py \
 	tests/backends/test_local.py \
-	tests/backends/test_smol.py tests/backends/test_stepper.py tests/serve tests/test_spaces.py tests/test_provenance.py \
+	tests/backends/test_smol.py tests/backends/test_stepper.py tests/backends/test_paged.py tests/serve tests/test_spaces.py tests/test_provenance.py \
 	tests/eval/test_environments.py tests/eval/test_tables.py
 test-latest:
 	@test -x $(LATEST_VENV)/bin/python || $(PYTHON) -m venv $(LATEST_VENV)
