@@ -73,25 +73,27 @@ async def sse(pump: Pump, req: P.ChatRequest, target: Target, cid: str, created:
     where = req.progress_text
     narration = Narration(None if target.plain else target.mode.name, labels, settings.rounds,
                           target.call()[1]) if where else None
-    thinking = [False, False]  #: "content": a <think> block is open; the answer has begun
+    thinking = answering = False  #: "content": a <think> block is open; the answer has begun
 
     def said(text: str) -> bytes | None:
         """The progress in words, where the caller asked for it (in "content", only before the answer begins)."""
+        nonlocal thinking
         if not text:
             return None
         if where == "reasoning":
             return step({"reasoning_content": text, "reasoning": text})
-        if thinking[1]:
+        if answering:
             return None
-        if not thinking[0]:
-            thinking[0], text = True, "<think>\n" + text
+        if not thinking:
+            thinking, text = True, "<think>\n" + text
         return step({"content": text})
 
     def answer_step(text: str) -> bytes:
         """A piece of the answer: after the progress, once its <think> block is closed."""
-        if thinking[0]:
-            thinking[0], text = False, text.join(("\n</think>\n\n", ""))
-        thinking[1] = True
+        nonlocal thinking, answering
+        if thinking:
+            thinking, text = False, "\n</think>\n\n" + text
+        answering = True
         return step({"content": text})
 
     try:
@@ -158,7 +160,7 @@ async def sse(pump: Pump, req: P.ChatRequest, target: Target, cid: str, created:
         if tail:
             yield answer_step(tail)
         if content.startswith(out.sent):
-            if content[len(out.sent):] or thinking[0]:
+            if content[len(out.sent):] or thinking:
                 yield answer_step(content[len(out.sent):])
         else:  # what was streamed live is not the verdict's answer (a judge reply thrown away): say so
             log.warning("run %s: the streamed answer differs from the verdict's; sent a correction", result.run_id)

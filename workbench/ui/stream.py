@@ -118,14 +118,19 @@ async def view_updates(events: AsyncIterator[Event], n_members: int, every_s: fl
     phase = Phase(n_members)
     judge: JudgeText | None = None
     pump = Pump(events)  # type: ignore[arg-type]  # an async generator (fuse_stream); read from its own task
+
+    def stamped(u: ViewUpdate, now: float) -> ViewUpdate:
+        """``u`` with what every update carries: the round, every member's text, the time and the phase."""
+        u.round, u.texts, u.elapsed_s, u.phase = cur_round, list(texts), now - t0, phase.text
+        return u
+
     try:
         while True:
             try:
                 ev = await pump.next(tick_s)
             except TimeoutError:
                 now = status_at = time.monotonic()
-                yield ViewUpdate(status=phase.status(now - t0), round=cur_round, texts=list(texts),
-                                 elapsed_s=now - t0, phase=phase.text)
+                yield stamped(ViewUpdate(status=phase.status(now - t0)), now)
                 continue
             if ev is None:
                 break
@@ -160,13 +165,9 @@ async def view_updates(events: AsyncIterator[Event], n_members: int, every_s: fl
             if pending.status is not None or now - status_at >= tick_s:  # the time moves while tokens stream too
                 pending.status, status_at = phase.status(now - t0), now
             if pending and (now - last >= every_s or isinstance(ev, (MemberDone, RunDone))):
-                pending.round, pending.texts = cur_round, list(texts)
-                pending.elapsed_s, pending.phase = now - t0, phase.text
-                yield pending
+                yield stamped(pending, now)
                 pending, last = ViewUpdate(), now
         if pending:
-            pending.round, pending.texts = cur_round, list(texts)
-            pending.elapsed_s, pending.phase = time.monotonic() - t0, phase.text
-            yield pending
+            yield stamped(pending, time.monotonic())
     finally:  # a Stop or a closed page: the run is cancelled (and stored as interrupted)
         await pump.close()
